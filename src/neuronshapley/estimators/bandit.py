@@ -1,0 +1,208 @@
+"""TMAB-Shapley: find the k largest (or smallest) Shapley values with a multi-armed bandit.
+
+Algorithm 1 of Ghorbani & Zou (2020). Each player keeps a confidence interval on its value
+(empirical Bernstein, appendix E). A player is *undecided* while its interval straddles the
+threshold that separates the top k from the rest, by more than ``tol`` on both sides:
+
+    lower_i + tol < threshold < upper_i - tol.
+
+Each round walks a few permutations and records marginals only for undecided players; the others
+are removed without evaluation (one extra evaluation where the walk resumes). The run ends when no
+player is undecided, or a budget is spent.
+
+The paper takes the k-th largest estimate as the threshold. Then the k-th player itself always
+straddles it and only ``tol`` can settle it, so a well separated top k still costs about
+(7 R ln(4/delta) / (3 tol)) samples of that player. The default ``threshold="midpoint"`` takes
+the midpoint between the k-th and (k+1)-th largest estimates instead, which settles a separated
+top k as soon as the intervals say so; ``threshold="kth"`` is the paper's rule.
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley._validation import check_choice, check_float, check_int
+from neuronshapley.estimators._common import (
+    Plan,
+    RunSpec,
+    check_sampling_args,
+    check_truncation,
+    resume_entropy,
+    run_rounds,
+)
+from neuronshapley.estimators.result import ShapleyResult, interval_halfwidth
+from neuronshapley.estimators.walks import WalkState
+from neuronshapley.games.base import Game, as_game
+from neuronshapley.typing import PlayerValues
+
+
+def separation_threshold(values: PlayerValues, k: int, rule: str) -> float:
+    """The value separating the ``k`` largest ``values`` from the rest."""
+    kth, next_ = -np.partition(-values, (k - 1, k))[[k - 1, k]]
+    return float(kth if rule == "kth" else (kth + next_) / 2.0)
+
+
+def undecided_players(
+    values: PlayerValues,
+    halfwidth: PlayerValues,
+    *,
+    k: int,
+    side: str,
+    tol: float,
+    rule: str,
+) -> tuple[NDArray[np.bool_], dict[str, float]]:
+    """Players whose interval straddles a top-k (or bottom-k) threshold by more than ``tol``."""
+    undecided = np.zeros(len(values), dtype=bool)
+    thresholds: dict[str, float] = {}
+    lower, upper = values - halfwidth, values + halfwidth
+    if side in ("top", "both"):
+        cut = separation_threshold(values, k, rule)
+        undecided |= (lower + tol < cut) & (cut < upper - tol)
+        thresholds["top"] = cut
+    if side in ("bottom", "both"):
+        cut = -separation_threshold(-values, k, rule)
+        undecided |= (lower + tol < cut) & (cut < upper - tol)
+        thresholds["bottom"] = cut
+    return undecided, thresholds
+
+
+def tmab_shapley(
+    game: Game | Callable[..., Any],
+    k: int,
+    *,
+    delta: float = 0.05,
+    tol: float = 1e-3,
+    side: str = "top",
+    threshold: str = "midpoint",
+    adaptive: bool = True,
+    bound: str = "bernstein",
+    value_range: float | None = None,
+    union_bound: bool = False,
+    truncation: float | None = None,
+    truncation_mode: str = "relative",
+    patience: int = 5,
+    max_evaluations: int | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 32,
+    n_walks: int = 8,
+    seed: int | Any = None,
+    n_players: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 60.0,
+    resume: str | os.PathLike[str] | None = None,
+) -> ShapleyResult:
+    """Truncated multi-armed-bandit Shapley (Algorithm 1 of Ghorbani & Zou 2020).
+
+    Args:
+        game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``.
+        k: How many players to separate, 1 <= k < n_players.
+        delta: Each interval fails with probability at most ``delta``. Default 0.05.
+        tol: A player counts as decided once its interval reaches past the threshold by at
+            most ``tol`` (values closer than ``tol`` to the threshold are ties). Default 1e-3.
+        side: ``"top"`` (largest values, default), ``"bottom"`` (most negative: e.g. units that
+            hurt fairness) or ``"both"``.
+        threshold: ``"midpoint"`` between the k-th and (k+1)-th estimates (default) or
+            ``"kth"``, the k-th estimate itself as in the paper (see the module notes).
+        adaptive: Sample only undecided players (default). ``False`` samples every player each
+            round with the same stopping rule: plain Monte Carlo, for comparison.
+        bound: ``"bernstein"`` (empirical Bernstein as in the paper, default) or ``"normal"``.
+        value_range: Range R of a marginal contribution; the paper fixes R = 1 for accuracy.
+            Default ``None``: the range of all samples seen, a heuristic.
+        union_bound: Divide ``delta`` among the players so all intervals hold at once. Default
+            ``False`` (as in the paper).
+        truncation: Early truncation threshold (see ``truncated_shapley``); default ``None``,
+            off. Networks usually want it, e.g. 0.1.
+        truncation_mode: ``"relative"`` (default) or ``"absolute"``.
+        patience: Consecutive dead evaluations that end a walk. Default 5.
+        max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
+        max_seconds: Stop after this much wall time in this call.
+        batch_size: Coalitions per call to the game. Default 32.
+        n_walks: Permutations per round; the undecided set is updated between rounds. Default 8.
+        seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
+        n_players: Number of players, only for a plain callable ``game``.
+        checkpoint: Directory to save the run's state in, every ``checkpoint_every`` seconds and
+            at the end.
+        checkpoint_every: Seconds between checkpoints. Default 60.
+        resume: Directory of a checkpoint to continue from (same parameters, budgets may grow).
+
+    Returns:
+        A ``ShapleyResult`` whose ``stop_reason`` is ``"separated"`` when no player is left
+        undecided, else the budget that ran out; ``diagnostics`` holds the number of undecided
+        players and the threshold(s) at the end.
+    """
+    owner = "tmab_shapley"
+    game = as_game(game, n_players, owner)
+    check_sampling_args(
+        owner,
+        delta=delta,
+        bound=bound,
+        value_range=value_range,
+        union_bound=union_bound,
+        max_evaluations=max_evaluations,
+        max_seconds=max_seconds,
+        batch_size=batch_size,
+        n_walks=n_walks,
+        checkpoint_every=checkpoint_every,
+    )
+    n = game.n_players
+    if n < 2:
+        raise ValueError(f"{owner} needs at least 2 players to separate a top k. Got {n}.")
+    check_int(k, "k", owner, min_value=1, max_value=n - 1)
+    check_float(tol, "tol", owner, low=0.0)
+    check_choice(side, "side", owner, ("top", "bottom", "both"))
+    check_choice(threshold, "threshold", owner, ("midpoint", "kth"))
+    if not isinstance(adaptive, bool):
+        raise TypeError(f"The 'adaptive' parameter of {owner} must be a bool. Got {adaptive!r}.")
+    rule = check_truncation(owner, truncation, truncation_mode, patience)
+    if tol == 0 and max_evaluations is None and max_seconds is None:
+        raise ValueError(
+            f"With tol=0, {owner} may never stop (tied values straddle the threshold forever): "
+            "give max_evaluations or max_seconds, or a tol > 0."
+        )
+    identity = {
+        "k": k,
+        "delta": delta,
+        "tol": tol,
+        "side": side,
+        "threshold": threshold,
+        "adaptive": adaptive,
+        "bound": bound,
+        "value_range": value_range,
+        "union_bound": union_bound,
+        "truncation": truncation,
+        "truncation_mode": truncation_mode,
+        "patience": patience,
+        "batch_size": batch_size,
+        "n_walks": n_walks,
+    }
+    spec = RunSpec(
+        owner=owner,
+        game=game,
+        entropy=resume_entropy(seed, resume, owner),
+        identity=identity,
+        truncation=rule,
+        antithetic=False,
+        batch_size=batch_size,
+        n_walks=n_walks,
+        max_evaluations=max_evaluations,
+        max_seconds=max_seconds,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
+
+    def plan(state: WalkState) -> tuple[Plan, int]:
+        half, _ = interval_halfwidth(state.stats, identity)
+        undecided, cuts = undecided_players(
+            state.stats.mean, half, k=k, side=side, tol=tol, rule=threshold
+        )
+        n_undecided = int(undecided.sum())
+        state.extra.update(n_undecided=n_undecided, thresholds=cuts)
+        if n_undecided == 0:
+            return "separated", 0
+        return (undecided if adaptive else None), n_walks
+
+    return run_rounds(spec, plan)

@@ -1,0 +1,214 @@
+"""Monte Carlo Shapley over random permutations, with optional early truncation.
+
+``permutation_shapley`` estimates eq. (2) of Ghorbani & Zou (2020): phi_i is the mean marginal
+contribution of player i over uniformly random orders. ``truncated_shapley`` adds the paper's
+early truncation (section 3, appendix B): once the network is dead, the players still to be
+removed get a zero marginal without a forward pass. With ``truncation=None`` the two are the same
+function and, for the same seed, give the same result.
+"""
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from neuronshapley._validation import check_int
+from neuronshapley.estimators._common import (
+    Plan,
+    RunSpec,
+    check_sampling_args,
+    check_truncation,
+    resume_entropy,
+    run_rounds,
+)
+from neuronshapley.estimators.result import ShapleyResult
+from neuronshapley.estimators.walks import WalkState
+from neuronshapley.games.base import Game, as_game
+
+
+def truncated_shapley(
+    game: Game | Callable[..., Any],
+    n_permutations: int | None = None,
+    *,
+    truncation: float | None = 0.1,
+    truncation_mode: str = "relative",
+    patience: int = 5,
+    antithetic: bool = False,
+    delta: float = 0.05,
+    bound: str = "bernstein",
+    value_range: float | None = None,
+    union_bound: bool = False,
+    max_evaluations: int | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 32,
+    n_walks: int = 8,
+    seed: int | Any = None,
+    n_players: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 60.0,
+    resume: str | os.PathLike[str] | None = None,
+) -> ShapleyResult:
+    """Truncated Monte Carlo Shapley (Ghorbani & Zou 2020, section 3 and appendix B).
+
+    Each permutation is walked from the full set down, removing one player at a time; a walk
+    stops once ``patience`` consecutive coalitions are dead, and the players it has not removed
+    yet get a zero marginal for that permutation.
+
+    Args:
+        game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``.
+        n_permutations: Permutations to walk. Default ``None``: until a budget is spent (at least
+            one of ``n_permutations``, ``max_evaluations`` and ``max_seconds`` is required).
+        truncation: Dead-network threshold; ``None`` disables truncation. Default 0.1: in
+            ``"relative"`` mode a coalition is dead once it keeps at most 10% of the full
+            network's gain over the empty one, (V - V(empty)) / (V(N) - V(empty)) <= 0.1.
+        truncation_mode: ``"relative"`` (default) or ``"absolute"`` (dead when V <= truncation).
+        patience: Consecutive dead evaluations that end a walk. Default 5.
+        antithetic: Walk each permutation and its reverse; their mean is one sample. Default
+            ``False``. Needs an even ``n_walks`` and ``n_permutations``.
+        delta: Each interval fails with probability at most ``delta``. Default 0.05.
+        bound: ``"bernstein"`` (empirical Bernstein, finite-sample, default) or ``"normal"``.
+        value_range: Range R of a marginal contribution (e.g. 1 for accuracy). Default ``None``:
+            the range of all samples seen, a heuristic; give R for a guaranteed bound.
+        union_bound: Divide ``delta`` among the players so all intervals hold at once. Default
+            ``False``.
+        max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
+        max_seconds: Stop after this much wall time in this call.
+        batch_size: Coalitions per call to the game. Default 32.
+        n_walks: Permutations walked per round; their coalitions share batches. Default 8.
+        seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded in the
+            result so the run can be repeated.
+        n_players: Number of players, only for a plain callable ``game``.
+        checkpoint: Directory to save the run's state in, every ``checkpoint_every`` seconds and
+            at the end.
+        checkpoint_every: Seconds between checkpoints. Default 60.
+        resume: Directory of a checkpoint to continue from; the parameters must match, the
+            budgets may grow. The result equals an uninterrupted run's.
+
+    Returns:
+        A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped.
+    """
+    return _permutation_run("truncated_shapley", **locals())
+
+
+def permutation_shapley(
+    game: Game | Callable[..., Any],
+    n_permutations: int | None = None,
+    *,
+    antithetic: bool = False,
+    delta: float = 0.05,
+    bound: str = "bernstein",
+    value_range: float | None = None,
+    union_bound: bool = False,
+    max_evaluations: int | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 32,
+    n_walks: int = 8,
+    seed: int | Any = None,
+    n_players: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 60.0,
+    resume: str | os.PathLike[str] | None = None,
+) -> ShapleyResult:
+    """Monte Carlo Shapley over random permutations (eq. 2 of Ghorbani & Zou 2020).
+
+    Every player's marginal contribution is sampled once per permutation (walked from the full
+    set down), and its running mean and variance give the estimate and its interval. It is
+    ``truncated_shapley`` with ``truncation=None``; see there for the arguments.
+
+    Returns:
+        A ``ShapleyResult``.
+    """
+    return _permutation_run(
+        "permutation_shapley", truncation=None, truncation_mode="relative", patience=5, **locals()
+    )
+
+
+def _permutation_run(
+    owner: str,
+    *,
+    game: Game | Callable[..., Any],
+    n_permutations: int | None,
+    truncation: float | None,
+    truncation_mode: str,
+    patience: int,
+    antithetic: bool,
+    delta: float,
+    bound: str,
+    value_range: float | None,
+    union_bound: bool,
+    max_evaluations: int | None,
+    max_seconds: float | None,
+    batch_size: int,
+    n_walks: int,
+    seed: Any,
+    n_players: int | None,
+    checkpoint: str | os.PathLike[str] | None,
+    checkpoint_every: float,
+    resume: str | os.PathLike[str] | None,
+) -> ShapleyResult:
+    game = as_game(game, n_players, owner)
+    check_sampling_args(
+        owner,
+        delta=delta,
+        bound=bound,
+        value_range=value_range,
+        union_bound=union_bound,
+        max_evaluations=max_evaluations,
+        max_seconds=max_seconds,
+        batch_size=batch_size,
+        n_walks=n_walks,
+        checkpoint_every=checkpoint_every,
+    )
+    check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
+    rule = check_truncation(owner, truncation, truncation_mode, patience)
+    if n_permutations is None and max_evaluations is None and max_seconds is None:
+        raise ValueError(
+            f"{owner} needs a stopping rule: give n_permutations, max_evaluations or max_seconds."
+        )
+    if not isinstance(antithetic, bool):
+        raise TypeError(
+            f"The 'antithetic' parameter of {owner} must be a bool. Got {antithetic!r}."
+        )
+    if antithetic and (n_walks % 2 or (n_permutations is not None and n_permutations % 2)):
+        raise ValueError(
+            f"With antithetic=True, the 'n_walks' and 'n_permutations' parameters of {owner} must "
+            f"be even (each permutation walks with its reverse). Got n_walks={n_walks}, "
+            f"n_permutations={n_permutations}."
+        )
+    identity = {
+        "truncation": truncation,
+        "truncation_mode": truncation_mode,
+        "patience": patience,
+        "antithetic": antithetic,
+        "delta": delta,
+        "bound": bound,
+        "value_range": value_range,
+        "union_bound": union_bound,
+        "batch_size": batch_size,
+        "n_walks": n_walks,
+    }
+    spec = RunSpec(
+        owner=owner,
+        game=game,
+        entropy=resume_entropy(seed, resume, owner),
+        identity=identity,
+        truncation=rule,
+        antithetic=antithetic,
+        batch_size=batch_size,
+        n_walks=n_walks,
+        max_evaluations=max_evaluations,
+        max_seconds=max_seconds,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
+
+    def plan(state: WalkState) -> tuple[Plan, int]:
+        done = state.next_permutation
+        if n_permutations is not None and done >= n_permutations:
+            return "n_permutations", 0
+        left = n_walks if n_permutations is None else min(n_walks, n_permutations - done)
+        return None, left
+
+    result = run_rounds(spec, plan)
+    result.params["n_permutations"] = n_permutations
+    return result

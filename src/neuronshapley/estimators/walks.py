@@ -1,0 +1,346 @@
+"""Permutation walks: the sampling engine behind permutation, truncated and TMAB Shapley.
+
+A walk takes a random permutation pi and removes its players one by one from the full set, as the
+original Neuron Shapley code did: after t removals the coalition is C_t = N minus pi[:t], and the
+player removed at step t+1 has the marginal contribution V(C_t) - V(C_{t+1}). Walking down from N
+and walking up from the empty set along the reversed permutation give the same samples (a reversed
+uniform permutation is uniform), so every marginal is an unbiased sample of eq. (2) of
+Ghorbani & Zou (2020).
+
+Only the marginals of *sampled* players are recorded (TMAB samples the undecided ones). A walk
+evaluates exactly the coalitions those players need, C_q and C_{q+1} for a player at position q;
+the players in between are removed without evaluation, at the price of one extra evaluation where
+the walk resumes (as in the original code). Early truncation (appendix B) ends a walk once
+``patience`` consecutive evaluated coalitions are dead; the players removed after that point get a
+zero marginal.
+
+Walks run in *rounds* of a few permutations whose coalitions share batches, so that a game (a
+PyTorch model) answers many coalitions per call. Permutation number j is drawn from its own seed,
+``SeedSequence(entropy, spawn_key=(j,))``, so any range of permutations can be walked anywhere
+(a resumed run, another worker) and the statistics merged exactly.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley.estimators.stats import RunningStats
+from neuronshapley.games.base import Game, check_values
+from neuronshapley.typing import CoalitionMatrix, GameValues
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """When a walk counts the network as dead (appendix B of Ghorbani & Zou 2020).
+
+    Attributes:
+        threshold: In ``"relative"`` mode a coalition is dead when it keeps at most this fraction
+            of the full network's gain over the empty one, (V - V(empty)) / (V(N) - V(empty)) <=
+            threshold; this works for metrics where higher or lower is better. In ``"absolute"``
+            mode it is dead when V <= threshold.
+        mode: ``"relative"`` or ``"absolute"``.
+        patience: Consecutive dead evaluations after which the walk stops.
+    """
+
+    threshold: float
+    mode: str = "relative"
+    patience: int = 5
+
+    def dead(self, values: GameValues, v_full: float, v_empty: float) -> NDArray[np.bool_]:
+        """Which of ``values`` count as a dead network."""
+        if self.mode == "absolute":
+            return values <= self.threshold
+        gain = v_full - v_empty
+        if gain == 0.0:  # no gain to lose: the progress fraction is undefined, never truncate
+            return np.zeros(len(values), dtype=bool)
+        return (values - v_empty) / gain <= self.threshold
+
+
+class Evaluator:
+    """Calls the game, checks what it returns, and enforces the evaluation and time budget."""
+
+    def __init__(
+        self, game: Game, max_evaluations: int | None = None, max_seconds: float | None = None
+    ) -> None:
+        self.game = game
+        self.max_evaluations = max_evaluations
+        self.max_seconds = max_seconds
+        self.n_evaluations = 0
+        self.started = time.perf_counter()
+        self._owner = f"The game {game!r}"
+
+    def __call__(self, coalitions: CoalitionMatrix) -> GameValues:
+        values = check_values(self.game.value(coalitions), len(coalitions), self._owner)
+        self.n_evaluations += len(coalitions)
+        return values
+
+    def remaining(self) -> int | None:
+        """Evaluations left in the budget (``None``: unlimited)."""
+        if self.max_evaluations is None:
+            return None
+        return max(self.max_evaluations - self.n_evaluations, 0)
+
+    def out_of_time(self) -> bool:
+        return self.max_seconds is not None and self.elapsed() >= self.max_seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def permutation(entropy: int, index: int, n_players: int) -> NDArray[np.intp]:
+    """Permutation number ``index`` of the stream ``entropy``: the order players are removed."""
+    rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index,)))
+    return rng.permutation(n_players)
+
+
+def rank_dtype(n_players: int) -> type[np.unsignedinteger[Any]]:
+    # Comparing 16-bit ranks builds the coalition masks twice as fast as 32-bit ones.
+    return np.uint16 if n_players < 2**16 else np.uint32
+
+
+class Walk:
+    """One permutation walked from the full set down, evaluating only what is needed."""
+
+    __slots__ = ("cursor", "needed", "order", "ranks", "streak", "truncated_at", "values")
+
+    def __init__(self, order: NDArray[np.intp], sampled: NDArray[np.bool_] | None) -> None:
+        n = len(order)
+        dtype = rank_dtype(n)
+        self.order = order
+        self.ranks = np.empty(n, dtype=dtype)
+        self.ranks[order] = np.arange(n, dtype=dtype)
+        if sampled is None:
+            needed = np.arange(1, n)
+        else:
+            positions = np.flatnonzero(sampled[order])
+            needed = np.union1d(positions, positions + 1)
+            needed = needed[(needed > 0) & (needed < n)]
+        # Prefix lengths t whose coalition C_t = {i : rank_i >= t} must be evaluated, in order.
+        self.needed = needed.astype(dtype)
+        self.values = np.empty(len(needed), dtype=np.float64)
+        self.cursor = 0
+        self.streak = 0
+        self.truncated_at: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.truncated_at is not None or self.cursor == len(self.needed)
+
+    def fill(self, out: CoalitionMatrix, count: int) -> int:
+        """Write the next ``count`` needed coalitions into ``out``; return how many were written."""
+        prefixes = self.needed[self.cursor : self.cursor + count]
+        np.greater_equal(self.ranks[None, :], prefixes[:, None], out=out[: len(prefixes)])
+        return len(prefixes)
+
+    def receive(
+        self, values: GameValues, truncation: Truncation | None, v_full: float, v_empty: float
+    ) -> None:
+        """Store the values of the coalitions last filled and apply early truncation."""
+        start, count = self.cursor, len(values)
+        self.values[start : start + count] = values
+        self.cursor = start + count
+        if truncation is None:
+            return
+        dead = truncation.dead(values, v_full, v_empty)
+        if not dead.any():
+            self.streak = 0
+            return
+        if dead.all():
+            streak_end = self.streak + count
+            if streak_end >= truncation.patience:
+                self._truncate(start + truncation.patience - self.streak - 1)
+            else:
+                self.streak = streak_end
+            return
+        index = np.arange(count)
+        last_alive = np.maximum.accumulate(np.where(dead, -1, index))
+        streak = np.where(last_alive >= 0, index - last_alive, self.streak + index + 1)
+        hits = np.flatnonzero(streak >= truncation.patience)
+        if hits.size:
+            self._truncate(start + int(hits[0]))
+        else:
+            self.streak = int(streak[-1])
+
+    def _truncate(self, index: int) -> None:
+        # Values evaluated after the truncation point (same batch) are paid for but not used,
+        # so the marginals do not depend on the batch size.
+        self.truncated_at = int(self.needed[index])
+        self.cursor = index + 1
+
+    def marginals(
+        self, sampled: NDArray[np.bool_] | None, v_full: float, v_empty: float
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
+        """Players whose marginal this walk measured, and those marginals."""
+        n = len(self.order)
+        evaluated = self.needed[: self.cursor].astype(np.intp)
+        complete = self.cursor == len(self.needed) and self.truncated_at is None
+        prefixes = np.concatenate(([0], evaluated, [n] if complete else []))
+        values = np.concatenate(
+            ([v_full], self.values[: self.cursor], [v_empty] if complete else [])
+        )
+        positions = np.arange(n) if sampled is None else np.flatnonzero(sampled[self.order])
+        # The last prefix whose value is known: a marginal at position q needs C_q and C_{q+1}.
+        limit = n if complete else int(prefixes[-1])
+        measured = positions[positions + 1 <= limit]
+        before = np.searchsorted(prefixes, measured)
+        contributions = values[before] - values[before + 1]
+        if self.truncated_at is not None:
+            dead = positions[positions >= self.truncated_at]
+            measured = np.concatenate((measured, dead))
+            contributions = np.concatenate((contributions, np.zeros(len(dead))))
+        return self.order[measured], contributions
+
+
+@dataclass
+class WalkState:
+    """Everything a run of walks needs to continue: statistics, counters, endpoint values."""
+
+    stats: RunningStats
+    next_permutation: int = 0
+    n_evaluations: int = 0
+    v_full: float = float("nan")
+    v_empty: float = float("nan")
+    n_walks_truncated: int = 0
+    removed_fraction_sum: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def copy(self) -> "WalkState":
+        return WalkState(
+            self.stats.copy(),
+            self.next_permutation,
+            self.n_evaluations,
+            self.v_full,
+            self.v_empty,
+            self.n_walks_truncated,
+            self.removed_fraction_sum,
+            dict(self.extra),
+        )
+
+
+class WalkSampler:
+    """Walks rounds of permutations and folds their marginals into running statistics.
+
+    Args:
+        evaluator: The game behind its budget.
+        entropy: Root of the permutation stream.
+        state: Where the run stands (fresh or resumed).
+        truncation: Early truncation rule, or ``None``.
+        antithetic: Pair each permutation with its reverse and record the pair's mean.
+        batch_size: Coalitions per call to the game.
+    """
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        entropy: int,
+        state: WalkState,
+        *,
+        truncation: Truncation | None,
+        antithetic: bool,
+        batch_size: int,
+    ) -> None:
+        self.evaluator = evaluator
+        self.entropy = entropy
+        self.state = state
+        self.truncation = truncation
+        self.antithetic = antithetic
+        self.batch_size = batch_size
+        self.n_players = state.stats.n_players
+        self.stop_reason: str | None = None
+
+    def evaluate_endpoints(self) -> bool:
+        """Evaluate V(N) and V(empty) once per run; ``False`` if the budget does not allow it."""
+        if not np.isnan(self.state.v_full):
+            return True
+        remaining = self.evaluator.remaining()
+        if remaining is not None and remaining < 2:
+            self.stop_reason = "max_evaluations"
+            return False
+        coalitions = np.zeros((2, self.n_players), dtype=bool)
+        coalitions[0] = True
+        v_full, v_empty = self.evaluator(coalitions)
+        self.state.v_full, self.state.v_empty = float(v_full), float(v_empty)
+        self.state.n_evaluations += 2
+        return True
+
+    def _order(self, walk_number: int) -> NDArray[np.intp]:
+        if not self.antithetic:
+            return permutation(self.entropy, walk_number, self.n_players)
+        base = permutation(self.entropy, walk_number // 2, self.n_players)
+        return base[::-1].copy() if walk_number % 2 else base
+
+    def run_round(self, n_permutations: int, sampled: NDArray[np.bool_] | None) -> bool:
+        """Walk the next ``n_permutations`` permutations; ``False`` if the budget ran out.
+
+        With ``antithetic`` the count must be even. On a budget stop the marginals already
+        measured still enter the statistics (they are unbiased samples), while ``state`` is
+        not advanced past the round, so a resumed run repeats the round exactly.
+        """
+        state = self.state
+        first = state.next_permutation
+        walks = [Walk(self._order(first + j), sampled) for j in range(n_permutations)]
+        evaluated_before = self.evaluator.n_evaluations
+        completed = self._walk(walks)
+        self._commit(walks, sampled)
+        state.n_evaluations += self.evaluator.n_evaluations - evaluated_before
+        if completed:
+            state.next_permutation = first + n_permutations
+        return completed
+
+    def _walk(self, walks: list[Walk]) -> bool:
+        state, evaluator = self.state, self.evaluator
+        active = [walk for walk in walks if not walk.done]
+        while active:
+            capacity = self.batch_size
+            remaining = evaluator.remaining()
+            if remaining is not None:
+                capacity = min(capacity, remaining)
+            if capacity == 0 or evaluator.out_of_time():
+                self.stop_reason = "max_evaluations" if capacity == 0 else "max_seconds"
+                return False
+            # Fill the batch from as few walks as possible: one mask row costs one comparison
+            # per player, and Python work per walk is paid per batch.
+            coalitions = np.empty((capacity, self.n_players), dtype=bool)
+            filled: list[tuple[Walk, int, int]] = []
+            row = 0
+            for walk in active:
+                if row == capacity:
+                    break
+                count = walk.fill(coalitions[row:], capacity - row)
+                filled.append((walk, row, count))
+                row += count
+            values = evaluator(coalitions[:row])
+            for walk, start, count in filled:
+                walk.receive(
+                    values[start : start + count], self.truncation, state.v_full, state.v_empty
+                )
+            active = [walk for walk in active if not walk.done]
+        return True
+
+    def _commit(self, walks: list[Walk], sampled: NDArray[np.bool_] | None) -> None:
+        state = self.state
+        v_full, v_empty = state.v_full, state.v_empty
+        measured = [walk.marginals(sampled, v_full, v_empty) for walk in walks]
+        for walk in walks:
+            if walk.truncated_at is not None:
+                state.n_walks_truncated += 1
+                state.removed_fraction_sum += walk.truncated_at / self.n_players
+        if not self.antithetic:
+            for players, contributions in measured:
+                state.stats.add(players, contributions)
+            return
+        for (players_a, values_a), (players_b, values_b) in zip(
+            measured[0::2], measured[1::2], strict=True
+        ):
+            # A pair's mean is one sample; keep players that both walks measured.
+            total = np.zeros(self.n_players)
+            seen = np.zeros(self.n_players, dtype=np.int8)
+            total[players_a] += values_a
+            total[players_b] += values_b
+            seen[players_a] += 1
+            seen[players_b] += 1
+            both = np.flatnonzero(seen == 2)
+            state.stats.add(both, total[both] / 2.0)
