@@ -301,15 +301,18 @@ class WalkSampler:
             if capacity == 0 or evaluator.out_of_time():
                 self.stop_reason = "max_evaluations" if capacity == 0 else "max_seconds"
                 return False
-            # Fill the batch from as few walks as possible: one mask row costs one comparison
-            # per player, and Python work per walk is paid per batch.
             coalitions = np.empty((capacity, self.n_players), dtype=bool)
             filled: list[tuple[Walk, int, int]] = []
             row = 0
-            for walk in active:
-                if row == capacity:
+            for j, walk in enumerate(active):
+                left = capacity - row
+                if left == 0:
                     break
-                count = walk.fill(coalitions[row:], capacity - row)
+                # Without truncation, fill the batch from as few walks as possible (Python work
+                # is paid per walk and batch). With it, share the batch among the walks: a walk
+                # that dies mid-chunk wastes the rest of its chunk, so chunks stay small.
+                take = left if self.truncation is None else -(-left // (len(active) - j))
+                count = walk.fill(coalitions[row:], take)
                 filled.append((walk, row, count))
                 row += count
             values = evaluator(coalitions[:row])

@@ -19,6 +19,7 @@ from neuronshapley.games.closed_form import (
     WeightedVotingGame,
     corner_detector_game,
     dataset_pricing_game,
+    sparse_soum,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "check_values",
     "corner_detector_game",
     "dataset_pricing_game",
+    "sparse_soum",
 ]

@@ -1,0 +1,124 @@
+"""The permutation-walk engine: which coalitions it evaluates and what it records."""
+
+import numpy as np
+import pytest
+
+from neuronshapley import games
+from neuronshapley.estimators.stats import RunningStats
+from neuronshapley.estimators.walks import Truncation, Walk, permutation
+
+
+def coalition_after(order: np.ndarray, removed: int) -> np.ndarray:
+    mask = np.ones(len(order), dtype=bool)
+    mask[order[:removed]] = False
+    return mask
+
+
+def run_walk(walk: Walk, game: games.BaseGame, truncation: Truncation | None, chunk: int) -> None:
+    full, empty = game.value(np.array([[True] * game.n_players, [False] * game.n_players]))
+    while not walk.done:
+        out = np.empty((chunk, game.n_players), dtype=bool)
+        count = walk.fill(out, chunk)
+        walk.receive(game.value(out[:count]), truncation, full, empty)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_walk_marginals_are_prefix_differences(chunk: int) -> None:
+    game = games.SOUM(12, n_basis=30, seed=0)
+    order = permutation(123, 0, 12)
+    sampled = np.zeros(12, dtype=bool)
+    sampled[[0, 4, 5, 11]] = True
+    walk = Walk(order, sampled)
+    positions = np.flatnonzero(sampled[order])
+    expected_needed = sorted({*positions, *(positions + 1)} - {0, 12})
+    np.testing.assert_array_equal(walk.needed, expected_needed)
+    run_walk(walk, game, None, chunk)
+    full, empty = game.value(np.array([[True] * 12, [False] * 12]))
+    players, marginals = walk.marginals(sampled, full, empty)
+    assert sorted(players.tolist()) == [0, 4, 5, 11]
+    for player, marginal in zip(players, marginals, strict=True):
+        q = int(np.flatnonzero(order == player)[0])
+        before, after = game.value(
+            np.stack([coalition_after(order, q), coalition_after(order, q + 1)])
+        )
+        assert marginal == pytest.approx(before - after, abs=1e-12)
+
+
+def test_marginals_of_a_full_walk_sum_to_the_grand_coalition_gain() -> None:
+    game = games.SOUM(20, n_basis=40, seed=1)
+    walk = Walk(permutation(7, 3, 20), None)
+    run_walk(walk, game, None, 8)
+    full, empty = game.value(np.array([[True] * 20, [False] * 20]))
+    players, marginals = walk.marginals(None, full, empty)
+    assert sorted(players.tolist()) == list(range(20))
+    assert marginals.sum() == pytest.approx(full - empty, abs=1e-12)
+
+
+@pytest.mark.parametrize("patience", [1, 2, 4])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100])
+def test_truncation_point_does_not_depend_on_chunking(patience: int, chunk: int) -> None:
+    # Dead (value 0) once fewer than 14 of 30 players remain: after 17 removals.
+    game = games.DeadNetworkGame(np.linspace(0.5, 1.5, 30), min_players=14)
+    walk = Walk(permutation(5, 0, 30), None)
+    run_walk(walk, game, Truncation(0.01, "relative", patience), chunk)
+    assert walk.truncated_at == 17 + patience - 1
+    full, empty = 30.0, 0.0
+    players, marginals = walk.marginals(None, full, empty)
+    # Everyone gets a marginal; those removed at or after the truncation point get zero.
+    assert len(players) == 30
+    ranks = np.argsort(walk.order)
+    np.testing.assert_array_equal(marginals[ranks[players] >= walk.truncated_at], 0.0)
+
+
+def test_dead_streak_is_reset_by_a_live_value() -> None:
+    walk = Walk(np.arange(10), None)
+    rule = Truncation(0.5, "absolute", 3)
+    walk.receive(np.array([1.0, 0.0, 0.0]), rule, 1.0, 0.0)  # two dead
+    walk.receive(np.array([1.0, 0.0]), rule, 1.0, 0.0)  # reset, one dead
+    assert walk.truncated_at is None
+    walk.receive(np.array([0.0, 0.0, 1.0]), rule, 1.0, 0.0)  # third dead in a row at prefix 7
+    assert walk.truncated_at == 7
+
+
+def test_relative_truncation_follows_the_metric_direction() -> None:
+    rule = Truncation(0.1, "relative", 1)
+    # A loss: lower is better, V(N) = 0.2, V(empty) = 2.3. Dead when near 2.3.
+    dead = rule.dead(np.array([0.2, 1.0, 2.2, 2.3, 2.5]), 0.2, 2.3)
+    np.testing.assert_array_equal(dead, [False, False, True, True, True])
+    assert not rule.dead(np.array([5.0]), 1.0, 1.0).any()  # no gain: never dead
+
+
+def test_antithetic_partner_is_the_reversed_permutation() -> None:
+    first = permutation(11, 0, 50)
+    assert sorted(first.tolist()) == list(range(50))
+    assert not np.array_equal(first, permutation(11, 1, 50))
+    np.testing.assert_array_equal(first, permutation(11, 0, 50))
+
+
+def test_stats_of_two_halves_merge_into_the_whole() -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    whole, first, second = (RunningStats.zeros(n) for _ in range(3))
+    for step in range(200):
+        players = rng.choice(n, size=rng.integers(1, n), replace=False)
+        samples = rng.normal(3.0, 2.0, size=len(players))
+        whole.add(players, samples)
+        (first if step < 100 else second).add(players, samples)
+    merged = first.merge(second)
+    np.testing.assert_array_equal(merged.count, whole.count)
+    np.testing.assert_allclose(merged.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(merged.m2, whole.m2, rtol=1e-12)
+    assert (merged.sample_min, merged.sample_max) == (whole.sample_min, whole.sample_max)
+    empty = RunningStats.zeros(n)
+    np.testing.assert_allclose(whole.merge(empty).mean, whole.mean, rtol=0)
+    np.testing.assert_allclose(empty.merge(whole).m2, whole.m2, rtol=1e-15)
+
+
+def test_welford_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    samples = rng.exponential(size=(50, 3))
+    stats = RunningStats.zeros(3)
+    for row in samples:
+        stats.add(np.arange(3), row)
+    np.testing.assert_allclose(stats.mean, samples.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(stats.variance, samples.var(axis=0, ddof=1), rtol=1e-12)
