@@ -14,7 +14,12 @@ from numpy.typing import NDArray
 
 from neuronshapley._validation import check_choice, check_float, check_int
 from neuronshapley.estimators.bounds import BOUNDS
-from neuronshapley.estimators.result import ShapleyResult, result_from_stats
+from neuronshapley.estimators.result import (
+    ShapleyResult,
+    _atomic_write,
+    _json_default,
+    result_from_stats,
+)
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.walks import Evaluator, Truncation, WalkSampler, WalkState
 from neuronshapley.games.base import Game
@@ -105,6 +110,15 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
     number of permutations in it.
     """
     game = spec.game
+    if spec.checkpoint is not None:
+        # Fail before spending the budget, not when saving at the end.
+        directory = Path(spec.checkpoint)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(
+                f"The 'checkpoint' parameter of {spec.owner} must be a directory; {directory} "
+                "is a file."
+            )
+        directory.mkdir(parents=True, exist_ok=True)
     state, elapsed_before = _start_state(spec)
     budget = None if spec.max_evaluations is None else spec.max_evaluations - state.n_evaluations
     evaluator = Evaluator(game, max(budget, 0) if budget is not None else None, spec.max_seconds)
@@ -184,8 +198,6 @@ def _finite_or_none(x: float) -> float | None:
 
 def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
     """Write ``state`` to ``spec.checkpoint`` as ``state.json`` + ``state.npz`` (atomically)."""
-    from neuronshapley.estimators.result import _atomic_write
-
     directory = Path(spec.checkpoint)  # type: ignore[arg-type]
     directory.mkdir(parents=True, exist_ok=True)
     stats = state.stats
@@ -206,7 +218,7 @@ def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
         "extra": state.extra,
         "elapsed_seconds": elapsed,
     }
-    text = json.dumps(meta, indent=2, allow_nan=False)
+    text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default)
     _atomic_write(
         directory / "state.npz",
         lambda f: np.savez(f, count=stats.count, mean=stats.mean, m2=stats.m2),

@@ -164,7 +164,7 @@ class ShapleyResult:
             "sample_range": list(self.sample_range) if self.sample_range else None,
             "diagnostics": self.diagnostics,
         }
-        text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default)
+        text = json.dumps(_finite(meta), indent=2, allow_nan=False, default=_json_default)
         arrays = {name: getattr(self, name) for name in _ARRAYS}
         _atomic_write(directory / "result.json", lambda f: f.write(text.encode()))
         _atomic_write(directory / "result.npz", lambda f: np.savez(f, **arrays))
@@ -215,11 +215,21 @@ class ShapleyResult:
         The merged statistics equal those of one run over both sets of permutations (Chan's
         parallel update), and the intervals are recomputed with this result's bound settings.
         """
-        if self.estimator == "exact_shapley" or other.estimator == "exact_shapley":
+        if "bound" not in self.params or "bound" not in other.params:
             raise ValueError("Exact results have no sampling error to pool; nothing to merge.")
         if self.player_names != other.player_names:
             raise ValueError("Cannot merge results of games with different players.")
-        for key in ("bound", "delta", "value_range", "union_bound"):
+        if self.estimator != other.estimator:
+            raise ValueError(
+                f"Cannot merge results of {self.estimator} and {other.estimator}: their samples "
+                "come from different procedures."
+            )
+        if self.seed is not None and self.seed == other.seed:
+            raise ValueError(
+                f"Both results come from seed {self.seed}, so they walked the same permutations; "
+                "merging them would count those samples twice. Merge runs with different seeds."
+            )
+        for key in ("bound", "delta", "value_range", "union_bound", "truncation", "antithetic"):
             if self.params.get(key) != other.params.get(key):
                 raise ValueError(
                     f"Cannot merge results computed with different {key!r}: "
@@ -232,7 +242,7 @@ class ShapleyResult:
             n_evaluations=self.n_evaluations + other.n_evaluations,
             estimator=self.estimator,
             params=self.params,
-            seed=self.seed if self.seed == other.seed else None,
+            seed=None,
             stop_reason="merged",
             elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
             diagnostics={"merged_from": [self.diagnostics, other.diagnostics]},
@@ -311,6 +321,17 @@ def interval_halfwidth(stats: RunningStats, params: dict[str, Any]) -> tuple[Pla
         stats.count, stats.variance, delta=delta, bound=params["bound"], value_range=value_range
     )
     return half, float(value_range)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -250,6 +250,9 @@ class WalkSampler:
         self.batch_size = batch_size
         self.n_players = state.stats.n_players
         self.stop_reason: str | None = None
+        # One mask buffer for the whole run: a fresh one per batch costs more in page faults
+        # than building the masks. Games must copy coalitions they keep (see games.base.Game).
+        self._buffer = np.empty((batch_size, self.n_players), dtype=bool)
 
     def evaluate_endpoints(self) -> bool:
         """Evaluate V(N) and V(empty) once per run; ``False`` if the budget does not allow it."""
@@ -294,14 +297,14 @@ class WalkSampler:
         state, evaluator = self.state, self.evaluator
         active = [walk for walk in walks if not walk.done]
         while active:
-            capacity = self.batch_size
             remaining = evaluator.remaining()
-            if remaining is not None:
-                capacity = min(capacity, remaining)
-            if capacity == 0 or evaluator.out_of_time():
-                self.stop_reason = "max_evaluations" if capacity == 0 else "max_seconds"
+            if remaining == 0 or evaluator.out_of_time():
+                self.stop_reason = "max_seconds" if remaining != 0 else "max_evaluations"
                 return False
-            coalitions = np.empty((capacity, self.n_players), dtype=bool)
+            # Batches are planned without looking at the budget, so that everything before the
+            # last batch (including what truncation wastes) is the same whatever the budget.
+            capacity = self.batch_size
+            coalitions = self._buffer
             filled: list[tuple[Walk, int, int]] = []
             row = 0
             for j, walk in enumerate(active):
@@ -315,11 +318,23 @@ class WalkSampler:
                 count = walk.fill(coalitions[row:], take)
                 filled.append((walk, row, count))
                 row += count
+            cut = remaining is not None and row > remaining
+            if remaining is not None and cut:
+                row = remaining  # the budget ends inside this batch: evaluate what fits
             values = evaluator(coalitions[:row])
             for walk, start, count in filled:
-                walk.receive(
-                    values[start : start + count], self.truncation, state.v_full, state.v_empty
-                )
+                if start < row:
+                    walk.receive(
+                        values[start : min(start + count, row)],
+                        self.truncation,
+                        state.v_full,
+                        state.v_empty,
+                    )
+            if cut:
+                # Even if every walk finished, this round did not pay for its full batches, so
+                # it must not be checkpointed as complete: the run stops on its budget here.
+                self.stop_reason = "max_evaluations"
+                return False
             active = [walk for walk in active if not walk.done]
         return True
 

@@ -30,7 +30,10 @@ class Game(Protocol):
     n_evaluations: int
 
     def value(self, coalitions: CoalitionMatrix) -> GameValues:
-        """Value of each row of ``coalitions`` (bool, shape ``(n_coalitions, n_players)``)."""
+        """Value of each row of ``coalitions`` (bool, shape ``(n_coalitions, n_players)``).
+
+        Estimators reuse the array for the next batch: copy it if you keep it.
+        """
         ...
 
 
@@ -110,9 +113,8 @@ class BaseGame(ABC):
 
     def value(self, coalitions: CoalitionMatrix) -> GameValues:
         """Value of each coalition; counts the evaluations."""
-        owner = f"{type(self).__name__}.value"
-        coalitions = check_coalitions(coalitions, self.n_players, owner)
-        values = check_values(self._value(coalitions), len(coalitions), owner)
+        coalitions = check_coalitions(coalitions, self.n_players, f"{type(self).__name__}.value")
+        values = check_values(self._value(coalitions), len(coalitions), f"The game {self!r}")
         self.n_evaluations += len(coalitions)
         return values
 

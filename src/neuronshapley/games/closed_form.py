@@ -210,16 +210,14 @@ class SOUM(BaseGame):
         self.coefficients: NDArray[np.float64] = np.asarray(coefficients, dtype=np.float64)
         self.n_basis = len(basis)
         width = max(len(term) for term in basis)
-        # Short terms are padded with index n_players, a column that _value sets to True, so that
-        # one gather and one all() cover terms of every size.
-        self._members = np.full((self.n_basis, width), self.n_players, dtype=np.int64)
+        # Short terms are padded by repeating their first member, so that one gather and one
+        # all() cover terms of every size without copying the coalitions.
+        self._members = np.empty((self.n_basis, width), dtype=np.int64)
         for k, term in enumerate(basis):
-            self._members[k, : len(term)] = term
+            self._members[k] = term[np.minimum(np.arange(width), len(term) - 1)]
 
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
-        padded = np.ones((len(coalitions), self.n_players + 1), dtype=np.bool_)
-        padded[:, : self.n_players] = coalitions
-        present = padded[:, self._members].all(axis=-1)
+        present = coalitions[:, self._members].all(axis=-1)
         return present @ self.coefficients
 
     def shapley_values(self) -> PlayerValues:
@@ -281,7 +279,7 @@ def sparse_soum(
     interactions = [rng.choice(n_players, size=int(k), replace=False) for k in sizes]
     basis = [[int(i)] for i in stars] + [term.tolist() for term in interactions]
     coefficients = np.concatenate((large, rng.normal(0.0, scale, size=n_basis)))
-    return SOUM.from_basis(n_players, basis, coefficients)
+    return SOUM.from_basis(n_players, basis, coefficients.tolist())
 
 
 class GloveGame(BaseGame):
