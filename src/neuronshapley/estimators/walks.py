@@ -28,8 +28,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley.estimators.stats import RunningStats
-from neuronshapley.games.base import Game, check_values
+from neuronshapley.games.base import BaseGame, Game, check_values
 from neuronshapley.typing import CoalitionMatrix, GameValues
+
+# With truncation, the fewest rows a walk gets in a shared batch (see WalkSampler._walk).
+MIN_SHARE = 8
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,20 @@ class Truncation:
 
     def dead(self, values: GameValues, v_full: float, v_empty: float) -> NDArray[np.bool_]:
         """Which of ``values`` count as a dead network."""
+        level, below = self.dead_level(v_full, v_empty)
+        return values <= level if below else values >= level
+
+    def dead_level(self, v_full: float, v_empty: float) -> tuple[float, bool]:
+        """The test ``dead`` reduces to: ``V <= level`` if the flag is true, else ``V >= level``.
+
+        Solving the relative rule for V once per run keeps it to one comparison per batch.
+        """
         if self.mode == "absolute":
-            return values <= self.threshold
+            return self.threshold, True
         gain = v_full - v_empty
         if gain == 0.0:  # no gain to lose: the progress fraction is undefined, never truncate
-            return np.zeros(len(values), dtype=bool)
-        return (values - v_empty) / gain <= self.threshold
+            return -np.inf, True
+        return v_empty + self.threshold * gain, gain > 0
 
 
 class Evaluator:
@@ -70,10 +81,13 @@ class Evaluator:
         self.max_seconds = max_seconds
         self.n_evaluations = 0
         self.started = time.perf_counter()
-        self._owner = f"The game {game!r}"
+        # BaseGame.value already checks what _value returns; other games are checked here.
+        self._checked = type(game).value is BaseGame.value
 
     def __call__(self, coalitions: CoalitionMatrix) -> GameValues:
-        values = check_values(self.game.value(coalitions), len(coalitions), self._owner)
+        values = self.game.value(coalitions)
+        if not self._checked:
+            values = check_values(values, len(coalitions), lambda: f"The game {self.game!r}")
         self.n_evaluations += len(coalitions)
         return values
 
@@ -144,7 +158,8 @@ class Walk:
         self.cursor = start + count
         if truncation is None:
             return
-        dead = truncation.dead(values, v_full, v_empty)
+        level, below = truncation.dead_level(v_full, v_empty)
+        dead = values <= level if below else values >= level
         if not dead.any():
             self.streak = 0
             return
@@ -313,8 +328,10 @@ class WalkSampler:
                     break
                 # Without truncation, fill the batch from as few walks as possible (Python work
                 # is paid per walk and batch). With it, share the batch among the walks: a walk
-                # that dies mid-chunk wastes the rest of its chunk, so chunks stay small.
-                take = left if self.truncation is None else -(-left // (len(active) - j))
+                # that dies mid-chunk wastes the rest of its chunk, so chunks stay small (but
+                # not below MIN_SHARE rows, or the Python work per walk would dominate).
+                share = min(left, max(-(-left // (len(active) - j)), MIN_SHARE))
+                take = left if self.truncation is None else share
                 count = walk.fill(coalitions[row:], take)
                 filled.append((walk, row, count))
                 row += count

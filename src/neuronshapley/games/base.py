@@ -58,8 +58,22 @@ def check_coalitions(coalitions: Any, n_players: int, owner: str) -> CoalitionMa
     return coalitions
 
 
-def check_values(values: Any, n_coalitions: int, owner: str) -> GameValues:
-    """Return ``values`` as float64 if it holds one finite number per coalition."""
+def check_values(values: Any, n_coalitions: int, owner: str | Callable[[], str]) -> GameValues:
+    """Return ``values`` as float64 if it holds one finite number per coalition.
+
+    ``owner`` names the game in the error; pass a callable to build the name only on error
+    (this runs once per batch on the hot path).
+    """
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        out = None
+    if out is not None and out.shape == (n_coalitions,) and np.isfinite(out).all():
+        return out
+    return _raise_bad_values(values, n_coalitions, owner if isinstance(owner, str) else owner())
+
+
+def _raise_bad_values(values: Any, n_coalitions: int, owner: str) -> GameValues:
     try:
         out = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -78,7 +92,7 @@ def check_values(values: Any, n_coalitions: int, owner: str) -> GameValues:
             f"{owner} returned {len(bad)} non-finite value(s) (NaN or inf), first at row {bad[0]} "
             f"of the batch: {out[bad[0]]!r}. A game must return finite numbers."
         )
-    return out
+    raise AssertionError("unreachable: the values passed every check")  # pragma: no cover
 
 
 def default_player_names(n_players: int) -> list[str]:
@@ -114,11 +128,14 @@ class BaseGame(ABC):
     def value(self, coalitions: CoalitionMatrix) -> GameValues:
         """Value of each coalition; counts the evaluations."""
         coalitions = check_coalitions(coalitions, self.n_players, f"{type(self).__name__}.value")
-        values = check_values(self._value(coalitions), len(coalitions), f"The game {self!r}")
+        values = check_values(self._value(coalitions), len(coalitions), self._owner)
         self.n_evaluations += len(coalitions)
         return values
 
     __call__ = value
+
+    def _owner(self) -> str:
+        return f"The game {self!r}"
 
     @abstractmethod
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
