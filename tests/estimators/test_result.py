@@ -255,3 +255,13 @@ def test_load_rejects_a_wrong_format_version(tmp_path: Path, version: object) ->
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=rf"format version {version!r}; .* reads version 1"):
         ns.ShapleyResult.load(tmp_path)
+
+
+def test_merged_result_remembers_its_seeds() -> None:
+    game = ns.games.SOUM(n_players=6, n_basis=10, seed=0)
+    runs = [ns.permutation_shapley(game, 10, seed=seed) for seed in (1, 2, 3)]
+    merged = runs[0].merge(runs[1])
+    assert merged.seeds() == [1, 2]
+    assert merged.merge(runs[2]).n_samples.tolist() == [30] * 6
+    with pytest.raises(ValueError, match="seed 1"):
+        merged.merge(runs[0])

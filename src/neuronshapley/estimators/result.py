@@ -224,10 +224,12 @@ class ShapleyResult:
                 f"Cannot merge results of {self.estimator} and {other.estimator}: their samples "
                 "come from different procedures."
             )
-        if self.seed is not None and self.seed == other.seed:
+        shared = set(self.seeds()) & set(other.seeds())
+        if shared:
             raise ValueError(
-                f"Both results come from seed {self.seed}, so they walked the same permutations; "
-                "merging them would count those samples twice. Merge runs with different seeds."
+                f"Both results contain runs from seed {min(shared)}, so they walked the same "
+                "permutations; merging them would count those samples twice. Merge runs with "
+                "different seeds."
             )
         for key in ("bound", "delta", "value_range", "union_bound", "truncation", "antithetic"):
             if self.params.get(key) != other.params.get(key):
@@ -245,8 +247,17 @@ class ShapleyResult:
             seed=None,
             stop_reason="merged",
             elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
-            diagnostics={"merged_from": [self.diagnostics, other.diagnostics]},
+            diagnostics={
+                "merged_seeds": sorted(self.seeds() + other.seeds()),
+                "merged_from": [self.diagnostics, other.diagnostics],
+            },
         )
+
+    def seeds(self) -> list[int]:
+        """The seeds of the runs behind this result (several after :meth:`merge`)."""
+        if "merged_seeds" in self.diagnostics:
+            return list(self.diagnostics["merged_seeds"])
+        return [] if self.seed is None else [self.seed]
 
     # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:
