@@ -41,34 +41,6 @@ def seed_entropy(seed: Any, owner: str) -> int:
     return int(seed)
 
 
-def check_sampling_args(
-    owner: str,
-    *,
-    delta: Any,
-    bound: Any,
-    value_range: Any,
-    union_bound: Any,
-    max_evaluations: Any,
-    max_seconds: Any,
-    batch_size: Any,
-    n_walks: Any,
-    checkpoint_every: Any,
-) -> None:
-    """Validate the arguments every sampling estimator takes."""
-    check_float(delta, "delta", owner, low=0.0, high=1.0, include_low=False, include_high=False)
-    check_choice(bound, "bound", owner, BOUNDS)
-    check_float(value_range, "value_range", owner, low=0.0, include_low=False, allow_none=True)
-    if not isinstance(union_bound, bool):
-        raise TypeError(
-            f"The 'union_bound' parameter of {owner} must be a bool. Got {union_bound!r}."
-        )
-    check_int(max_evaluations, "max_evaluations", owner, min_value=1, allow_none=True)
-    check_float(max_seconds, "max_seconds", owner, low=0.0, include_low=False, allow_none=True)
-    check_int(batch_size, "batch_size", owner, min_value=1)
-    check_int(n_walks, "n_walks", owner, min_value=1)
-    check_float(checkpoint_every, "checkpoint_every", owner, low=0.0)
-
-
 def check_truncation(
     owner: str, truncation: Any, truncation_mode: Any, patience: Any
 ) -> Truncation | None:
@@ -101,6 +73,61 @@ class RunSpec:
     checkpoint: str | os.PathLike[str] | None
     checkpoint_every: float
     resume: str | os.PathLike[str] | None
+
+
+def make_spec(
+    owner: str,
+    game: Game,
+    identity: dict[str, Any],
+    *,
+    seed: Any,
+    max_evaluations: Any,
+    max_seconds: Any,
+    checkpoint: str | os.PathLike[str] | None,
+    checkpoint_every: Any,
+    resume: str | os.PathLike[str] | None,
+) -> RunSpec:
+    """Validate what every sampling estimator takes and describe the run.
+
+    ``identity`` holds the parameters that define the run (a resumed run must match them):
+    at least ``delta``, ``bound``, ``value_range``, ``union_bound``, ``truncation``,
+    ``truncation_mode``, ``patience``, ``batch_size`` and ``n_walks``.
+    """
+    check_float(
+        identity["delta"], "delta", owner, low=0.0, high=1.0, include_low=False, include_high=False
+    )
+    check_choice(identity["bound"], "bound", owner, BOUNDS)
+    check_float(
+        identity["value_range"], "value_range", owner, low=0.0, include_low=False, allow_none=True
+    )
+    for flag in ("union_bound", "antithetic", "adaptive"):
+        if not isinstance(identity.get(flag, False), bool):
+            raise TypeError(
+                f"The {flag!r} parameter of {owner} must be a bool. Got {identity[flag]!r}."
+            )
+    check_int(max_evaluations, "max_evaluations", owner, min_value=1, allow_none=True)
+    check_float(max_seconds, "max_seconds", owner, low=0.0, include_low=False, allow_none=True)
+    check_int(identity["batch_size"], "batch_size", owner, min_value=1)
+    check_int(identity["n_walks"], "n_walks", owner, min_value=1)
+    check_float(checkpoint_every, "checkpoint_every", owner, low=0.0)
+    rule = check_truncation(
+        owner, identity["truncation"], identity["truncation_mode"], identity["patience"]
+    )
+    return RunSpec(
+        owner=owner,
+        game=game,
+        entropy=resume_entropy(seed, resume, owner),
+        identity=identity,
+        truncation=rule,
+        antithetic=identity.get("antithetic", False),
+        batch_size=identity["batch_size"],
+        n_walks=identity["n_walks"],
+        max_evaluations=max_evaluations,
+        max_seconds=max_seconds,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
 
 
 def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> ShapleyResult:

@@ -25,14 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._validation import check_choice, check_float, check_int
-from neuronshapley.estimators._common import (
-    Plan,
-    RunSpec,
-    check_sampling_args,
-    check_truncation,
-    resume_entropy,
-    run_rounds,
-)
+from neuronshapley.estimators._common import Plan, make_spec, run_rounds
 from neuronshapley.estimators.result import ShapleyResult, interval_halfwidth
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
@@ -135,33 +128,6 @@ def tmab_shapley(
     """
     owner = "tmab_shapley"
     game = as_game(game, n_players, owner)
-    check_sampling_args(
-        owner,
-        delta=delta,
-        bound=bound,
-        value_range=value_range,
-        union_bound=union_bound,
-        max_evaluations=max_evaluations,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        n_walks=n_walks,
-        checkpoint_every=checkpoint_every,
-    )
-    n = game.n_players
-    if n < 2:
-        raise ValueError(f"{owner} needs at least 2 players to separate a top k. Got {n}.")
-    check_int(k, "k", owner, min_value=1, max_value=n - 1)
-    check_float(tol, "tol", owner, low=0.0)
-    check_choice(side, "side", owner, ("top", "bottom", "both"))
-    check_choice(threshold, "threshold", owner, ("midpoint", "kth"))
-    if not isinstance(adaptive, bool):
-        raise TypeError(f"The 'adaptive' parameter of {owner} must be a bool. Got {adaptive!r}.")
-    rule = check_truncation(owner, truncation, truncation_mode, patience)
-    if tol == 0 and max_evaluations is None and max_seconds is None:
-        raise ValueError(
-            f"With tol=0, {owner} may never stop (tied values straddle the threshold forever): "
-            "give max_evaluations or max_seconds, or a tol > 0."
-        )
     identity = {
         "k": k,
         "delta": delta,
@@ -178,21 +144,29 @@ def tmab_shapley(
         "batch_size": batch_size,
         "n_walks": n_walks,
     }
-    spec = RunSpec(
-        owner=owner,
-        game=game,
-        entropy=resume_entropy(seed, resume, owner),
-        identity=identity,
-        truncation=rule,
-        antithetic=False,
-        batch_size=batch_size,
-        n_walks=n_walks,
+    spec = make_spec(
+        owner,
+        game,
+        identity,
+        seed=seed,
         max_evaluations=max_evaluations,
         max_seconds=max_seconds,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
     )
+    n = game.n_players
+    if n < 2:
+        raise ValueError(f"{owner} needs at least 2 players to separate a top k. Got {n}.")
+    check_int(k, "k", owner, min_value=1, max_value=n - 1)
+    check_float(tol, "tol", owner, low=0.0)
+    check_choice(side, "side", owner, ("top", "bottom", "both"))
+    check_choice(threshold, "threshold", owner, ("midpoint", "kth"))
+    if tol == 0 and max_evaluations is None and max_seconds is None:
+        raise ValueError(
+            f"With tol=0, {owner} may never stop (tied values straddle the threshold forever): "
+            "give max_evaluations or max_seconds, or a tol > 0."
+        )
 
     def plan(state: WalkState) -> tuple[Plan, int]:
         half, _ = interval_halfwidth(state.stats, identity)

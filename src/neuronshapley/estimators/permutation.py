@@ -12,14 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neuronshapley._validation import check_int
-from neuronshapley.estimators._common import (
-    Plan,
-    RunSpec,
-    check_sampling_args,
-    check_truncation,
-    resume_entropy,
-    run_rounds,
-)
+from neuronshapley.estimators._common import Plan, make_spec, run_rounds
 from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
@@ -146,34 +139,6 @@ def _permutation_run(
     resume: str | os.PathLike[str] | None,
 ) -> ShapleyResult:
     game = as_game(game, n_players, owner)
-    check_sampling_args(
-        owner,
-        delta=delta,
-        bound=bound,
-        value_range=value_range,
-        union_bound=union_bound,
-        max_evaluations=max_evaluations,
-        max_seconds=max_seconds,
-        batch_size=batch_size,
-        n_walks=n_walks,
-        checkpoint_every=checkpoint_every,
-    )
-    check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
-    rule = check_truncation(owner, truncation, truncation_mode, patience)
-    if n_permutations is None and max_evaluations is None and max_seconds is None:
-        raise ValueError(
-            f"{owner} needs a stopping rule: give n_permutations, max_evaluations or max_seconds."
-        )
-    if not isinstance(antithetic, bool):
-        raise TypeError(
-            f"The 'antithetic' parameter of {owner} must be a bool. Got {antithetic!r}."
-        )
-    if antithetic and (n_walks % 2 or (n_permutations is not None and n_permutations % 2)):
-        raise ValueError(
-            f"With antithetic=True, the 'n_walks' and 'n_permutations' parameters of {owner} must "
-            f"be even (each permutation walks with its reverse). Got n_walks={n_walks}, "
-            f"n_permutations={n_permutations}."
-        )
     identity = {
         "truncation": truncation,
         "truncation_mode": truncation_mode,
@@ -186,21 +151,28 @@ def _permutation_run(
         "batch_size": batch_size,
         "n_walks": n_walks,
     }
-    spec = RunSpec(
-        owner=owner,
-        game=game,
-        entropy=resume_entropy(seed, resume, owner),
-        identity=identity,
-        truncation=rule,
-        antithetic=antithetic,
-        batch_size=batch_size,
-        n_walks=n_walks,
+    spec = make_spec(
+        owner,
+        game,
+        identity,
+        seed=seed,
         max_evaluations=max_evaluations,
         max_seconds=max_seconds,
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
     )
+    check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
+    if n_permutations is None and max_evaluations is None and max_seconds is None:
+        raise ValueError(
+            f"{owner} needs a stopping rule: give n_permutations, max_evaluations or max_seconds."
+        )
+    if antithetic and (n_walks % 2 or (n_permutations is not None and n_permutations % 2)):
+        raise ValueError(
+            f"With antithetic=True, the 'n_walks' and 'n_permutations' parameters of {owner} must "
+            f"be even (each permutation walks with its reverse). Got n_walks={n_walks}, "
+            f"n_permutations={n_permutations}."
+        )
 
     def plan(state: WalkState) -> tuple[Plan, int]:
         done = state.next_permutation
