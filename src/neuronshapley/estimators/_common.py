@@ -17,6 +17,7 @@ from neuronshapley.estimators.bounds import BOUNDS
 from neuronshapley.estimators.result import (
     ShapleyResult,
     _atomic_write,
+    _finite,
     _json_default,
     result_from_stats,
 )
@@ -219,10 +220,6 @@ def _start_state(spec: RunSpec) -> tuple[WalkState, float]:
     return load_checkpoint(spec)
 
 
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
     """Write ``state`` to ``spec.checkpoint`` as ``state.json`` + ``state.npz`` (atomically)."""
     directory = Path(spec.checkpoint)  # type: ignore[arg-type]
@@ -236,16 +233,16 @@ def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
         "n_players": stats.n_players,
         "next_permutation": state.next_permutation,
         "n_evaluations": state.n_evaluations,
-        "v_full": _finite_or_none(state.v_full),
-        "v_empty": _finite_or_none(state.v_empty),
+        "v_full": state.v_full,
+        "v_empty": state.v_empty,
         "n_walks_truncated": state.n_walks_truncated,
         "removed_fraction_sum": state.removed_fraction_sum,
-        "sample_min": _finite_or_none(stats.sample_min),
-        "sample_max": _finite_or_none(stats.sample_max),
+        "sample_min": stats.sample_min,
+        "sample_max": stats.sample_max,
         "extra": state.extra,
         "elapsed_seconds": elapsed,
     }
-    text = json.dumps(meta, indent=2, allow_nan=False, default=_json_default)
+    text = json.dumps(_finite(meta), indent=2, allow_nan=False, default=_json_default)
     _atomic_write(
         directory / "state.npz",
         lambda f: np.savez(f, count=stats.count, mean=stats.mean, m2=stats.m2),

@@ -158,8 +158,7 @@ class Walk:
         self.cursor = start + count
         if truncation is None:
             return
-        level, below = truncation.dead_level(v_full, v_empty)
-        dead = values <= level if below else values >= level
+        dead = truncation.dead(values, v_full, v_empty)
         if not dead.any():
             self.streak = 0
             return
