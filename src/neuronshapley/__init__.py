@@ -22,14 +22,41 @@ from neuronshapley.games import Game
 
 __version__ = "0.1.0"
 
+# The PyTorch side is loaded on first use, so `import neuronshapley` stays free of torch.
+_LAZY = {
+    "NeuronGame": ("neuronshapley.torch.game", "NeuronGame"),
+    "Split": ("neuronshapley.torch.data", "Split"),
+    "units": ("neuronshapley.torch.units", None),
+    "metrics": ("neuronshapley.torch.metrics", None),
+    "zoo": ("neuronshapley.zoo", None),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'neuronshapley' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "Game",
+    "NeuronGame",
     "RankedPlayer",
     "ShapleyResult",
+    "Split",
     "exact_banzhaf",
     "exact_shapley",
     "games",
+    "metrics",
     "permutation_shapley",
     "tmab_shapley",
     "truncated_shapley",
+    "units",
+    "zoo",
 ]

@@ -1,0 +1,1 @@
+"""What users do with Neuron Shapley values: removal curves, repair, targeted studies."""

@@ -1,0 +1,310 @@
+"""``NeuronGame``: the Neuron Shapley game of a PyTorch model.
+
+The players are units of the network (see :mod:`neuronshapley.torch.units`) and the value of a
+coalition S is the metric of the model on fixed evaluation data when the units outside S are
+ablated (eq. 1 of Ghorbani & Zou 2020). One call to :meth:`NeuronGame.value` answers a whole
+batch of coalitions in as few forward passes as memory allows: the evaluation examples are tiled
+across coalitions, and at every hooked module ``out = where(mask, out, fill)`` with one mask row
+per coalition.
+
+The evaluation data is fixed by default: the game is then deterministic, so exact and sampled
+values estimate the same quantity, truncation compares each coalition with the exact V(N), and
+consecutive coalitions of a permutation are scored on the same examples (their difference has
+no data noise). The original code drew 128 fresh images per permutation, which makes the values
+those of the model on the data distribution rather than on one sample of it; with fixed data, use
+as many examples as the budget allows (the bundled test splits: a few hundred to a few thousand).
+"""
+
+import copy
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neuronshapley._validation import check_choice, check_int
+from neuronshapley.games.base import BaseGame
+from neuronshapley.torch.ablation import (
+    ABLATIONS,
+    AblationError,
+    compute_fills,
+    evaluation_mode,
+    hooked,
+)
+from neuronshapley.torch.data import Split, as_split
+from neuronshapley.torch.metrics import Metric, check_metric_values, resolve_metric
+from neuronshapley.torch.units import Layer, UnitSet, resolve_units
+from neuronshapley.typing import CoalitionMatrix, GameValues
+
+_OWNER = "NeuronGame"
+
+
+class NeuronGame(BaseGame):
+    """The game "metric of the network when only the units in S are active".
+
+    Args:
+        model: The network. Left exactly as it came in: no parameter, buffer, mode or hook of
+            it is changed (a model on another device than ``device`` is copied there).
+        units: Which units are players: ``None`` (every convolution filter, or for a model
+            without convolutions every hidden ``Linear`` neuron), a module-name pattern
+            (``"conv*"``, ``"fc1:0-9"``), a list of patterns, a callable ``(name, module) ->
+            bool`` or a :class:`~neuronshapley.torch.units.UnitSet`. Default None.
+        data: Evaluation examples: a :class:`~neuronshapley.torch.data.Split`, a tuple
+            ``(x, y)`` or ``(x, y, groups)`` of tensors or arrays, or a ``TensorDataset``.
+        metric: ``"accuracy"``, ``"neg_cross_entropy"``, ``"recall:<class>"``,
+            ``"mean_group_recall"``, ``"worst_group_accuracy"``, a
+            :class:`~neuronshapley.torch.metrics.Metric`, or a callable
+            ``(logits, targets, batch) -> float``. Default ``"accuracy"``.
+        ablation: What a removed unit outputs: ``"mean"`` (its per-position mean over
+            ``reference``), ``"channel_mean"`` (one scalar mean per unit) or ``"zero"``.
+            Default ``"mean"``.
+        reference: Examples the means are computed on (needed unless ``ablation="zero"``);
+            they must not be the evaluation data.
+        device: Where to evaluate (``"cpu"``, ``"cuda"``...). Default: the model's device.
+        memory_budget: Bytes of activations one forward pass may hold; sets how many coalitions
+            share a pass. Default 512 MiB.
+        reference_batch_size: Examples per forward pass when computing the means. Default 256.
+
+    Attributes:
+        units: The players, layer by layer.
+        unit_layers: The layer (module path) of every player.
+        n_forward_examples: Example-forward passes run so far (coalitions x examples).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        units: Any = None,
+        data: Any = None,
+        metric: Any = "accuracy",
+        ablation: str = "mean",
+        reference: Any = None,
+        *,
+        device: str | torch.device | None = None,
+        memory_budget: int = 512 * 2**20,
+        reference_batch_size: int = 256,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"The 'model' parameter of {_OWNER} must be a torch.nn.Module. "
+                f"Got {type(model).__name__} instead."
+            )
+        if data is None:
+            raise ValueError(
+                f"The 'data' parameter of {_OWNER} is required: the examples the metric is "
+                "computed on, e.g. data=(x_test, y_test)."
+            )
+        check_choice(ablation, "ablation", _OWNER, ABLATIONS)
+        check_int(memory_budget, "memory_budget", _OWNER, min_value=1)
+        check_int(reference_batch_size, "reference_batch_size", _OWNER, min_value=1)
+        unit_set = resolve_units(model, units, _OWNER)
+        self.metric: Metric = resolve_metric(metric, _OWNER)
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        if _model_device(model) != self.device:
+            model = copy.deepcopy(model).to(self.device)
+        self.model = model
+        evaluation = as_split(data, "data", _OWNER)
+        if reference is None and ablation != "zero":
+            raise ValueError(
+                f"ablation={ablation!r} needs the 'reference' parameter of {_OWNER}: examples "
+                "to compute each unit's mean output on, other than the evaluation data (e.g. "
+                "reference=x_train or a held-out split). Or use ablation='zero'."
+            )
+        reference_split = evaluation if reference is None else _as_reference(reference)
+        if reference is not None and reference_split.x is evaluation.x:
+            raise ValueError(
+                f"The 'reference' and 'data' parameters of {_OWNER} are the same examples. The "
+                "ablation means must come from other examples than the ones values are "
+                "computed on (e.g. the training split)."
+            )
+        self.data = evaluation.to(self.device)
+        self.ablation = ablation
+        self.units: UnitSet = unit_set
+        self.layers: tuple[Layer, ...] = unit_set.layers
+        self.unit_layers = unit_set.unit_layers
+        super().__init__(unit_set.n_units, unit_set.names)
+        self.n_forward_examples = 0
+
+        self.n_classes = self._check_model_and_labels()
+        if self.metric.needs_groups and self.data.groups is None:
+            raise ValueError(
+                f"The metric {self.metric.name!r} needs a group per example, but the 'data' "
+                f"parameter of {_OWNER} has none: pass data=(x, y, groups) or a Split with groups."
+            )
+        with evaluation_mode(self.model), torch.inference_mode():
+            self.fills, bytes_per_example = _run_model(
+                lambda: compute_fills(
+                    self.model,
+                    self.layers,
+                    reference_split.x.to(self.device),
+                    ablation,
+                    batch_size=reference_batch_size,
+                ),
+                "computing the ablation means on the reference data",
+            )
+        n_examples = len(self.data)
+        rows = max(1, memory_budget // max(bytes_per_example, 1))
+        self.examples_per_pass = min(rows, n_examples)
+        self.coalitions_per_pass = max(1, rows // n_examples)
+        self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
+        self._masks: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._tiled: torch.Tensor | None = None
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def _value(self, coalitions: CoalitionMatrix) -> GameValues:
+        values = torch.empty(len(coalitions), dtype=torch.float64, device=self.device)
+        step = self.coalitions_per_pass
+        with (
+            evaluation_mode(self.model),
+            torch.inference_mode(),
+            hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
+        ):
+            try:
+                for start in range(0, len(coalitions), step):
+                    chunk = coalitions[start : start + step]
+                    logits = self._logits(chunk)
+                    values[start : start + len(chunk)] = check_metric_values(
+                        self.metric(logits, self.data.y, self.data), len(chunk), self.metric.name
+                    )
+            finally:
+                self._masks = [None] * len(self.layers)
+        return values.cpu().numpy()  # the one host-device synchronisation per call
+
+    def _logits(self, coalitions: CoalitionMatrix) -> torch.Tensor:
+        """Logits ``(n_coalitions, n_examples, n_classes)`` with the coalitions' masks applied."""
+        n_examples = len(self.data)
+        if self.examples_per_pass == n_examples:
+            self._set_masks(coalitions)
+            rows = len(coalitions) * n_examples
+            out = self._forward(self._tiled_inputs()[:rows])
+            return out.view(len(coalitions), n_examples, -1)
+        # One coalition's examples do not fit in a pass: split them.
+        per_coalition = []
+        for row in range(len(coalitions)):
+            self._set_masks(coalitions[row : row + 1])
+            parts = [
+                self._forward(self.data.x[start : start + self.examples_per_pass])
+                for start in range(0, n_examples, self.examples_per_pass)
+            ]
+            per_coalition.append(torch.cat(parts))
+        return torch.stack(per_coalition)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.n_forward_examples += len(inputs)
+        return _run_model(lambda: self.model(inputs), "evaluating a coalition")
+
+    def _tiled_inputs(self) -> torch.Tensor:
+        """The evaluation inputs repeated for a full pass of coalitions (built once)."""
+        if self._tiled is None:
+            repeats = (self.coalitions_per_pass,) + (1,) * (self.data.x.dim() - 1)
+            self._tiled = self.data.x.repeat(repeats)
+        return self._tiled
+
+    def _set_masks(self, coalitions: CoalitionMatrix) -> None:
+        masks: list[torch.Tensor | None] = []
+        for index, layer in enumerate(self.layers):
+            columns = coalitions[:, self._offsets[index] : self._offsets[index + 1]]
+            if columns.all():
+                masks.append(None)  # nothing removed in this layer: leave it untouched
+                continue
+            if len(layer.indices) == layer.size:
+                full = columns
+            else:  # units not selected as players always stay active
+                full = np.ones((len(coalitions), layer.size), dtype=bool)
+                full[:, list(layer.indices)] = columns
+            mask = torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+            if layer.group > 1:
+                mask = mask.repeat_interleave(layer.group, dim=1)
+            masks.append(mask)
+        self._masks = masks
+
+    def _transform(self, index: int) -> Any:
+        layer, fill = self.layers[index], self.fills[index]
+
+        def transform(activation: torch.Tensor) -> torch.Tensor:
+            mask = self._masks[index]
+            if mask is None:
+                return activation
+            n_coalitions = mask.shape[0]
+            grouped = activation.view(n_coalitions, -1, *activation.shape[1:])
+            # (n_coalitions, 1, ...) with the unit dimension at its place, ones elsewhere.
+            shape = [n_coalitions] + [1] * (activation.dim())
+            unit_dim = layer.channel_dim % activation.dim()
+            shape[unit_dim + 1] = mask.shape[1]
+            out = torch.where(mask.view(shape), grouped, fill)
+            return out.view(activation.shape)
+
+        return transform
+
+    # -- conveniences -----------------------------------------------------------------------
+
+    def coalition_without(self, removed: Iterable[str]) -> CoalitionMatrix:
+        """The coalition of every player but ``removed`` (unit names), shape ``(1, n_players)``."""
+        index = {name: i for i, name in enumerate(self.player_names)}
+        coalition = np.ones((1, self.n_players), dtype=bool)
+        for name in removed:
+            if name not in index:
+                raise ValueError(f"{name!r} is not a player of this game (see game.player_names).")
+            coalition[0, index[name]] = False
+        return coalition
+
+    def value_without(self, removed: Sequence[str]) -> float:
+        """The metric with the units ``removed`` ablated and every other unit active."""
+        return float(self.value(self.coalition_without(removed))[0])
+
+    def _check_model_and_labels(self) -> int:
+        sample = self.data.x[: min(len(self.data), 8)]
+        with evaluation_mode(self.model), torch.inference_mode():
+            out = _run_model(lambda: self.model(sample), "checking it on the evaluation data")
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(sample):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"The model given to {_OWNER} must return logits of shape (n_examples, "
+                f"n_classes); for {len(sample)} examples it returned {shape}."
+            )
+        n_classes = out.shape[1]
+        labels = self.data.y
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(
+                f"The labels of the 'data' parameter of {_OWNER} must be class ids in [0, "
+                f"{n_classes - 1}] (the model has {n_classes} outputs). Got labels from {low} "
+                f"to {high}."
+            )
+        return n_classes
+
+    def __repr__(self) -> str:
+        return (
+            f"NeuronGame({type(self.model).__name__}, {self.n_players} units in "
+            f"{len(self.layers)} layers, metric={self.metric.name!r}, ablation={self.ablation!r}, "
+            f"{len(self.data)} examples)"
+        )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
+    return torch.device("cpu")
+
+
+def _as_reference(reference: Any) -> Split:
+    if isinstance(reference, torch.Tensor | np.ndarray):
+        x = torch.as_tensor(reference).detach()
+        return Split(x, torch.zeros(len(x), dtype=torch.long), name="reference")
+    return as_split(reference, "reference", _OWNER)
+
+
+def _run_model(call: Any, doing: str) -> Any:
+    """Run ``call``; an exception from the model is re-raised saying what we were doing."""
+    try:
+        return call()
+    except AblationError:
+        raise
+    except Exception as error:
+        raise RuntimeError(
+            f"The model raised {type(error).__name__} while {doing}: {error}"
+        ) from error

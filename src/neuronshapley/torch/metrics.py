@@ -1,0 +1,217 @@
+"""Metrics: what "performance of the network" means in the game.
+
+A built-in metric is vectorised over coalitions: it takes the logits of every coalition at once,
+shape ``(n_coalitions, n_examples, n_classes)``, and returns one number per coalition. A user's
+metric is any callable ``(logits, targets, batch) -> float`` for *one* coalition (``logits`` of
+shape ``(n_examples, n_classes)``, ``batch`` the :class:`~neuronshapley.torch.data.Split`), called
+once per coalition.
+
+Built-in metrics, by name:
+
+- ``"accuracy"``: fraction of examples classified correctly;
+- ``"neg_cross_entropy"``: minus the mean cross-entropy (higher is better, like the others);
+- ``"recall:c"`` (or :func:`class_recall`): recall of class ``c``;
+- ``"mean_group_recall"`` (or :func:`mean_group_recall`): recall of the positive class (1) in
+  each group, averaged over the groups: the fairness metric of section 4.3 of Ghorbani & Zou
+  (2020), after Kim et al. (2019);
+- ``"worst_group_accuracy"``: the accuracy of the group where it is lowest.
+
+Group metrics need the split's ``groups``; examples in group -1 belong to no group.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F  # noqa: N812
+
+from neuronshapley.torch.data import Split
+
+BatchedMetric = Callable[[torch.Tensor, torch.Tensor, Split], torch.Tensor]
+UserMetric = Callable[[torch.Tensor, torch.Tensor, Split], Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric.
+
+    Attributes:
+        name: Shown in results and reports.
+        batched: Logits ``(n_coalitions, n_examples, n_classes)`` -> values ``(n_coalitions,)``.
+        needs_groups: Whether the split must have per-example groups.
+    """
+
+    name: str
+    batched: BatchedMetric
+    needs_groups: bool = False
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
+        return self.batched(logits, targets, batch)
+
+
+def _accuracy(logits: torch.Tensor, targets: torch.Tensor, _: Split) -> torch.Tensor:
+    return (logits.argmax(dim=-1) == targets).double().mean(dim=1)
+
+
+def _neg_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, _: Split) -> torch.Tensor:
+    log_probs = F.log_softmax(logits.double(), dim=-1)
+    picked = log_probs.gather(-1, targets.expand(logits.shape[0], -1).unsqueeze(-1))
+    return picked.squeeze(-1).mean(dim=1)
+
+
+def accuracy() -> Metric:
+    """Fraction of examples whose arg-max logit is the label."""
+    return Metric("accuracy", _accuracy)
+
+
+def neg_cross_entropy() -> Metric:
+    """Minus the mean cross-entropy of the labels (the log-likelihood; higher is better)."""
+    return Metric("neg_cross_entropy", _neg_cross_entropy)
+
+
+def class_recall(target_class: int) -> Metric:
+    """Recall of ``target_class``: the accuracy on the examples labelled with it.
+
+    Args:
+        target_class: The class, an int >= 0.
+    """
+    if isinstance(target_class, bool) or not isinstance(target_class, int) or target_class < 0:
+        raise ValueError(
+            f"The 'target_class' parameter of class_recall must be an int >= 0. "
+            f"Got {target_class!r} instead."
+        )
+
+    def recall(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
+        members = targets == target_class
+        if not members.any():
+            raise ValueError(
+                f"The metric recall:{target_class} needs examples of class {target_class}, but "
+                f"the evaluation data {batch.name!r} has none."
+            )
+        hits = (logits[:, members].argmax(dim=-1) == target_class).double()
+        return hits.mean(dim=1)
+
+    return Metric(f"recall:{target_class}", recall)
+
+
+def _group_masks(targets: torch.Tensor, batch: Split, name: str) -> tuple[torch.Tensor, int]:
+    if batch.groups is None:
+        raise ValueError(
+            f"The metric {name} needs a group per example, but the evaluation data "
+            f"{batch.name!r} has none: pass data=(x, y, groups) or a Split with groups."
+        )
+    present = torch.unique(batch.groups[batch.groups >= 0])
+    if len(present) == 0:
+        raise ValueError(f"The metric {name} found no example in a group (all groups are -1).")
+    masks = batch.groups[None, :] == present[:, None]  # (n_groups, n_examples)
+    return masks, len(present)
+
+
+def mean_group_recall(positive_class: int = 1) -> Metric:
+    """Recall of ``positive_class`` within each group, averaged over groups (default class 1).
+
+    The fairness metric of section 4.3 of Ghorbani & Zou (2020): a model that misses positives
+    in one group scores low even if its overall recall is high. Groups without a positive
+    example are left out of the mean.
+    """
+    name = "mean_group_recall" + ("" if positive_class == 1 else f":{positive_class}")
+
+    def metric(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
+        masks, _ = _group_masks(targets, batch, name)
+        positives = masks & (targets == positive_class)[None, :]  # (n_groups, n_examples)
+        counts = positives.sum(dim=1)
+        positives, counts = positives[counts > 0], counts[counts > 0]
+        if len(counts) == 0:
+            raise ValueError(f"The metric {name} found no example of class {positive_class}.")
+        hits = (logits.argmax(dim=-1) == positive_class).double()  # (n_coalitions, n_examples)
+        recalls = hits @ positives.double().T / counts.double()  # (n_coalitions, n_groups)
+        return recalls.mean(dim=1)
+
+    return Metric(name, metric, needs_groups=True)
+
+
+def worst_group_accuracy() -> Metric:
+    """The lowest accuracy over the groups."""
+
+    def metric(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
+        masks, _ = _group_masks(targets, batch, "worst_group_accuracy")
+        hits = (logits.argmax(dim=-1) == targets).double()
+        accuracies = hits @ masks.double().T / masks.sum(dim=1).double()
+        return accuracies.min(dim=1).values
+
+    return Metric("worst_group_accuracy", metric, needs_groups=True)
+
+
+def from_user(function: UserMetric, name: str | None = None) -> Metric:
+    """Wrap a callable ``(logits, targets, batch) -> float`` scoring one coalition."""
+    label = str(name or getattr(function, "__name__", type(function).__name__))
+
+    def batched(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
+        values = [_scalar(function(row, targets, batch), label) for row in logits]
+        return torch.tensor(values, dtype=torch.float64)
+
+    return Metric(label, batched)
+
+
+def _scalar(value: Any, name: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"The metric {name!r} must return one number per call (a float or a tensor with "
+                f"one element). Got a tensor of shape {tuple(value.shape)} instead."
+            )
+        value = value.item()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"The metric {name!r} must return a float. Got {type(value).__name__} instead."
+        ) from None
+    if not math.isfinite(number):
+        raise ValueError(f"The metric {name!r} returned a non-finite value ({number!r}).")
+    return number
+
+
+_NAMED: dict[str, Callable[[], Metric]] = {
+    "accuracy": accuracy,
+    "neg_cross_entropy": neg_cross_entropy,
+    "mean_group_recall": mean_group_recall,
+    "worst_group_accuracy": worst_group_accuracy,
+}
+METRIC_NAMES = (*_NAMED, "recall:<class>")
+
+
+def resolve_metric(metric: Any, owner: str = "NeuronGame") -> Metric:
+    """A :class:`Metric` from a name, a ``Metric`` or a user callable."""
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        if metric in _NAMED:
+            return _NAMED[metric]()
+        if metric.startswith("recall:") and metric[len("recall:") :].isdigit():
+            return class_recall(int(metric[len("recall:") :]))
+        raise ValueError(
+            f"The 'metric' parameter of {owner} must be one of {', '.join(METRIC_NAMES)} or a "
+            f"callable (logits, targets, batch) -> float. Got {metric!r} instead."
+        )
+    if callable(metric):
+        return from_user(metric)
+    raise TypeError(
+        f"The 'metric' parameter of {owner} must be a metric name or a callable "
+        f"(logits, targets, batch) -> float. Got {type(metric).__name__} instead."
+    )
+
+
+def check_metric_values(values: torch.Tensor, n_coalitions: int, name: str) -> torch.Tensor:
+    """Values of a batched metric, checked: one finite number per coalition."""
+    if not isinstance(values, torch.Tensor) or values.shape != (n_coalitions,):
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(
+            f"The metric {name!r} must return one value per coalition, shape ({n_coalitions},). "
+            f"Got {shape} instead."
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError(f"The metric {name!r} returned a non-finite value (NaN or inf).")
+    return values

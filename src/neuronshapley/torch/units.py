@@ -1,0 +1,328 @@
+"""What a player is: a unit of a network, named ``"<module path>:<index>"``.
+
+A unit is one output channel of a ``Conv1d/2d/3d`` (a filter), one output feature of a
+``Linear`` (a neuron), one channel of a ``BatchNorm``, or one attention head. A head is a group
+of consecutive *input* features of an output projection (head h of a ``Linear`` out-projection
+over ``n_heads * head_dim`` features is inputs ``h*head_dim ... (h+1)*head_dim - 1``); for
+``nn.MultiheadAttention`` the module itself is selected and its heads are found for you.
+
+Units are selected by module-name patterns (``"conv*"``, ``"features.3"``, ``"fc1:0-9"``), lists
+of them, a callable ``(name, module) -> bool``, or the helpers :func:`conv_filters`,
+:func:`linear_neurons` and :func:`attention_heads`. Every unit carries its layer (the module
+path), which reports use to show where the valuable units sit.
+"""
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+ABLATABLE_TYPES = "Conv1d/2d/3d, Linear, BatchNorm1d/2d/3d or MultiheadAttention"
+_UNIT_RE = re.compile(r"^(?P<path>.*):(?P<first>\d+)(?:-(?P<last>\d+))?$")
+
+UnitSelector = Callable[[str, nn.Module], bool]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The selected units of one module.
+
+    Attributes:
+        path: The module's path in the model (``model.get_submodule(path)``).
+        kind: ``"conv"``, ``"linear"``, ``"norm"``, ``"heads"`` (input groups of an output
+            projection) or ``"mha"`` (``nn.MultiheadAttention``).
+        size: Number of units the module has (channels, features or heads).
+        indices: The selected units, sorted, each in ``[0, size)``.
+        channel_dim: The activation dimension that indexes the units (1 for channels, -1 for
+            features and heads).
+        group: Activation features per unit (1, or the head dimension for heads).
+    """
+
+    path: str
+    kind: str
+    size: int
+    indices: tuple[int, ...]
+    channel_dim: int
+    group: int = 1
+
+    @property
+    def hooks_input(self) -> bool:
+        """Whether the unit lives in the module's input (heads) rather than its output."""
+        return self.kind == "heads"
+
+    def names(self) -> list[str]:
+        return [f"{self.path}:{index}" for index in self.indices]
+
+
+@dataclass(frozen=True)
+class UnitSet:
+    """The players of a Neuron Shapley game, layer by layer.
+
+    Attributes:
+        layers: One entry per module with selected units, in the model's module order.
+    """
+
+    layers: tuple[Layer, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """``"<module path>:<index>"`` for every unit, layer by layer."""
+        return [name for layer in self.layers for name in layer.names()]
+
+    @property
+    def unit_layers(self) -> list[str]:
+        """The layer (module path) of every unit, aligned with :attr:`names`."""
+        return [layer.path for layer in self.layers for _ in layer.indices]
+
+    @property
+    def n_units(self) -> int:
+        return sum(len(layer.indices) for layer in self.layers)
+
+    def __len__(self) -> int:
+        return self.n_units
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{layer.path}: {len(layer.indices)}" for layer in self.layers)
+        return f"UnitSet({self.n_units} units; {parts})"
+
+
+def describe_module(module: nn.Module) -> tuple[str, int, int, int] | None:
+    """``(kind, size, channel_dim, group)`` for a module whose units we can ablate, else None."""
+    if isinstance(module, _CONV):
+        return "conv", module.out_channels, 1, 1
+    if isinstance(module, nn.Linear):
+        return "linear", module.out_features, -1, 1
+    if isinstance(module, _NORM):
+        return "norm", module.num_features, 1, 1
+    if isinstance(module, nn.MultiheadAttention):
+        return "mha", module.num_heads, -1, module.head_dim
+    return None
+
+
+def ablatable_modules(model: nn.Module) -> list[str]:
+    """Paths of the modules whose units can be selected, in module order."""
+    return [name for name, module in model.named_modules() if name and describe_module(module)]
+
+
+def _layer(model: nn.Module, path: str, indices: Iterable[int] | None, owner: str) -> Layer:
+    module = model.get_submodule(path)
+    described = describe_module(module)
+    if described is None:
+        raise TypeError(
+            f"The module {path!r} passed to {owner} is a {type(module).__name__}, whose units "
+            f"cannot be ablated. Units are the output channels or features of {ABLATABLE_TYPES} "
+            f"modules (or heads, see ns.units.heads). Ablatable modules in this model: "
+            f"{_listing(ablatable_modules(model))}."
+        )
+    kind, size, channel_dim, group = described
+    chosen = tuple(range(size)) if indices is None else tuple(sorted(set(indices)))
+    bad = [index for index in chosen if not 0 <= index < size]
+    if bad:
+        raise ValueError(
+            f"The units passed to {owner} ask for index {bad[0]} of module {path!r}, which has "
+            f"{size} units (indices 0 to {size - 1})."
+        )
+    return Layer(path, kind, size, chosen, channel_dim, group)
+
+
+def _listing(names: Sequence[str], limit: int = 12) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(repr(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.4)
+    return _listing(close) if close else _listing(list(candidates))
+
+
+def _match_pattern(model: nn.Module, pattern: str, owner: str) -> list[Layer]:
+    match = _UNIT_RE.match(pattern)
+    indices: range | None = None
+    if match:
+        first = int(match["first"])
+        last = int(match["last"]) if match["last"] else first
+        if last < first:
+            raise ValueError(
+                f"The unit range {pattern!r} passed to {owner} is empty: write 'first-last' "
+                f"with first <= last."
+            )
+        pattern, indices = match["path"], range(first, last + 1)
+    names = [name for name, _ in model.named_modules() if name]
+    if any(char in pattern for char in "*?["):
+        ablatable = ablatable_modules(model)
+        paths = [name for name in ablatable if fnmatch.fnmatchcase(name, pattern)]
+        if not paths:
+            raise ValueError(
+                f"The units pattern {pattern!r} passed to {owner} matches no ablatable module. "
+                f"Ablatable modules ({ABLATABLE_TYPES}): {_listing(ablatable)}."
+            )
+        return [_layer(model, path, indices, owner) for path in paths]
+    if pattern not in names:
+        raise ValueError(
+            f"The model has no module named {pattern!r} (in the units passed to {owner}). "
+            f"Closest module names: {_closest(pattern, names)}."
+        )
+    return [_layer(model, pattern, indices, owner)]
+
+
+def _combine(layers: Iterable[Layer]) -> dict[str, Layer]:
+    """One layer per module path, holding the union of the selected indices."""
+    by_path: dict[str, Layer] = {}
+    for layer in layers:
+        old = by_path.get(layer.path)
+        if old is not None:
+            indices = tuple(sorted(set(old.indices) | set(layer.indices)))
+            layer = Layer(
+                layer.path, layer.kind, layer.size, indices, layer.channel_dim, layer.group
+            )
+        by_path[layer.path] = layer
+    return by_path
+
+
+def _merge(model: nn.Module, layers: Iterable[Layer]) -> UnitSet:
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    combined = _combine(layers).values()
+    return UnitSet(tuple(sorted(combined, key=lambda layer: order[layer.path])))
+
+
+def default_units(model: nn.Module) -> UnitSet:
+    """Every convolution filter; for a model without convolutions, every hidden neuron."""
+    convs = conv_filters(model)
+    return convs if convs.n_units else linear_neurons(model)
+
+
+def resolve_units(model: nn.Module, units: Any, owner: str = "NeuronGame") -> UnitSet:
+    """Turn a units selection into a :class:`UnitSet`.
+
+    Args:
+        model: The network.
+        units: ``None`` (:func:`default_units`), a ``UnitSet``, a pattern string (fnmatch on module
+            paths, optionally ``":i"`` or ``":i-j"`` for some units of the matched modules), a list
+            of patterns, or a callable ``(name, module) -> bool``.
+        owner: Who asks, for error messages.
+    """
+    if units is None:
+        unit_set = default_units(model)
+        if not unit_set.n_units:
+            raise ValueError(
+                f"{owner} found no units to value in this model: it has no convolution and no "
+                f"hidden Linear layer. Select units with units=... among: "
+                f"{_listing(ablatable_modules(model))}."
+            )
+        return unit_set
+    if isinstance(units, UnitSet):
+        unit_set = units
+        for layer in unit_set.layers:  # the UnitSet must fit this model
+            if layer.kind == "heads":
+                heads(model, layer.path, layer.size)
+            else:
+                _layer(model, layer.path, layer.indices, owner)
+    elif isinstance(units, str):
+        unit_set = _merge(model, _match_pattern(model, units, owner))
+    elif callable(units):
+        paths = [name for name, module in model.named_modules() if name and units(name, module)]
+        unit_set = _merge(model, (_layer(model, path, None, owner) for path in paths))
+    elif isinstance(units, Sequence) and all(isinstance(unit, str) for unit in units):
+        unit_set = _merge(
+            model, (layer for pattern in units for layer in _match_pattern(model, pattern, owner))
+        )
+    else:
+        raise TypeError(
+            f"The 'units' parameter of {owner} must be None, a module-name pattern, a list of "
+            f"patterns, a callable (name, module) -> bool or a UnitSet. "
+            f"Got {type(units).__name__} instead."
+        )
+    if not unit_set.n_units:
+        raise ValueError(
+            f"The 'units' parameter of {owner} selects no unit (got {units!r}). Ablatable "
+            f"modules: {_listing(ablatable_modules(model))}."
+        )
+    return unit_set
+
+
+def conv_filters(model: nn.Module, pattern: str = "*") -> UnitSet:
+    """Every output channel of the convolutions whose path matches ``pattern`` (default all)."""
+    return _select(model, pattern, _CONV)
+
+
+def linear_neurons(model: nn.Module, pattern: str = "*", *, include_last: bool = False) -> UnitSet:
+    """Every output feature of the ``Linear`` modules matching ``pattern`` (default all).
+
+    Args:
+        model: The network.
+        pattern: fnmatch pattern on module paths. Default ``"*"``.
+        include_last: Include the last ``Linear`` of the model, which usually produces the
+            logits (ablating a logit is rarely what one means by a neuron). Default False.
+    """
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    # An out-projection of attention is a Linear too, but its units are heads, not outputs.
+    projections = {
+        f"{name}.out_proj" if name else "out_proj"
+        for name, module in model.named_modules()
+        if isinstance(module, nn.MultiheadAttention)
+    }
+    keep = [name for name in linears if name not in projections]
+    if not include_last and keep:
+        keep = keep[:-1]
+    paths = [name for name in keep if fnmatch.fnmatchcase(name, pattern)]
+    return _merge(model, (_layer(model, path, None, "linear_neurons") for path in paths))
+
+
+def attention_heads(model: nn.Module, pattern: str = "*") -> UnitSet:
+    """Every head of the ``nn.MultiheadAttention`` modules matching ``pattern`` (default all)."""
+    return _select(model, pattern, (nn.MultiheadAttention,))
+
+
+def heads(model: nn.Module, projection: str, n_heads: int) -> UnitSet:
+    """The heads of a hand-written attention, given its output projection.
+
+    Head h is the group of input features ``h*d ... (h+1)*d - 1`` of the ``Linear`` at
+    ``projection``, with ``d = in_features // n_heads``; ablating it replaces that slice of the
+    projection's input.
+
+    Args:
+        model: The network.
+        projection: Path of the output-projection ``Linear``.
+        n_heads: Number of heads; must divide its ``in_features``.
+    """
+    names = [name for name, _ in model.named_modules() if name]
+    if projection not in names:
+        raise ValueError(
+            f"The model has no module named {projection!r} (the 'projection' parameter of "
+            f"heads). Closest module names: {_closest(projection, names)}."
+        )
+    module = model.get_submodule(projection)
+    if not isinstance(module, nn.Linear):
+        raise TypeError(
+            f"The 'projection' parameter of heads must name a Linear (the output projection "
+            f"of an attention). {projection!r} is a {type(module).__name__}."
+        )
+    if not isinstance(n_heads, int) or n_heads < 1 or module.in_features % n_heads:
+        raise ValueError(
+            f"The 'n_heads' parameter of heads must be a positive int dividing the "
+            f"{module.in_features} input features of {projection!r}. Got {n_heads!r} instead."
+        )
+    group = module.in_features // n_heads
+    return UnitSet((Layer(projection, "heads", n_heads, tuple(range(n_heads)), -1, group),))
+
+
+def _select(model: nn.Module, pattern: str, types: tuple[type[nn.Module], ...]) -> UnitSet:
+    paths = [
+        name
+        for name, module in model.named_modules()
+        if name and isinstance(module, types) and fnmatch.fnmatchcase(name, pattern)
+    ]
+    return _merge(model, (_layer(model, path, None, "units") for path in paths))
+
+
+def union(*unit_sets: UnitSet) -> UnitSet:
+    """All units of several selections, in the order the selections came."""
+    return UnitSet(tuple(_combine(layer for units in unit_sets for layer in units.layers).values()))
