@@ -1,5 +1,6 @@
 """Shapley value estimators: exact, Monte Carlo, truncated, and the TMAB top-k bandit."""
 
+from neuronshapley.estimators._common import Progress
 from neuronshapley.estimators.bandit import tmab_shapley, undecided_players
 from neuronshapley.estimators.bounds import confidence_halfwidth
 from neuronshapley.estimators.exact import exact_banzhaf, exact_shapley
@@ -9,6 +10,7 @@ from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.walks import Truncation
 
 __all__ = [
+    "Progress",
     "RankedPlayer",
     "RunningStats",
     "ShapleyResult",

@@ -58,6 +58,32 @@ def check_truncation(
 
 
 @dataclass
+class Progress:
+    """Where a run stands, passed to the ``progress`` callback after every round.
+
+    Attributes:
+        n_evaluations: Coalitions evaluated so far (over a resumed run).
+        n_permutations: Permutations walked so far.
+        elapsed_seconds: Wall time so far (over a resumed run).
+        values: Current estimate of every player (a view: copy it to keep it).
+        n_undecided: Players TMAB still samples (``None`` for non-adaptive estimators).
+        max_evaluations: The evaluation budget, or ``None``.
+        max_seconds: The time budget of this call, or ``None``.
+    """
+
+    n_evaluations: int
+    n_permutations: int
+    elapsed_seconds: float
+    values: NDArray[np.float64]
+    n_undecided: int | None
+    max_evaluations: int | None
+    max_seconds: float | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
 class RunSpec:
     """One sampling run: what identifies it (for resuming) and how it is carried out."""
 
@@ -74,6 +100,7 @@ class RunSpec:
     checkpoint: str | os.PathLike[str] | None
     checkpoint_every: float
     resume: str | os.PathLike[str] | None
+    progress: ProgressCallback | None = None
 
 
 def make_spec(
@@ -87,6 +114,7 @@ def make_spec(
     checkpoint: str | os.PathLike[str] | None,
     checkpoint_every: Any,
     resume: str | os.PathLike[str] | None,
+    progress: ProgressCallback | None = None,
 ) -> RunSpec:
     """Validate what every sampling estimator takes and describe the run.
 
@@ -128,6 +156,7 @@ def make_spec(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        progress=progress,
     )
 
 
@@ -136,6 +165,10 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
 
     ``plan(state)`` returns the players to sample in the next round (or a stop reason) and the
     number of permutations in it.
+
+    Ctrl-C (``KeyboardInterrupt``) ends the run cleanly: the state of the last complete round is
+    checkpointed (a resumed run repeats the interrupted round) and returned with the stop reason
+    ``"interrupted"``.
     """
     game = spec.game
     if spec.checkpoint is not None:
@@ -158,35 +191,15 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
         antithetic=spec.antithetic,
         batch_size=spec.batch_size,
     )
-    last_saved = time.perf_counter()
-    resumable = state
-    stop_reason: str
-    if not sampler.evaluate_endpoints():
-        stop_reason = "max_evaluations"
-    else:
-        while True:
-            sampled, size = plan(state)
-            if isinstance(sampled, str):
-                stop_reason = sampled
-                resumable = state
-                break
-            if evaluator.out_of_time():
-                stop_reason, resumable = "max_seconds", state
-                break
-            resumable = state.copy()
-            if not sampler.run_round(size, sampled):
-                stop_reason = sampler.stop_reason or "budget"
-                break
-            resumable = state
-            if (
-                spec.checkpoint is not None
-                and time.perf_counter() - last_saved >= spec.checkpoint_every
-            ):
-                save_checkpoint(spec, resumable, elapsed_before + evaluator.elapsed())
-                last_saved = time.perf_counter()
+    try:
+        stop_reason = _loop(spec, plan, sampler, evaluator, elapsed_before)
+        resumable = state
+    except KeyboardInterrupt:  # Ctrl-C: keep the last complete round
+        stop_reason, resumable = "interrupted", sampler.resumable
     elapsed = elapsed_before + evaluator.elapsed()
     if spec.checkpoint is not None:
-        save_checkpoint(spec, resumable, elapsed)
+        save_checkpoint(spec, sampler.resumable, elapsed)
+    state = resumable
     params = dict(spec.identity)
     params.update(max_evaluations=spec.max_evaluations, max_seconds=spec.max_seconds)
     diagnostics = {
@@ -212,6 +225,51 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
         elapsed_seconds=elapsed,
         diagnostics=diagnostics,
     )
+
+
+def _loop(
+    spec: RunSpec,
+    plan: Callable[[WalkState], tuple[Plan, int]],
+    sampler: WalkSampler,
+    evaluator: Evaluator,
+    elapsed_before: float,
+) -> str:
+    """Run rounds until a stop reason; ``sampler.resumable`` tracks the last complete state."""
+    state = sampler.state
+    if not sampler.evaluate_endpoints():
+        return "max_evaluations"
+    last_saved = time.perf_counter()
+    while True:
+        sampled, size = plan(state)
+        if isinstance(sampled, str):
+            sampler.resumable = state
+            return sampled
+        if evaluator.out_of_time():
+            sampler.resumable = state
+            return "max_seconds"
+        sampler.resumable = state.copy()
+        if not sampler.run_round(size, sampled):
+            return sampler.stop_reason or "budget"
+        sampler.resumable = state
+        elapsed = elapsed_before + evaluator.elapsed()
+        if spec.progress is not None:
+            spec.progress(
+                Progress(
+                    n_evaluations=state.n_evaluations,
+                    n_permutations=state.next_permutation,
+                    elapsed_seconds=elapsed,
+                    values=state.stats.mean,
+                    n_undecided=state.extra.get("n_undecided"),
+                    max_evaluations=spec.max_evaluations,
+                    max_seconds=spec.max_seconds,
+                )
+            )
+        if (
+            spec.checkpoint is not None
+            and time.perf_counter() - last_saved >= spec.checkpoint_every
+        ):
+            save_checkpoint(spec, state, elapsed)
+            last_saved = time.perf_counter()
 
 
 def _start_state(spec: RunSpec) -> tuple[WalkState, float]:

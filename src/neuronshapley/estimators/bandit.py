@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._validation import check_choice, check_float, check_int
-from neuronshapley.estimators._common import Plan, make_spec, run_rounds
+from neuronshapley.estimators._common import Plan, ProgressCallback, make_spec, run_rounds
 from neuronshapley.estimators.result import ShapleyResult, interval_halfwidth
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
@@ -86,6 +86,7 @@ def tmab_shapley(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ShapleyResult:
     """Truncated multi-armed-bandit Shapley (Algorithm 1 of Ghorbani & Zou 2020).
 
@@ -120,6 +121,8 @@ def tmab_shapley(
             at the end.
         checkpoint_every: Seconds between checkpoints. Default 60.
         resume: Directory of a checkpoint to continue from (same parameters, budgets may grow).
+        progress: Called after every round with a ``Progress`` (evaluations, elapsed time,
+            current values, undecided players). Default ``None``.
 
     Returns:
         A ``ShapleyResult`` whose ``stop_reason`` is ``"separated"`` when no player is left
@@ -154,6 +157,7 @@ def tmab_shapley(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        progress=progress,
     )
     n = game.n_players
     if n < 2:

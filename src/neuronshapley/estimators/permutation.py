@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from neuronshapley._validation import check_int
-from neuronshapley.estimators._common import Plan, make_spec, run_rounds
+from neuronshapley.estimators._common import Plan, ProgressCallback, make_spec, run_rounds
 from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
@@ -39,6 +39,7 @@ def truncated_shapley(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ShapleyResult:
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2020, section 3 and appendix B).
 
@@ -75,6 +76,8 @@ def truncated_shapley(
         checkpoint_every: Seconds between checkpoints. Default 60.
         resume: Directory of a checkpoint to continue from; the parameters must match, the
             budgets may grow. The result equals an uninterrupted run's.
+        progress: Called after every round with a ``Progress`` (evaluations, elapsed time,
+            current values). Default ``None``.
 
     Returns:
         A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped.
@@ -100,6 +103,7 @@ def permutation_shapley(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ShapleyResult:
     """Monte Carlo Shapley over random permutations (eq. 2 of Ghorbani & Zou 2020).
 
@@ -137,6 +141,7 @@ def _permutation_run(
     checkpoint: str | os.PathLike[str] | None,
     checkpoint_every: float,
     resume: str | os.PathLike[str] | None,
+    progress: ProgressCallback | None,
 ) -> ShapleyResult:
     game = as_game(game, n_players, owner)
     identity = {
@@ -161,6 +166,7 @@ def _permutation_run(
         checkpoint=checkpoint,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        progress=progress,
     )
     check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
     if n_permutations is None and max_evaluations is None and max_seconds is None:

@@ -264,6 +264,8 @@ class WalkSampler:
         self.batch_size = batch_size
         self.n_players = state.stats.n_players
         self.stop_reason: str | None = None
+        # The last state a resumed run may start from: rounds cut short are repeated.
+        self.resumable = state
         # One mask buffer for the whole run: a fresh one per batch costs more in page faults
         # than building the masks. Games must copy coalitions they keep (see games.base.Game).
         self._buffer = np.empty((batch_size, self.n_players), dtype=bool)
