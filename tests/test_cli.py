@@ -9,7 +9,7 @@ import pytest
 import neuronshapley as ns
 from neuronshapley.cli import main
 
-SMALL = ["demo", "--players", "200", "--k", "5"]
+SMALL = ["synthetic", "--players", "200", "--k", "5"]
 
 
 def test_demo_prints_the_table_precision_and_ratio(capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,14 +75,17 @@ def test_show_without_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["demo", "--players", "10", "--k", "6"], r"--players must be at least --k \+ 5 = 11"),
-        (["demo", "--k", "0"], r"argument --k: must be an int >= 1\. Got 0"),
-        (["demo", "--players", "many"], r"argument --players: must be an int >= 1\. Got 'many'"),
-        (["demo", "--seed", "-1"], r"argument --seed: must be an int >= 0\. Got -1"),
+        (["synthetic", "--players", "10", "--k", "6"], r"--players must be at least --k \+ 5 = 11"),
+        (["synthetic", "--k", "0"], r"argument --k: must be an int >= 1\. Got 0"),
+        (
+            ["synthetic", "--players", "many"],
+            r"argument --players: must be an int >= 1\. Got 'many'",
+        ),
+        (["synthetic", "--seed", "-1"], r"argument --seed: must be an int >= 0\. Got -1"),
         (["show", "x", "--top", "-2"], r"argument --top: must be an int >= 0\. Got -2"),
-        (["demo", "--unknown"], r"unrecognized arguments: --unknown"),
+        (["synthetic", "--unknown"], r"unrecognized arguments: --unknown"),
         (["bogus"], r"invalid choice: 'bogus'"),
-        ([], r"choose a command, 'demo' or 'show'"),
+        ([], r"choose a command: run, demo, show or synthetic"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -136,5 +139,5 @@ def test_show_csv_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--help"]) == 0
+    assert main(["synthetic", "--help"]) == 0
     assert "--no-compare" in capsys.readouterr().out

@@ -1,9 +1,10 @@
-"""The ``neuronshapley`` command: run the demo job, inspect saved results.
+"""The ``neuronshapley`` command: value the units of a network, inspect saved runs.
 
-``neuronshapley demo`` runs TMAB-Shapley (Algorithm 1 of Ghorbani & Zou 2020) on the bundled
-synthetic game, a sparse sum of unanimity games with known Shapley values, and checks the top k
-it finds against the truth; until the PyTorch adapter exists, that is the main job.
-``neuronshapley show DIR`` prints a result saved with ``ShapleyResult.save``.
+- ``neuronshapley run`` computes the Neuron Shapley values of a model's units with TMAB-Shapley
+  (Algorithm 1 of Ghorbani & Zou 2020) and writes a run directory (see :mod:`neuronshapley.runs`).
+- ``neuronshapley demo`` is ``run`` on the bundled ``digits-cnn``, the main job in one word.
+- ``neuronshapley show DIR`` prints a run (or a result saved with ``ShapleyResult.save``).
+- ``neuronshapley synthetic`` runs TMAB on a synthetic game with known values and checks it.
 
 User mistakes (a bad number, a missing directory) print one line to stderr and exit with code 2;
 tracebacks are kept for bugs.
@@ -12,13 +13,14 @@ tracebacks are kept for bugs.
 import argparse
 import sys
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
-from neuronshapley.estimators import ShapleyResult, tmab_shapley
+from neuronshapley.estimators import Progress, ShapleyResult, tmab_shapley
 from neuronshapley.games import sparse_soum
 
 USAGE_ERROR = 2
@@ -69,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo",
-        help="run TMAB-Shapley on the bundled synthetic game and check it against the truth",
+        "synthetic",
+        help="run TMAB-Shapley on a synthetic game with known values and check it",
         description=(
             "Run tmab_shapley on sparse_soum, a game with k large Shapley values among many "
             "small ones whose exact values are known, and compare its top k with the truth "
@@ -106,10 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run plain Monte Carlo with the same stopping rule (default: on)",
     )
 
+    for name in ("run", "demo"):
+        _add_run_arguments(commands, name)
+
     show = commands.add_parser(
         "show",
-        help="print a result saved with ShapleyResult.save",
-        description="Print a saved ShapleyResult: its summary and a table of top/bottom players.",
+        help="print a run's summary and top units (or a saved ShapleyResult)",
+        description=(
+            "Print a run directory written by 'neuronshapley run' (its headline numbers) or a "
+            "ShapleyResult saved with ShapleyResult.save: a summary and the top/bottom units."
+        ),
     )
     show.add_argument("directory", metavar="DIR", help="directory holding result.json/.npz")
     show.add_argument(
@@ -130,6 +138,148 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _float_in(low: float, high: float | None) -> Callable[[str], float]:
+    """An argparse ``type`` accepting floats in ``(low, high)`` (``high`` None: unbounded)."""
+    rule = f"a number in ({low:g}, {high:g})" if high is not None else f"a number > {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            number = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {rule}. Got {text!r} instead.") from None
+        if not (number > low and (high is None or number < high)):
+            raise argparse.ArgumentTypeError(f"must be {rule}. Got {text} instead.")
+        return number
+
+    parse.__name__ = rule
+    return parse
+
+
+# The bundled default of `neuronshapley demo`: sized to finish in about a minute on 2 cores.
+DEMO_MODEL = "digits-cnn"
+DEMO_OUT = "demo-run"
+DEMO_BUDGET = 60_000
+
+
+def _add_run_arguments(commands: Any, name: str) -> None:
+    demo = name == "demo"
+    parser = commands.add_parser(
+        name,
+        help=(
+            f"run on the bundled {DEMO_MODEL} and write {DEMO_OUT}/ (the main job, one word)"
+            if demo
+            else "compute the Neuron Shapley values of a model's units and write a run directory"
+        ),
+        description=(
+            "Value every unit (conv filter, neuron, attention head) of a model with TMAB-Shapley "
+            "(Ghorbani & Zou 2020): the metric on the evaluation data when the other units output "
+            "their mean. Writes values.csv, result.json/.npz, PNG plots, report.html and "
+            "run.json into --out, with a checkpoint that --resume continues (also after Ctrl-C)."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        default=DEMO_MODEL if demo else None,
+        required=not demo,
+        help=(
+            "a bundled model (digits-cnn, mnist1d-cnn, adult-mlp, ...) or "
+            "path/to/file.py:function returning an nn.Module (or (module, Bundle))"
+            + (f" (default: {DEMO_MODEL})" if demo else "")
+        ),
+    )
+    parser.add_argument(
+        "--data",
+        help=(
+            "path/to/file.py:function returning a ns.Bundle or {'data': (x, y), 'reference': x}"
+            " (default: the bundled model's test split, with its reference split for the means)"
+        ),
+    )
+    parser.add_argument(
+        "--units",
+        help="comma-separated module patterns, e.g. 'conv*' or 'conv2,fc1:0-9' "
+        "(default: every conv filter; every hidden neuron of a model without convolutions)",
+    )
+    parser.add_argument(
+        "--metric",
+        default="accuracy",
+        help="accuracy, neg_cross_entropy, recall:<class>, mean_group_recall, "
+        "worst_group_accuracy (default: accuracy)",
+    )
+    parser.add_argument(
+        "--ablation",
+        default="mean",
+        choices=("mean", "channel_mean", "zero"),
+        help="what a removed unit outputs (default: mean, its mean map on the reference split)",
+    )
+    parser.add_argument(
+        "--k",
+        metavar="N",
+        type=_int_at_least(1),
+        default=10,
+        help="top units to separate (default: 10)",
+    )
+    parser.add_argument(
+        "--delta",
+        metavar="P",
+        type=_float_in(0.0, 1.0),
+        default=0.05,
+        help="failure probability of each confidence interval (default: 0.05)",
+    )
+    parser.add_argument(
+        "--tol",
+        metavar="X",
+        type=_float_in(0.0, None),
+        default=1e-3,
+        help="values closer than this to the top-k threshold count as ties (default: 0.001)",
+    )
+    parser.add_argument(
+        "--truncation",
+        metavar="X",
+        type=_float_in(0.0, 1.0),
+        default=None,
+        help="end a permutation once the network keeps at most this fraction of its gain over "
+        "the empty network, e.g. 0.1 (default: off)",
+    )
+    parser.add_argument(
+        "--budget",
+        metavar="N",
+        type=_int_at_least(2),
+        default=DEMO_BUDGET if demo else None,
+        help="maximum coalition evaluations"
+        + (f" (default: {DEMO_BUDGET:,})" if demo else " (default: until separated)"),
+    )
+    parser.add_argument(
+        "--max-seconds",
+        metavar="S",
+        type=_float_in(0.0, None),
+        default=None,
+        help="maximum seconds of sampling in this call (default: no limit)",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's device)")
+    parser.add_argument(
+        "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=DEMO_OUT if demo else None,
+        required=not demo,
+        help="run directory" + (f" (default: {DEMO_OUT})" if demo else ""),
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=demo,
+        help="replace the run in --out" + (" (default for demo)" if demo else ""),
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not show the live progress bar"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``neuronshapley`` command; return its exit code (0 on success, 2 on misuse).
 
@@ -139,12 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command == "demo":
+        if args.command in ("run", "demo"):
+            return _run(args, sys.stdout)
+        if args.command == "synthetic":
             return _demo(args, sys.stdout)
         if args.command == "show":
             return _show(args, sys.stdout)
         raise UsageError(
-            "neuronshapley: error: choose a command, 'demo' or 'show' (see 'neuronshapley --help')"
+            "neuronshapley: error: choose a command: run, demo, show or synthetic "
+            "(see 'neuronshapley --help')"
         )
     except UsageError as error:
         print(error, file=sys.stderr)
@@ -156,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- demo ----------------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     players, k, seed = args.players, args.k, args.seed
-    prog = "neuronshapley demo"
+    prog = "neuronshapley synthetic"
     if players < k + 5:
         raise UsageError(
             f"{prog}: error: --players must be at least --k + 5 = {k + 5} (the game has k large "
@@ -170,12 +323,9 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     truth = game.shapley_values()
     value_range = game.marginal_range()
     call = f"tmab_shapley(k={k}, delta=0.05, tol=1e-3, value_range={value_range:.4g}, seed={seed})"
+    print("neuronshapley synthetic: TMAB-Shapley on a game with known Shapley values", file=out)
     print(
-        "neuronshapley demo: TMAB-Shapley on a synthetic game with known Shapley values", file=out
-    )
-    print(
-        f"  game: sparse_soum(n_players={players}, n_large={k}, seed={seed}); "
-        "the PyTorch adapter comes later",
+        f"  game: sparse_soum(n_players={players}, n_large={k}, seed={seed})",
         file=out,
     )
     print(f"Running {call} ...", file=out, flush=True)
@@ -255,12 +405,193 @@ def _explain(stop_reason: str) -> str:
     return _STOP_REASONS.get(stop_reason, "see the estimator's docs")
 
 
+# -- run ------------------------------------------------------------------------------------------
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.runs import RunConfig, RunError, execute
+
+    prog = f"neuronshapley {args.command}"
+    if args.resume and args.overwrite and args.command == "run":
+        raise UsageError(f"{prog}: error: --resume and --overwrite exclude each other.")
+    config = RunConfig(
+        model=args.model,
+        data=args.data,
+        units=args.units,
+        metric=args.metric,
+        ablation=args.ablation,
+        k=args.k,
+        delta=args.delta,
+        tol=args.tol,
+        truncation=args.truncation,
+        budget=args.budget,
+        max_seconds=args.max_seconds,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(f"{prog}: Neuron Shapley (TMAB, top {config.k}) -> {args.out}/", file=out, flush=True)
+    with _progress_display(out, enabled=not args.no_progress, k=config.k) as (progress, names):
+        try:
+            record = execute(
+                config,
+                args.out,
+                resume=args.resume,
+                overwrite=args.overwrite and not args.resume,
+                progress=progress,
+                log=lambda line: print(f"  {line}", file=out, flush=True),
+                on_game=names,
+            )
+        except RunError as error:
+            raise UsageError(f"{prog}: error: {error}") from None
+    _print_run(record, Path(args.out), out)
+    return 0
+
+
+def _print_run(record: dict[str, Any], directory: Path, out: TextIO) -> None:
+    metric = record.get("metric", "metric")
+    k = record["config"]["k"]
+    print(file=out)
+    print(f"Status: {record['status']} ({record.get('stop_reason')})", file=out)
+    print(
+        f"Evaluations: {record.get('n_evaluations', 0):,} coalitions "
+        f"({record.get('n_forward_examples', 0):,} example forward passes) in "
+        f"{record.get('sampling_seconds', 0.0):.1f} s of sampling, "
+        f"{record.get('wall_seconds', 0.0):.1f} s in all",
+        file=out,
+    )
+    if "full" in record:
+        print(f"{metric} of the full model:         {record['full']:.4f}", file=out)
+        print(f"{metric} without the top {k} units:   {record['without_top_k']:.4f}", file=out)
+        print(
+            f"{metric} without {k} random units:   {record['without_random_k_mean']:.4f} "
+            f"± {record['without_random_k_std']:.4f} ({record['config']['n_random']} draws)",
+            file=out,
+        )
+    result_path = directory / "result.json"
+    if result_path.is_file():
+        result = ShapleyResult.load(directory)
+        layer_of = _layers_from_csv(directory / "values.csv")
+        print(file=out)
+        print(f"Top {k} units (of {result.n_players}):", file=out)
+        rows = [("rank", "unit", "layer", "value", "interval", "samples")]
+        for row in result.top(k):
+            rows.append(
+                (
+                    str(row.rank),
+                    row.name,
+                    layer_of.get(row.name, ""),
+                    f"{row.value:.4f}",
+                    f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
+                    f"{int(result.n_samples[row.player_index]):,}",
+                )
+            )
+        _print_table(rows, out, right=(True, False, False, True, False, True))
+    print(file=out)
+    report = directory / "report.html"
+    if report.is_file():
+        print(f"Report: {report}   Values: {directory / 'values.csv'}", file=out)
+    if record["status"] == "interrupted":
+        print(f"Interrupted: continue with --resume --out {directory}", file=out)
+    print(f"Show again with: neuronshapley show {directory}", file=out)
+
+
+def _layers_from_csv(path: Path) -> dict[str, str]:
+    import csv
+
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {row["unit"]: row["layer"] for row in csv.DictReader(handle)}
+
+
+@contextmanager
+def _progress_display(
+    out: TextIO, *, enabled: bool, k: int
+) -> Iterator[tuple[Callable[[Progress], None] | None, Callable[[Sequence[str]], None]]]:
+    """A live progress bar (rich): evaluations, undecided units, current top-k, time."""
+    names: list[str] = []
+
+    def set_names(player_names: Sequence[str]) -> None:
+        names[:] = player_names
+
+    if not enabled:
+        yield None, set_names
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+    except ImportError:  # the cli extra is missing: fall back to a line every few seconds
+        last = [0.0]
+
+        def plain(progress: Progress) -> None:
+            if progress.elapsed_seconds - last[0] >= 5.0:
+                last[0] = progress.elapsed_seconds
+                print(f"  {_progress_line(progress, names, k)}", file=out, flush=True)
+
+        yield plain, set_names
+        return
+    console = Console(file=out)
+    bar = Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
+        console=console,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("sampling", total=None, status="", eta="?")
+
+        def update(progress: Progress) -> None:
+            total, done = _budget_fraction(progress)
+            eta = "?"
+            if total is not None and done > 0:
+                eta = f"{progress.elapsed_seconds * (1 - done) / done:.0f}s"
+            bar.update(
+                task,
+                total=1.0 if total is not None else None,
+                completed=done,
+                status=_progress_line(progress, names, k),
+                eta=eta,
+            )
+
+        yield update, set_names
+
+
+def _budget_fraction(progress: Progress) -> tuple[float | None, float]:
+    fractions = []
+    if progress.max_evaluations:
+        fractions.append(progress.n_evaluations / progress.max_evaluations)
+    if progress.max_seconds:
+        fractions.append(progress.elapsed_seconds / progress.max_seconds)
+    if not fractions:
+        return None, 0.0
+    return 1.0, min(max(fractions), 1.0)
+
+
+def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
+    undecided = "" if progress.n_undecided is None else f"{progress.n_undecided} undecided, "
+    top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
+    leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
+    return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}…"
+
+
 # -- show ----------------------------------------------------------------------------------------
 def _show(args: argparse.Namespace, out: TextIO) -> int:
     prog = "neuronshapley show"
     directory = Path(args.directory)
     if not directory.is_dir():
         raise UsageError(f"{prog}: error: DIR must be a directory; {directory} does not exist.")
+    if (directory / "run.json").is_file():
+        from neuronshapley.runs import RunError, read_run
+
+        try:
+            record = read_run(directory)
+        except RunError as error:
+            raise UsageError(f"{prog}: error: {error}") from None
+        print(f"Run in {directory}: {record.get('source', record['config']['model'])}", file=out)
+        _print_run(record, directory, out)
+        return 0
     try:
         result = ShapleyResult.load(directory)
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:

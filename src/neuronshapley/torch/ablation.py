@@ -243,7 +243,7 @@ def compute_fills(
     for index, layer in enumerate(layers):
         like = first[index]
         if like is None:
-            raise ValueError(
+            raise AblationError(
                 f"Module {layer.path!r} did not run when the model was applied to the reference "
                 "data, so its units cannot be ablated (is it used in forward?)."
             )

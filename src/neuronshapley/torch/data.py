@@ -38,6 +38,14 @@ class Split:
         n = len(self.x)
         if self.x.ndim < 1 or n == 0:
             raise ValueError(f"The split {self.name!r} is empty: it needs at least one example.")
+        for what, labels in (("labels", self.y), ("groups", self.groups)):
+            if labels is not None and (
+                labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool
+            ):
+                raise TypeError(
+                    f"The {what} of split {self.name!r} must be an integer tensor (class or "
+                    f"group ids). Got dtype {labels.dtype}; convert with .long()."
+                )
         if self.y.shape != (n,):
             raise ValueError(
                 f"The labels of split {self.name!r} must have shape ({n},), one per example. "

@@ -101,7 +101,7 @@ class NeuronGame(BaseGame):
         unit_set = resolve_units(model, units, _OWNER)
         self.metric: Metric = resolve_metric(metric, _OWNER)
         self.device = torch.device(device) if device is not None else _model_device(model)
-        if _model_device(model) != self.device:
+        if not _same_device(_model_device(model), self.device):
             model = copy.deepcopy(model).to(self.device)
         self.model = model
         evaluation = as_split(data, "data", _OWNER)
@@ -112,7 +112,7 @@ class NeuronGame(BaseGame):
                 "reference=x_train or a held-out split). Or use ablation='zero'."
             )
         reference_split = evaluation if reference is None else _as_reference(reference)
-        if reference is not None and reference_split.x is evaluation.x:
+        if reference is not None and _same_examples(reference_split.x, evaluation.x):
             raise ValueError(
                 f"The 'reference' and 'data' parameters of {_OWNER} are the same examples. The "
                 "ablation means must come from other examples than the ones values are "
@@ -192,8 +192,9 @@ class NeuronGame(BaseGame):
         return torch.stack(per_coalition)
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = _run_model(lambda: self.model(inputs), "evaluating a coalition")
         self.n_forward_examples += len(inputs)
-        return _run_model(lambda: self.model(inputs), "evaluating a coalition")
+        return out
 
     def _tiled_inputs(self) -> torch.Tensor:
         """The evaluation inputs repeated for a full pass of coalitions (built once)."""
@@ -281,6 +282,22 @@ class NeuronGame(BaseGame):
             f"{len(self.layers)} layers, metric={self.metric.name!r}, ablation={self.ablation!r}, "
             f"{len(self.data)} examples)"
         )
+
+
+def _same_examples(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b.to(a.device)))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    # "cuda" means the current CUDA device: the same as "cuda:0" when that is current.
+    if a.type != b.type:
+        return False
+    if a.type == "cuda" and (a.index is None or b.index is None):
+        current = torch.cuda.current_device()
+        return (a.index if a.index is not None else current) == (
+            b.index if b.index is not None else current
+        )
+    return a.index in (None, 0) and b.index in (None, 0) if a.type == "cpu" else a.index == b.index
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
@@ -156,13 +157,15 @@ def from_user(function: UserMetric, name: str | None = None) -> Metric:
 
 
 def _scalar(value: Any, name: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        if np.prod(value.shape, dtype=np.int64) != 1:
             raise ValueError(
                 f"The metric {name!r} must return one number per call (a float or a tensor with "
-                f"one element). Got a tensor of shape {tuple(value.shape)} instead."
+                f"one element). Got {type(value).__name__} of shape {tuple(value.shape)} instead."
             )
         value = value.item()
+    if isinstance(value, str | bytes):
+        raise TypeError(f"The metric {name!r} must return a float. Got {type(value).__name__}.")
     try:
         number = float(value)
     except (TypeError, ValueError):

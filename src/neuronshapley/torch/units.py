@@ -106,8 +106,25 @@ def describe_module(module: nn.Module) -> tuple[str, int, int, int] | None:
 
 
 def ablatable_modules(model: nn.Module) -> list[str]:
-    """Paths of the modules whose units can be selected, in module order."""
-    return [name for name, module in model.named_modules() if name and describe_module(module)]
+    """Paths of the modules whose units can be selected, in module order.
+
+    The ``out_proj`` of an ``nn.MultiheadAttention`` is left out: it never runs as a module
+    (the attention calls its weights directly); its heads are the attention's units.
+    """
+    projections = _attention_projections(model)
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and name not in projections and describe_module(module)
+    ]
+
+
+def _attention_projections(model: nn.Module) -> set[str]:
+    return {
+        f"{name}.out_proj" if name else "out_proj"
+        for name, module in model.named_modules()
+        if isinstance(module, nn.MultiheadAttention)
+    }
 
 
 def _layer(model: nn.Module, path: str, indices: Iterable[int] | None, owner: str) -> Layer:
@@ -264,11 +281,7 @@ def linear_neurons(model: nn.Module, pattern: str = "*", *, include_last: bool =
     """
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     # An out-projection of attention is a Linear too, but its units are heads, not outputs.
-    projections = {
-        f"{name}.out_proj" if name else "out_proj"
-        for name, module in model.named_modules()
-        if isinstance(module, nn.MultiheadAttention)
-    }
+    projections = _attention_projections(model)
     keep = [name for name in linears if name not in projections]
     if not include_last and keep:
         keep = keep[:-1]
