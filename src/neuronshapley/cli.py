@@ -27,6 +27,7 @@ USAGE_ERROR = 2
 # The demo table stays readable for any k; precision still counts all k.
 _MAX_DEMO_ROWS = 25
 _STOP_REASONS = {
+    "interrupted": "Ctrl-C; --resume continues",
     "separated": "no player left undecided",
     "max_evaluations": "evaluation budget spent",
     "max_seconds": "time budget spent",
@@ -158,7 +159,7 @@ def _float_in(low: float, high: float | None) -> Callable[[str], float]:
 # The bundled default of `neuronshapley demo`: sized to finish in about a minute on 2 cores.
 DEMO_MODEL = "digits-cnn"
 DEMO_OUT = "demo-run"
-DEMO_BUDGET = 3_000
+DEMO_BUDGET = 5_000
 DEFAULT_TRUNCATION = 0.1
 
 
@@ -466,7 +467,8 @@ def _print_run(record: dict[str, Any], directory: Path, out: TextIO) -> None:
     metric = record.get("metric", "metric")
     k = record["config"]["k"]
     print(file=out)
-    print(f"Status: {record['status']} ({record.get('stop_reason')})", file=out)
+    reason = record.get("stop_reason") or "?"
+    print(f"Status: {record['status']}, stopped on {reason} ({_explain(reason)})", file=out)
     print(
         f"Evaluations: {record.get('n_evaluations', 0):,} coalitions "
         f"({record.get('n_forward_examples', 0):,} example forward passes) in "
@@ -590,7 +592,7 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
     undecided = "" if progress.n_undecided is None else f"{progress.n_undecided} undecided, "
     top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
     leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
-    return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}…"
+    return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}"
 
 
 # -- show ----------------------------------------------------------------------------------------

@@ -70,6 +70,17 @@ class Truncation:
         return v_empty + self.threshold * gain, gain > 0
 
 
+def uses_contexts(game: Game) -> bool:
+    """Whether ``game`` scores each walk on its own data (``value_in_contexts``).
+
+    Such a game (e.g. a ``NeuronGame`` that draws fresh examples per permutation, as the
+    original Neuron Shapley code did) is asked ``value_in_contexts(coalitions, contexts)`` with
+    the permutation number of every row, so that all coalitions of one walk, V(N) and V(empty)
+    included, are scored on the same data and their differences stay paired.
+    """
+    return bool(getattr(game, "uses_contexts", False)) and hasattr(game, "value_in_contexts")
+
+
 class Evaluator:
     """Calls the game, checks what it returns, and enforces the evaluation and time budget."""
 
@@ -84,8 +95,13 @@ class Evaluator:
         # BaseGame.value already checks what _value returns; other games are checked here.
         self._checked = type(game).value is BaseGame.value
 
-    def __call__(self, coalitions: CoalitionMatrix) -> GameValues:
-        values = self.game.value(coalitions)
+    def __call__(
+        self, coalitions: CoalitionMatrix, contexts: NDArray[np.int64] | None = None
+    ) -> GameValues:
+        if contexts is None:
+            values = self.game.value(coalitions)
+        else:
+            values = self.game.value_in_contexts(coalitions, contexts)  # type: ignore[attr-defined]
         if not self._checked:
             values = check_values(values, len(coalitions), lambda: f"The game {self.game!r}")
         self.n_evaluations += len(coalitions)
@@ -118,20 +134,40 @@ def rank_dtype(n_players: int) -> type[np.unsignedinteger[Any]]:
 class Walk:
     """One permutation walked from the full set down, evaluating only what is needed."""
 
-    __slots__ = ("cursor", "needed", "order", "ranks", "streak", "truncated_at", "values")
+    __slots__ = (
+        "context",
+        "cursor",
+        "needed",
+        "order",
+        "own_endpoints",
+        "ranks",
+        "streak",
+        "truncated_at",
+        "values",
+    )
 
-    def __init__(self, order: NDArray[np.intp], sampled: NDArray[np.bool_] | None) -> None:
+    def __init__(
+        self,
+        order: NDArray[np.intp],
+        sampled: NDArray[np.bool_] | None,
+        context: int | None = None,
+    ) -> None:
         n = len(order)
         dtype = rank_dtype(n)
         self.order = order
         self.ranks = np.empty(n, dtype=dtype)
         self.ranks[order] = np.arange(n, dtype=dtype)
+        # A walk with its own data (a context) evaluates its own V(N) and V(empty): prefixes
+        # 0 and n. Otherwise those two are the run's, evaluated once.
+        self.context = context
+        self.own_endpoints = context is not None
+        low, high = (0, n) if self.own_endpoints else (1, n - 1)
         if sampled is None:
-            needed = np.arange(1, n)
+            needed = np.arange(low, high + 1)
         else:
             positions = np.flatnonzero(sampled[order])
             needed = np.union1d(positions, positions + 1)
-            needed = needed[(needed > 0) & (needed < n)]
+            needed = needed[(needed >= low) & (needed <= high)]
         # Prefix lengths t whose coalition C_t = {i : rank_i >= t} must be evaluated, in order.
         self.needed = needed.astype(dtype)
         self.values = np.empty(len(needed), dtype=np.float64)
@@ -191,13 +227,19 @@ class Walk:
         n = len(self.order)
         evaluated = self.needed[: self.cursor].astype(np.intp)
         complete = self.cursor == len(self.needed) and self.truncated_at is None
-        prefixes = np.concatenate(([0], evaluated, [n] if complete else []))
-        values = np.concatenate(
-            ([v_full], self.values[: self.cursor], [v_empty] if complete else [])
-        )
+        if self.own_endpoints:
+            prefixes, values = evaluated, self.values[: self.cursor]
+            if complete and (len(prefixes) == 0 or prefixes[-1] != n):
+                # The last sampled player sits before the end: no marginal needs V(empty).
+                complete = False
+        else:
+            prefixes = np.concatenate(([0], evaluated, [n] if complete else []))
+            values = np.concatenate(
+                ([v_full], self.values[: self.cursor], [v_empty] if complete else [])
+            )
         positions = np.arange(n) if sampled is None else np.flatnonzero(sampled[self.order])
         # The last prefix whose value is known: a marginal at position q needs C_q and C_{q+1}.
-        limit = n if complete else int(prefixes[-1])
+        limit = n if complete else (int(prefixes[-1]) if len(prefixes) else 0)
         measured = positions[positions + 1 <= limit]
         before = np.searchsorted(prefixes, measured)
         contributions = values[before] - values[before + 1]
@@ -269,6 +311,8 @@ class WalkSampler:
         # One mask buffer for the whole run: a fresh one per batch costs more in page faults
         # than building the masks. Games must copy coalitions they keep (see games.base.Game).
         self._buffer = np.empty((batch_size, self.n_players), dtype=bool)
+        self.contexts = uses_contexts(evaluator.game)
+        self._context_buffer = np.empty(batch_size, dtype=np.int64)
 
     def evaluate_endpoints(self) -> bool:
         """Evaluate V(N) and V(empty) once per run; ``False`` if the budget does not allow it."""
@@ -285,6 +329,12 @@ class WalkSampler:
         self.state.n_evaluations += 2
         return True
 
+    def _context(self, walk_number: int) -> int | None:
+        # An antithetic pair is one sample: both walks share their data.
+        if not self.contexts:
+            return None
+        return walk_number // 2 if self.antithetic else walk_number
+
     def _order(self, walk_number: int) -> NDArray[np.intp]:
         if not self.antithetic:
             return permutation(self.entropy, walk_number, self.n_players)
@@ -300,7 +350,10 @@ class WalkSampler:
         """
         state = self.state
         first = state.next_permutation
-        walks = [Walk(self._order(first + j), sampled) for j in range(n_permutations)]
+        walks = [
+            Walk(self._order(first + j), sampled, self._context(first + j))
+            for j in range(n_permutations)
+        ]
         evaluated_before = self.evaluator.n_evaluations
         completed = self._walk(walks)
         self._commit(walks, sampled)
@@ -334,12 +387,15 @@ class WalkSampler:
                 share = min(left, max(-(-left // (len(active) - j)), MIN_SHARE))
                 take = left if self.truncation is None else share
                 count = walk.fill(coalitions[row:], take)
+                if walk.context is not None:
+                    self._context_buffer[row : row + count] = walk.context
                 filled.append((walk, row, count))
                 row += count
             cut = remaining is not None and row > remaining
             if remaining is not None and cut:
                 row = remaining  # the budget ends inside this batch: evaluate what fits
-            values = evaluator(coalitions[:row])
+            contexts = self._context_buffer[:row] if self.contexts else None
+            values = evaluator(coalitions[:row], contexts)
             for walk, start, count in filled:
                 if start < row:
                     walk.receive(

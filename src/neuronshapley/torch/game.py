@@ -10,9 +10,13 @@ per coalition.
 The evaluation data is fixed by default: the game is then deterministic, so exact and sampled
 values estimate the same quantity, truncation compares each coalition with the exact V(N), and
 consecutive coalitions of a permutation are scored on the same examples (their difference has
-no data noise). The original code drew 128 fresh images per permutation, which makes the values
-those of the model on the data distribution rather than on one sample of it; with fixed data, use
-as many examples as the budget allows (the bundled test splits: a few hundred to a few thousand).
+no data noise). The original code drew 128 fresh images per permutation instead, which makes the
+values those of the model on the data distribution rather than on one sample of it:
+``examples_per_walk=128`` does the same here. Each permutation walk then gets its own subset,
+drawn from ``data_seed`` and the permutation's number (so runs stay reproducible and resumable),
+and all its coalitions, its own V(N) and V(empty) included, are scored on that subset. The
+values then also carry the sampling noise of the data, and need more permutations; exact
+enumeration still uses the whole data.
 """
 
 import copy
@@ -21,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from neuronshapley._validation import check_choice, check_int
-from neuronshapley.games.base import BaseGame
+from neuronshapley.games.base import BaseGame, check_coalitions
 from neuronshapley.torch.ablation import (
     ABLATIONS,
     AblationError,
@@ -64,6 +69,10 @@ class NeuronGame(BaseGame):
         device: Where to evaluate (``"cpu"``, ``"cuda"``...). Default: the model's device.
         memory_budget: Bytes of activations one forward pass may hold; sets how many coalitions
             share a pass. Default 512 MiB.
+        examples_per_walk: ``None`` (default) scores every coalition on all of ``data``; an int
+            m scores each permutation walk on its own m examples drawn without replacement (as
+            the original code did with m = 128), see the module notes.
+        data_seed: Seed of those per-walk draws. Default 0.
         reference_batch_size: Examples per forward pass when computing the means. Default 256.
 
     Attributes:
@@ -84,6 +93,8 @@ class NeuronGame(BaseGame):
         device: str | torch.device | None = None,
         memory_budget: int = 512 * 2**20,
         reference_batch_size: int = 256,
+        examples_per_walk: int | None = None,
+        data_seed: int = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -127,6 +138,19 @@ class NeuronGame(BaseGame):
         self.n_forward_examples = 0
 
         self.n_classes = self._check_model_and_labels()
+        check_int(
+            examples_per_walk,
+            "examples_per_walk",
+            _OWNER,
+            min_value=1,
+            max_value=len(self.data),
+            allow_none=True,
+        )
+        check_int(data_seed, "data_seed", _OWNER, min_value=0)
+        self.examples_per_walk = examples_per_walk
+        self.data_seed = data_seed
+        # Read by the estimators: score each walk on its own examples (value_in_contexts).
+        self.uses_contexts = examples_per_walk is not None
         if self.metric.needs_groups and self.data.groups is None:
             raise ValueError(
                 f"The metric {self.metric.name!r} needs a group per example, but the 'data' "
@@ -154,38 +178,85 @@ class NeuronGame(BaseGame):
     # -- evaluation -------------------------------------------------------------------------
 
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
+        return self._evaluate(coalitions, [(np.arange(len(coalitions)), self.data)])
+
+    def value_in_contexts(
+        self, coalitions: CoalitionMatrix, contexts: NDArray[np.int64]
+    ) -> GameValues:
+        """Values of coalitions each scored on its walk's own examples (``examples_per_walk``).
+
+        Args:
+            coalitions: Bool, shape ``(n_coalitions, n_players)``.
+            contexts: The permutation number of each row, shape ``(n_coalitions,)``; rows with
+                the same number are scored on the same ``examples_per_walk`` examples.
+        """
+        coalitions = check_coalitions(coalitions, self.n_players, f"{_OWNER}.value_in_contexts")
+        contexts = np.asarray(contexts)
+        if contexts.shape != (len(coalitions),):
+            raise ValueError(
+                f"The 'contexts' parameter of {_OWNER}.value_in_contexts must hold one number "
+                f"per coalition, shape ({len(coalitions)},). Got {contexts.shape} instead."
+            )
+        if self.examples_per_walk is None:
+            values = self._value(coalitions)
+        else:
+            groups = [
+                (np.flatnonzero(contexts == context), self.walk_data(int(context)))
+                for context in np.unique(contexts)
+            ]
+            values = self._evaluate(coalitions, groups)
+        self.n_evaluations += len(coalitions)
+        return values
+
+    def walk_data(self, context: int) -> Split:
+        """The examples walk number ``context`` is scored on (all of them by default)."""
+        if self.examples_per_walk is None:
+            return self.data
+        rng = np.random.default_rng(np.random.SeedSequence(self.data_seed, spawn_key=(context,)))
+        chosen = rng.choice(len(self.data), self.examples_per_walk, replace=False)
+        return self.data.subset(torch.from_numpy(np.sort(chosen)).to(self.device))
+
+    def _evaluate(
+        self, coalitions: CoalitionMatrix, groups: list[tuple[NDArray[np.intp], Split]]
+    ) -> GameValues:
+        """Values of ``coalitions[rows]`` on ``split`` for every ``(rows, split)`` group."""
         values = torch.empty(len(coalitions), dtype=torch.float64, device=self.device)
-        step = self.coalitions_per_pass
         with (
             evaluation_mode(self.model),
             torch.inference_mode(),
             hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
         ):
             try:
-                for start in range(0, len(coalitions), step):
-                    chunk = coalitions[start : start + step]
-                    logits = self._logits(chunk)
-                    values[start : start + len(chunk)] = check_metric_values(
-                        self.metric(logits, self.data.y, self.data), len(chunk), self.metric.name
-                    )
+                for rows, split in groups:
+                    step = max(1, self.coalitions_per_pass * len(self.data) // len(split))
+                    for start in range(0, len(rows), step):
+                        chunk = rows[start : start + step]
+                        logits = self._logits(coalitions[chunk], split)
+                        values[torch.from_numpy(chunk).to(self.device)] = check_metric_values(
+                            self.metric(logits, split.y, split), len(chunk), self.metric.name
+                        )
             finally:
                 self._masks = [None] * len(self.layers)
         return values.cpu().numpy()  # the one host-device synchronisation per call
 
-    def _logits(self, coalitions: CoalitionMatrix) -> torch.Tensor:
+    def _logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
         """Logits ``(n_coalitions, n_examples, n_classes)`` with the coalitions' masks applied."""
-        n_examples = len(self.data)
-        if self.examples_per_pass == n_examples:
+        n_examples = len(split)
+        if self.examples_per_pass == len(self.data):
             self._set_masks(coalitions)
             rows = len(coalitions) * n_examples
-            out = self._forward(self._tiled_inputs()[:rows])
+            if split is self.data:
+                inputs = self._tiled_inputs()[:rows]
+            else:
+                inputs = split.x.repeat((len(coalitions),) + (1,) * (split.x.dim() - 1))
+            out = self._forward(inputs)
             return out.view(len(coalitions), n_examples, -1)
         # One coalition's examples do not fit in a pass: split them.
         per_coalition = []
         for row in range(len(coalitions)):
             self._set_masks(coalitions[row : row + 1])
             parts = [
-                self._forward(self.data.x[start : start + self.examples_per_pass])
+                self._forward(split.x[start : start + self.examples_per_pass])
                 for start in range(0, n_examples, self.examples_per_pass)
             ]
             per_coalition.append(torch.cat(parts))
