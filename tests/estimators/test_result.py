@@ -265,3 +265,14 @@ def test_merged_result_remembers_its_seeds() -> None:
     assert merged.merge(runs[2]).n_samples.tolist() == [30] * 6
     with pytest.raises(ValueError, match="seed 1"):
         merged.merge(runs[0])
+
+
+def test_top_and_bottom_have_a_table_view() -> None:
+    result = ns.exact_shapley(ns.games.dataset_pricing_game())
+    top = result.top(2)
+    assert isinstance(top, list)
+    frame = top.to_frame()
+    assert list(frame.index) == [1, 2]
+    assert list(frame["name"]) == [row.name for row in top]
+    assert frame["value"].tolist() == [row.value for row in top]
+    assert result.bottom(1).to_frame()["value"].iloc[0] == result.values.min()

@@ -5,13 +5,14 @@ from neuronshapley.estimators.bandit import tmab_shapley, undecided_players
 from neuronshapley.estimators.bounds import confidence_halfwidth
 from neuronshapley.estimators.exact import exact_banzhaf, exact_shapley
 from neuronshapley.estimators.permutation import permutation_shapley, truncated_shapley
-from neuronshapley.estimators.result import RankedPlayer, ShapleyResult
+from neuronshapley.estimators.result import RankedPlayer, Ranking, ShapleyResult
 from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.walks import Truncation
 
 __all__ = [
     "Progress",
     "RankedPlayer",
+    "Ranking",
     "RunningStats",
     "ShapleyResult",
     "Truncation",

@@ -35,6 +35,20 @@ class RankedPlayer(NamedTuple):
     ci_high: float
 
 
+class Ranking(list[RankedPlayer]):
+    """The rows of ``ShapleyResult.top(k)`` or ``bottom(k)``: a list with a table view."""
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame, one row per ranked player (needs ``neuronshapley[frame]``)."""
+        try:
+            import pandas as pd
+        except ImportError as error:
+            raise ImportError(
+                "Ranking.to_frame needs pandas: pip install 'neuronshapley[frame]'"
+            ) from error
+        return pd.DataFrame(list(self), columns=list(RankedPlayer._fields)).set_index("rank")
+
+
 @dataclass(eq=False)
 class ShapleyResult:
     """Shapley value estimates for every player of a game.
@@ -88,11 +102,11 @@ class ShapleyResult:
         k = self._check_k(k, "bottom_indices")
         return np.argsort(self.values, kind="stable")[:k]
 
-    def top(self, k: int) -> list[RankedPlayer]:
+    def top(self, k: int) -> Ranking:
         """The ``k`` players with the largest values, largest first."""
         return self._ranked(self.top_indices(k))
 
-    def bottom(self, k: int) -> list[RankedPlayer]:
+    def bottom(self, k: int) -> Ranking:
         """The ``k`` players with the smallest (most negative) values, smallest first."""
         return self._ranked(self.bottom_indices(k))
 
@@ -104,8 +118,8 @@ class ShapleyResult:
             )
         return min(int(k), self.n_players)
 
-    def _ranked(self, indices: NDArray[np.intp]) -> list[RankedPlayer]:
-        return [
+    def _ranked(self, indices: NDArray[np.intp]) -> Ranking:
+        return Ranking(
             RankedPlayer(
                 rank + 1,
                 int(i),
@@ -115,7 +129,7 @@ class ShapleyResult:
                 float(self.ci_high[i]),
             )
             for rank, i in enumerate(indices)
-        ]
+        )
 
     # -- tables ----------------------------------------------------------------------------
     def _columns(self) -> dict[str, Any]:

@@ -8,9 +8,9 @@ data, and nothing downloaded, ever.
 name                    data        units per layer          test accuracy [1]  training [1]
 ======================  ==========  =======================  =================  ============
 ``adult-mlp``           UCI Adult   fc1 64, fc2 64, out 2    0.848              0.5 s
-``digits-cnn``          digits 8x8  conv 32/64/64, fc 10     0.983              1.7 s
-``digits-cnn-dropout``  digits 8x8  conv 32/64/64, fc 10     0.989              3.5 s
-``digits-cnn-wide``     digits 8x8  conv 128/256/768, fc 10  0.983              11.3 s
+``digits-cnn``          digits 8x8  conv 32/64/64, fc 10     0.978              1.1 s
+``digits-cnn-dropout``  digits 8x8  conv 32/64/64, fc 10     0.986              4.0 s
+``digits-cnn-wide``     digits 8x8  conv 128/256/768, fc 10  0.964              5.0 s
 ``mnist1d-cnn``         MNIST-1D    conv 32/64/64, fc 10     0.948              4.2 s
 ======================  ==========  =======================  =================  ============
 
