@@ -21,11 +21,12 @@ than tune it to this benchmark."""
 
 
 ADAPTER_NOTE = """\
-What it means: on the CNNs the masks cost 0-15% of the forward pass (the `where` at three
-conv outputs against the convolutions themselves); on the small MLP they cost about as much as
-the model, whose layers are tiny matrix products. Reusing the layers before the first masked
-one, and compiling, are issue 5's work. A coalition of digits-cnn costs about 13 ms on this
-machine (360 test images), so the 5,000-evaluation demo samples for about 70 s."""
+What it means: on the CNNs the masks cost 8-17% of the forward pass here (the `where` at three
+conv outputs against the convolutions; between runs this moved by several points, 0.85-1.01);
+on the small MLP about 30-45%, since its layers are tiny matrix products. Reusing the layers
+before the first masked one, and compiling, are issue 5's work. A coalition of digits-cnn costs
+about 13 ms on this machine (360 test images), so the 5,000-evaluation demo samples for about
+70 s."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
@@ -81,7 +82,7 @@ def main() -> None:
         "",
         "## NeuronGame: masked evaluation against the plain model",
         "",
-        adapter.__doc__.strip().replace("\n", " ") if adapter.__doc__ else "",
+        " ".join(adapter.__doc__.split()) if adapter.__doc__ else "",
         "",
         table(adapter.rows(repeats=2 if quick else 5)),
         "",

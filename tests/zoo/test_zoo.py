@@ -7,7 +7,6 @@ trained at most once per run; tests that must train from scratch use their own `
 import dataclasses
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,6 @@ import torch
 from neuronshapley import zoo
 from neuronshapley.torch.data import Bundle, Split
 from neuronshapley.zoo import datasets, models, recipes, training
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    # These models are tiny: one thread trains them faster than two and, unlike two, stays fast
-    # when the test run shares its cores with other processes (measured: 10x slower then).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture
