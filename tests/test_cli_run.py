@@ -10,6 +10,8 @@ import pytest
 from neuronshapley.cli import main
 
 FACTORY = """
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -38,6 +40,28 @@ def data():
 
 def broken():
     raise RuntimeError("no weights here")
+
+
+class CtrlC(nn.Module):
+    # Wraps the model; its 12th forward raises KeyboardInterrupt, as Ctrl-C would, once: a
+    # marker file next to this one records that it happened.
+
+    def __init__(self):
+        super().__init__()
+        self.net = model()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        marker = Path(__file__).with_name("interrupted-once")
+        if self.calls == 12 and not marker.exists():
+            marker.write_text("")
+            raise KeyboardInterrupt
+        return self.net(x)
+
+
+def interrupted():
+    return CtrlC()
 """
 
 
@@ -196,3 +220,60 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out
     for option in ("--model", "--units", "--ablation", "--delta", "--tol", "--budget", "--resume"):
         assert option in printed
+
+
+def test_ctrl_c_writes_outputs_and_resume_finishes(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    arguments = ["--units", "net.0,net.2"]
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                f"{factory}:interrupted",
+                "--data",
+                f"{factory}:data",
+                "--k",
+                "3",
+                "--budget",
+                "1500",
+                "--out",
+                str(out),
+                "--no-progress",
+                *arguments,
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "interrupted"
+    assert "continue with --resume" in printed
+    assert (out / "values.csv").is_file()
+    assert (out / "checkpoint" / "state.json").is_file()
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                f"{factory}:interrupted",
+                "--data",
+                f"{factory}:data",
+                "--k",
+                "3",
+                "--budget",
+                "1500",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--resume",
+                *arguments,
+            ]
+        )
+        == 0
+    )
+    resumed = json.loads((out / "run.json").read_text())
+    assert resumed["status"] == "complete"
+    assert resumed["n_evaluations"] > record["n_evaluations"]
