@@ -340,3 +340,21 @@ def test_value_without_unknown_name(cnn_setup: Any) -> None:
         game.value_without(["conv3:0"])
     with pytest.raises(ValueError, match=r"'conv1' is not a player"):
         game.coalition_without(["conv1"])
+
+
+def test_logits_with_units_removed_match_the_metric() -> None:
+    model = fitted("cnn")
+    x, y = images(80, seed=11)
+    reference, _ = images(40, seed=12)
+    game = NeuronGame(model, "conv*", data=(x, y), reference=reference)
+    removed = game.player_names[:3]
+    logits = game.logits(removed)
+    accuracy = (logits.argmax(1) == y).double().mean().item()
+    assert accuracy == game.value_without(removed)
+    held_out, held_labels = images(30, seed=13)
+    other = game.logits(removed, data=(held_out, held_labels))
+    assert other.shape == (30, logits.shape[1])
+    with torch.inference_mode():
+        plain = model.eval()(x)
+    torch.testing.assert_close(game.logits(), plain)
+    assert_no_hooks(model)

@@ -322,6 +322,34 @@ class NeuronGame(BaseGame):
             coalition[0, index[name]] = False
         return coalition
 
+    def logits(self, removed: Sequence[str] = (), data: Any = None) -> torch.Tensor:
+        """The model's logits with the units ``removed`` ablated, shape ``(n_examples, n_classes)``.
+
+        Args:
+            removed: Unit names to ablate (every other unit stays active). Default none.
+            data: Examples (a ``Split``, a tuple ``(x, y)`` or a ``TensorDataset``); default the
+                game's evaluation data. Studies use held-out examples here.
+        """
+        split = self.data if data is None else as_split(data, "data", f"{_OWNER}.logits")
+        split = split.to(self.device)
+        coalition = self.coalition_without(removed)
+        with (
+            evaluation_mode(self.model),
+            torch.inference_mode(),
+            hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
+        ):
+            try:
+                if self.examples_per_pass >= len(split):
+                    self._set_masks(coalition)
+                    return self._forward(split.x)
+                parts = []
+                for start in range(0, len(split), self.examples_per_pass):
+                    self._set_masks(coalition)
+                    parts.append(self._forward(split.x[start : start + self.examples_per_pass]))
+                return torch.cat(parts)
+            finally:
+                self._masks = [None] * len(self.layers)
+
     def value_without(self, removed: Sequence[str]) -> float:
         """The metric with the units ``removed`` ablated and every other unit active."""
         return float(self.value(self.coalition_without(removed))[0])
