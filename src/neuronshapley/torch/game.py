@@ -167,13 +167,44 @@ class NeuronGame(BaseGame):
                 ),
                 "computing the ablation means on the reference data",
             )
-        n_examples = len(self.data)
-        rows = max(1, memory_budget // max(bytes_per_example, 1))
-        self.examples_per_pass = min(rows, n_examples)
-        self.coalitions_per_pass = max(1, rows // n_examples)
+        self._tiled: torch.Tensor | None = None
+        self._rows_per_pass = max(1, memory_budget // max(bytes_per_example, 1))
+        self._size_passes()
         self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
         self._masks: list[torch.Tensor | None] = [None] * len(self.layers)
-        self._tiled: torch.Tensor | None = None
+
+    def _size_passes(self) -> None:
+        n_examples = len(self.data)
+        self.examples_per_pass = min(self._rows_per_pass, n_examples)
+        self.coalitions_per_pass = max(1, self._rows_per_pass // n_examples)
+        self._tiled = None
+
+    def with_data(self, data: Any, metric: Any = None) -> "NeuronGame":
+        """The same game (model, units, ablation fills) on other evaluation data or metric.
+
+        Studies use it to score subsets (the examples of one class) or held-out data without
+        recomputing the means. Counters start at zero.
+
+        Args:
+            data: The new evaluation examples (as for the constructor).
+            metric: The new metric; default this game's.
+        """
+        game = copy.copy(self)
+        game.data = as_split(data, "data", f"{_OWNER}.with_data").to(self.device)
+        game.metric = self.metric if metric is None else resolve_metric(metric, _OWNER)
+        game.n_evaluations = 0
+        game.n_forward_examples = 0
+        game._masks = [None] * len(self.layers)
+        game._size_passes()
+        game._check_model_and_labels()
+        if game.metric.needs_groups and game.data.groups is None:
+            raise ValueError(
+                f"The metric {game.metric.name!r} needs a group per example, but the data "
+                "passed to NeuronGame.with_data has none."
+            )
+        if game.examples_per_walk is not None and game.examples_per_walk > len(game.data):
+            game.examples_per_walk = len(game.data)
+        return game
 
     # -- evaluation -------------------------------------------------------------------------
 
