@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from neuronshapley.cli import main
 
@@ -277,3 +278,40 @@ def test_ctrl_c_writes_outputs_and_resume_finishes(
     resumed = json.loads((out / "run.json").read_text())
     assert resumed["status"] == "complete"
     assert resumed["n_evaluations"] > record["n_evaluations"]
+
+
+def test_repair_writes_a_model_that_reloads_with_the_ablated_metric(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuronshapley.applications.repair import load_repaired
+    from neuronshapley.runs import game_from_run
+
+    out = tmp_path / "run"
+    assert _run(factory, out, "--budget", "400") == 0
+    capsys.readouterr()
+    assert main(["repair", "--run", str(out), "--remove", "top:2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Removed 2 units" in printed
+    model = load_repaired(out / "repaired.pt")
+    game, result, _ = game_from_run(out)
+    removed = [row.name for row in result.top(2)]
+    with torch.inference_mode():
+        predictions = model(game.data.x).argmax(1)
+    accuracy = (predictions == game.data.y).double().mean().item()
+    assert accuracy == game.value_without(removed)
+    assert main(["repair", "--run", str(out), "--remove", "0:0,nope:1"]) == 2
+    assert "nope:1" in capsys.readouterr().err
+
+
+def test_unit_writes_its_plots(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert _run(factory, out, "--budget", "200") == 0
+    capsys.readouterr()
+    assert main(["unit", "--run", str(out), "--unit", "2:3", "--k", "3"]) == 0
+    assert "most active examples" in capsys.readouterr().out
+    for name in ("extremes.png", "maximized.png"):
+        assert (out / "units" / "2_3" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["unit", "--run", str(out), "--unit", "2:99"]) == 2
+    assert main(["unit", "--run", str(tmp_path / "missing"), "--unit", "2:3"]) == 2

@@ -112,6 +112,44 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("run", "demo"):
         _add_run_arguments(commands, name)
 
+    repair = commands.add_parser(
+        "repair",
+        help="write a standalone model with some units of a run removed",
+        description=(
+            "Remove units of a run's model and save a standalone model: ablations are folded "
+            "into the weights where that is exact, else the module is wrapped (Ablated). Reload "
+            "it with neuronshapley.applications.repair.load_repaired; no hooks are involved."
+        ),
+    )
+    repair.add_argument("--run", metavar="DIR", required=True, help="a run directory")
+    repair.add_argument(
+        "--remove",
+        metavar="SPEC",
+        default="top:10",
+        help="top:N, bottom:N, negative:N (the N most negative values) or a comma-separated "
+        "list of unit names (default: top:10)",
+    )
+    repair.add_argument(
+        "--out", metavar="FILE", help="where to save the model (default: DIR/repaired.pt)"
+    )
+
+    unit = commands.add_parser(
+        "unit",
+        help="show what a unit of a run responds to",
+        description=(
+            "Plot the examples that activate a unit most and least, and an input found by "
+            "gradient ascent (with jitter and blur) that maximises its activation."
+        ),
+    )
+    unit.add_argument("--run", metavar="DIR", required=True, help="a run directory")
+    unit.add_argument("--unit", required=True, help="the unit, e.g. conv1:2")
+    unit.add_argument(
+        "--k", metavar="N", type=_int_at_least(1), default=8, help="examples per side (default: 8)"
+    )
+    unit.add_argument(
+        "--out", metavar="DIR", help="where to write the PNGs (default: DIR/units/<unit>)"
+    )
+
     show = commands.add_parser(
         "show",
         help="print a run's summary and top units (or a saved ShapleyResult)",
@@ -309,12 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command in ("run", "demo"):
             return _run(args, sys.stdout)
+        if args.command == "repair":
+            return _repair(args, sys.stdout)
+        if args.command == "unit":
+            return _unit(args, sys.stdout)
         if args.command == "synthetic":
             return _demo(args, sys.stdout)
         if args.command == "show":
             return _show(args, sys.stdout)
         raise UsageError(
-            "neuronshapley: error: choose a command: run, demo, show or synthetic "
+            "neuronshapley: error: choose a command: run, demo, show, repair, unit or synthetic "
             "(see 'neuronshapley --help')"
         )
     except UsageError as error:
@@ -593,6 +635,68 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
     top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
     leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
     return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}"
+
+
+# -- repair and unit ------------------------------------------------------------------------------
+def _repair(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.applications.repair import repair, save_repaired, select_units
+    from neuronshapley.runs import RunError, game_from_run
+
+    prog = "neuronshapley repair"
+    try:
+        game, result, config = game_from_run(args.run)
+        spec = args.remove if ":" in args.remove.split(",")[0] else args.remove.split(",")
+        removed = select_units(result, spec)
+    except (RunError, ValueError, TypeError) as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    if not removed:
+        raise UsageError(f"{prog}: error: --remove {args.remove} selects no unit of {args.run}.")
+    target = Path(args.out) if args.out else Path(args.run) / "repaired.pt"
+    model = repair(game, removed)
+    save_repaired(
+        model,
+        target,
+        recipe={
+            "model": config.model,
+            "removed": removed,
+            "run": str(args.run),
+            "metric": config.metric,
+            "ablation": config.ablation,
+        },
+    )
+    before, after = game.value_without([]), game.value_without(removed)
+    metric = game.metric.name
+    print(f"Removed {len(removed)} units: {', '.join(removed)}", file=out)
+    print(f"{metric} on the run's data: {before:.4f} before, {after:.4f} after", file=out)
+    print(f"Saved {target} (load with neuronshapley.applications.repair.load_repaired)", file=out)
+    return 0
+
+
+def _unit(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.applications import visualize
+    from neuronshapley.report import figure_to_png
+    from neuronshapley.runs import RunError, game_from_run
+
+    prog = "neuronshapley unit"
+    try:
+        game, _, _ = game_from_run(args.run)
+        extremes = visualize.extreme_examples(game, args.unit, k=args.k)
+    except (RunError, ValueError, TypeError) as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    target = Path(args.out) if args.out else Path(args.run) / "units" / args.unit.replace(":", "_")
+    target.mkdir(parents=True, exist_ok=True)
+    shape = tuple(game.data.x.shape[1:])
+    maximized = visualize.maximize_activation(game, args.unit, shape, seed=0)
+    figures = {
+        "extremes.png": visualize.plot_extremes(extremes, game.data),
+        "maximized.png": visualize.plot_maximized(maximized, title=f"{args.unit}: maximised"),
+    }
+    for name, figure in figures.items():
+        (target / name).write_bytes(figure_to_png(figure))
+    print(f"{args.unit}: most active examples {extremes.indices_top.tolist()}", file=out)
+    print(f"{args.unit}: least active examples {extremes.indices_bottom.tolist()}", file=out)
+    print(f"Wrote {', '.join(str(target / name) for name in figures)}", file=out)
+    return 0
 
 
 # -- show ----------------------------------------------------------------------------------------

@@ -319,6 +319,43 @@ def execute(
     return record
 
 
+def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult, RunConfig]:
+    """Rebuild the ``NeuronGame`` of a saved run, with its result and configuration."""
+    from neuronshapley.torch import NeuronGame
+
+    out = Path(directory)
+    if not (out / RUN_FILE).is_file():
+        raise RunError(f"--run {out} is not a run directory (no {RUN_FILE}).")
+    record = read_run(out)
+    fields = {
+        name: value
+        for name, value in record["config"].items()
+        if name in {field.name for field in dataclasses.fields(RunConfig)}
+    }
+    config = RunConfig(**fields)
+    try:
+        result = ShapleyResult.load(out)
+    except (OSError, ValueError, KeyError) as error:
+        raise RunError(f"--run {out} has no readable result: {error}") from None
+    model, data, reference, _ = load_model_and_data(config)
+    units = None if config.units is None else [u.strip() for u in config.units.split(",")]
+    try:
+        game = NeuronGame(
+            model,
+            units,
+            data=data,
+            metric=config.metric,
+            ablation=config.ablation,
+            reference=reference,
+            device=config.device,
+        )
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise RunError(str(error)) from error
+    if list(game.player_names) != list(result.player_names):
+        raise RunError(f"--run {out}: the model's units no longer match the saved result.")
+    return game, result, config
+
+
 def _outputs(
     directory: Path, game: Any, result: ShapleyResult, config: RunConfig, removal_curve: Any
 ) -> dict[str, Any]:
