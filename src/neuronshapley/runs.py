@@ -248,25 +248,12 @@ def execute(
         The run record written to ``run.json`` (configuration, status, headline numbers).
     """
     from neuronshapley.applications.removal import removal_curve
-    from neuronshapley.torch import NeuronGame
 
     directory = Path(out)
     prepare_directory(directory, config, resume=resume, overwrite=overwrite)
     started = time.perf_counter()
     model, data, reference, source = load_model_and_data(config)
-    units = None if config.units is None else [u.strip() for u in config.units.split(",")]
-    try:
-        game = NeuronGame(
-            model,
-            units,
-            data=data,
-            metric=config.metric,
-            ablation=config.ablation,
-            reference=reference,
-            device=config.device,
-        )
-    except (ValueError, TypeError, RuntimeError) as error:
-        raise RunError(str(error)) from error
+    game = build_game(config, model, data, reference)
     if config.k >= game.n_players:
         raise RunError(
             f"--k {config.k} must be smaller than the number of units ({game.n_players})."
@@ -319,10 +306,27 @@ def execute(
     return record
 
 
-def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult, RunConfig]:
-    """Rebuild the ``NeuronGame`` of a saved run, with its result and configuration."""
+def build_game(config: RunConfig, model: Any, data: Any, reference: Any) -> Any:
+    """The ``NeuronGame`` a run computes values for; user mistakes become ``RunError``."""
     from neuronshapley.torch import NeuronGame
 
+    units = None if config.units is None else [u.strip() for u in config.units.split(",")]
+    try:
+        return NeuronGame(
+            model,
+            units,
+            data=data,
+            metric=config.metric,
+            ablation=config.ablation,
+            reference=reference,
+            device=config.device,
+        )
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise RunError(str(error)) from error
+
+
+def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult, RunConfig]:
+    """Rebuild the ``NeuronGame`` of a saved run, with its result and configuration."""
     out = Path(directory)
     if not (out / RUN_FILE).is_file():
         raise RunError(f"--run {out} is not a run directory (no {RUN_FILE}).")
@@ -338,19 +342,7 @@ def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult
     except (OSError, ValueError, KeyError) as error:
         raise RunError(f"--run {out} has no readable result: {error}") from None
     model, data, reference, _ = load_model_and_data(config)
-    units = None if config.units is None else [u.strip() for u in config.units.split(",")]
-    try:
-        game = NeuronGame(
-            model,
-            units,
-            data=data,
-            metric=config.metric,
-            ablation=config.ablation,
-            reference=reference,
-            device=config.device,
-        )
-    except (ValueError, TypeError, RuntimeError) as error:
-        raise RunError(str(error)) from error
+    game = build_game(config, model, data, reference)
     if list(game.player_names) != list(result.player_names):
         raise RunError(f"--run {out}: the model's units no longer match the saved result.")
     return game, result, config
