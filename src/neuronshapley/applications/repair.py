@@ -39,7 +39,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -151,16 +151,20 @@ def select_units(result: ShapleyResult, spec: str | Sequence[str]) -> list[str]:
         )
     if not wanted:
         raise ValueError(f"The 'spec' parameter of {owner} names no unit. Got {spec!r}.")
+    _check_names(wanted, names, f"The 'spec' parameter of {owner}", "a unit of the result")
+    return list(dict.fromkeys(wanted))
+
+
+def _check_names(wanted: Sequence[str], names: Sequence[str], who: str, what: str) -> None:
+    """Raise if a name in ``wanted`` is not in ``names``, listing the closest ones."""
     known = set(names)
     for name in wanted:
         if name not in known:
-            close = difflib.get_close_matches(name, names, n=5, cutoff=0.4)
+            close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.4)
             hint = ", ".join(repr(c) for c in close) if close else "none close"
             raise ValueError(
-                f"The 'spec' parameter of {owner} names {name!r}, which is not a unit of the "
-                f"result. Closest unit names: {hint}."
+                f"{who} names {name!r}, which is not {what}. Closest unit names: {hint}."
             )
-    return list(dict.fromkeys(wanted))
 
 
 def _count(text: str, spec: str, n_units: int, owner: str) -> int:
@@ -202,16 +206,9 @@ def repair(game: NeuronGame, remove: Sequence[str]) -> nn.Module:
             f"(got {remove!r}); use select_units to parse a spec."
         )
     removed = list(dict.fromkeys(remove))
-    players = list(game.player_names)
-    known = set(players)
-    for name in removed:
-        if name not in known:
-            close = difflib.get_close_matches(name, players, n=5, cutoff=0.4)
-            hint = ", ".join(repr(c) for c in close) if close else "none close"
-            raise ValueError(
-                f"The 'remove' parameter of {owner} names {name!r}, which is not a player of "
-                f"the game. Closest unit names: {hint}."
-            )
+    _check_names(
+        removed, game.player_names, f"The 'remove' parameter of {owner}", "a player of the game"
+    )
     coalition = game.coalition_without(removed)[0]
     model = copy.deepcopy(game.model).eval()
     offset = 0
@@ -268,15 +265,13 @@ def _per_unit_constants(layer: Layer, fill: torch.Tensor) -> torch.Tensor | None
 @torch.no_grad()
 def _fold(module: nn.Module, keep: np.ndarray, constants: torch.Tensor) -> None:
     """Zero the removed units' weights and make their bias the fill: exactly the fill out."""
-    weight = module.weight
-    assert isinstance(weight, torch.Tensor)
+    weight = cast(torch.Tensor, module.weight)  # a Conv or Linear: folding is only offered there
     removed = torch.from_numpy(~keep).to(weight.device)
     if module.bias is None:
         # A new parameter: the state_dict gains "<path>.bias" (recorded by save_repaired).
         module.bias = nn.Parameter(torch.zeros(len(keep), dtype=weight.dtype, device=weight.device))
         setattr(module, _ADDED_BIAS, True)
-    bias = module.bias
-    assert isinstance(bias, torch.Tensor)
+    bias = cast(torch.Tensor, module.bias)
     weight[removed] = 0
     bias[removed] = constants.to(device=bias.device, dtype=bias.dtype)[removed]
 
@@ -378,8 +373,12 @@ def load_repaired(path: str | Path, *, map_location: str | torch.device = "cpu")
     model = _build_base(spec["model"])
     for name in spec["added_biases"]:
         module = model.get_submodule(name)
-        weight = module.weight
-        assert isinstance(weight, torch.Tensor)
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            raise TypeError(
+                f"The repaired model file records a bias added to {name!r}, but that module of "
+                f"the rebuilt model has no weight tensor: the file does not match the model."
+            )
         module.bias = nn.Parameter(
             torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
         )

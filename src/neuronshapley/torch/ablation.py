@@ -16,7 +16,7 @@ model leaves our code with no hook, whatever happened inside (see STYLE.md).
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -156,8 +156,7 @@ def _register(
 
         handle = module.register_forward_pre_hook(pre_hook)
     elif layer.kind == "mha":
-        assert isinstance(module, nn.MultiheadAttention)
-        mha = module
+        mha = cast(nn.MultiheadAttention, module)  # Layer.kind "mha" is only given to these
 
         def mha_hook(
             _: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
