@@ -58,7 +58,7 @@ class PageCheck:
 
     Attributes:
         title: ``document.title``.
-        headings: Text of each ``<h1>``, in order.
+        headings: Text of each ``<h1>`` and ``<h2>``, in document order.
         images: One dict per ``<img>``: ``src`` (first 64 characters), ``alt``, ``complete``,
             ``naturalWidth``, ``naturalHeight`` and ``width`` (CSS pixels on the page).
         logs: The browser console log: dicts with ``level``, ``message``, ``source``.
@@ -112,8 +112,8 @@ def check_page(path: Path, screenshot: Path, expected_images: int | None = None)
     """Load ``path`` in headless Chromium, collect what it rendered and save a screenshot.
 
     Waits for ``document.readyState == "complete"`` (all images loaded or failed), reads every
-    ``<img>``, the ``<h1>`` headings and the console log, then grows the window to the page's
-    height and saves ``screenshot`` (PNG). Skips the calling test if there is no browser.
+    ``<img>``, the ``<h1>``/``<h2>`` headings and the console log, then grows the window to the
+    page's height and saves ``screenshot`` (PNG). Skips the calling test if there is no browser.
 
     Args:
         path: The HTML file.
@@ -147,7 +147,7 @@ def check_page(path: Path, screenshot: Path, expected_images: int | None = None)
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
         images = driver.execute_script(_IMAGES_JS)
-        headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h1")]
+        headings = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "h1, h2")]
         title = driver.title
         logs = driver.get_log("browser")
         # The window is taller than the viewport by the browser's frame: add it back.

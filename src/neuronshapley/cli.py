@@ -4,6 +4,10 @@
   (Algorithm 1 of Ghorbani & Zou 2020) and writes a run directory (see :mod:`neuronshapley.runs`).
 - ``neuronshapley demo`` is ``run`` on the bundled ``digits-cnn``, the main job in one word.
 - ``neuronshapley show DIR`` prints a run (or a result saved with ``ShapleyResult.save``).
+- ``neuronshapley study NAME --run DIR`` runs one of the paper's applications on a run (see
+  :mod:`neuronshapley.studies`) and adds its section to the run's report; with ``--model`` it
+  first makes the run.
+- ``neuronshapley repair`` and ``unit`` export a repaired model and show what a unit sees.
 - ``neuronshapley synthetic`` runs TMAB on a synthetic game with known values and checks it.
 
 User mistakes (a bad number, a missing directory) print one line to stderr and exit with code 2;
@@ -150,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="DIR", help="where to write the PNGs (default: DIR/units/<unit>)"
     )
 
+    _add_study_arguments(commands)
+
     show = commands.add_parser(
         "show",
         help="print a run's summary and top units (or a saved ShapleyResult)",
@@ -175,6 +181,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--csv", metavar="FILE", help="also write every player's row to FILE")
     return parser
+
+
+def _add_study_arguments(commands: Any) -> None:
+    from neuronshapley.studies import DEFAULT_BUDGET, STUDIES
+
+    study = commands.add_parser(
+        "study",
+        help="run one of the paper's applications on a run and add it to the run's report",
+        description=(
+            "Run a study of Ghorbani & Zou (2020), section 4, on a run directory: critical "
+            "(the top units against baselines, and the reverse curve), classes (units each "
+            "class needs), fairness (remove the units that hurt the worst group; data with "
+            "groups, e.g. adult-mlp). Writes DIR/studies/NAME/ (study.json, table.csv, PNG "
+            "figures) and adds a section to DIR/report.html. With --model and a DIR that holds "
+            "no run yet, the run is made first (TMAB, truncation 0.1, --budget evaluations)."
+        ),
+    )
+    study.add_argument("name", metavar="NAME", choices=STUDIES, help=", ".join(STUDIES))
+    study.add_argument("--run", metavar="DIR", required=True, help="the run directory")
+    study.add_argument(
+        "--model",
+        help="make the run first with this model if DIR holds none (a bundled model or "
+        "path/to/file.py:function, as for 'run')",
+    )
+    study.add_argument(
+        "--budget",
+        metavar="N",
+        type=_int_at_least(2),
+        default=DEFAULT_BUDGET,
+        help="coalition evaluations of each Shapley estimate the study makes (per class for "
+        f"'classes'), and of the run made with --model (default: {DEFAULT_BUDGET:,})",
+    )
+    study.add_argument(
+        "--k",
+        metavar="N",
+        type=_int_at_least(1),
+        help="units removed (default: 20 for critical, 10 for the others)",
+    )
+    study.add_argument(
+        "--classes",
+        metavar="LIST",
+        type=_class_list,
+        help="classes of the 'classes' study, e.g. 0,3,8 (default: every class)",
+    )
+    study.add_argument(
+        "--random",
+        metavar="N",
+        type=_int_at_least(1),
+        default=10,
+        help="random draws per point of the removal curves (default: 10)",
+    )
+    study.add_argument(
+        "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
+    )
+    study.add_argument(
+        "--no-progress", action="store_true", help="do not show the live progress bar"
+    )
+
+
+def _class_list(text: str) -> tuple[int, ...]:
+    try:
+        classes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated class numbers, e.g. 0,3,8. Got {text!r} instead."
+        ) from None
+    if not classes or min(classes) < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated class numbers >= 0, e.g. 0,3,8. Got {text!r} instead."
+        )
+    return classes
 
 
 def _float_in(low: float, high: float | None) -> Callable[[str], float]:
@@ -355,8 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args, sys.stdout)
         if args.command == "show":
             return _show(args, sys.stdout)
+        if args.command == "study":
+            return _study(args, sys.stdout)
         raise UsageError(
-            "neuronshapley: error: choose a command: run, demo, show, repair, unit or synthetic "
+            "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
+            "synthetic "
             "(see 'neuronshapley --help')"
         )
     except UsageError as error:
@@ -635,6 +715,71 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
     top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
     leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
     return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}"
+
+
+# -- study ---------------------------------------------------------------------------------------
+def _study(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.runs import RUN_FILE, RunConfig, RunError, execute, read_run
+    from neuronshapley.studies import StudyOptions, run_study
+
+    prog = f"neuronshapley study {args.name}"
+    directory = Path(args.run)
+    try:
+        if not (directory / RUN_FILE).is_file():
+            if args.model is None:
+                raise RunError(
+                    f"--run {directory} holds no run; make one with 'neuronshapley run', or "
+                    "pass --model to make it first."
+                )
+            config = RunConfig(
+                model=args.model,
+                truncation=DEFAULT_TRUNCATION,
+                budget=args.budget,
+                seed=args.seed,
+            )
+            print(f"{prog}: making the run {directory}/ first", file=out, flush=True)
+            with _progress_display(out, enabled=not args.no_progress, k=config.k) as (
+                progress,
+                names,
+            ):
+                execute(
+                    config,
+                    directory,
+                    progress=progress,
+                    log=lambda line: print(f"  {line}", file=out, flush=True),
+                    on_game=names,
+                )
+        elif args.model is not None:
+            made_with = read_run(directory).get("config", {}).get("model")
+            if made_with != args.model:
+                raise RunError(
+                    f"--model {args.model}: the run in {directory} is of {made_with}; drop "
+                    "--model to study it, or choose another --run directory."
+                )
+        options = StudyOptions(
+            k=args.k,
+            budget=args.budget,
+            seed=args.seed,
+            n_random=args.random,
+            classes=args.classes,
+        )
+        print(f"{prog}: on {directory}/", file=out, flush=True)
+        with _progress_display(out, enabled=not args.no_progress, k=args.k or 10) as (
+            progress,
+            _,
+        ):
+            record = run_study(args.name, directory, options, progress=progress)
+    except RunError as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    print(file=out)
+    print(record["text"], file=out)
+    print(file=out)
+    print(
+        f"Wrote {directory / 'studies' / args.name}/ and {directory / 'report.html'} "
+        f"({record['seconds']:.0f} s)",
+        file=out,
+    )
+    return 0
 
 
 # -- repair and unit ------------------------------------------------------------------------------

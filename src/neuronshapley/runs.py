@@ -7,7 +7,9 @@ A run directory holds:
 - ``checkpoint/``: the estimator's state, for ``--resume``;
 - ``result.json`` + ``result.npz``: the :class:`~neuronshapley.ShapleyResult`;
 - ``values.csv``: unit, layer, value, stderr, interval and samples of every unit;
-- PNG plots and ``report.html``, a self-contained summary page.
+- PNG plots and ``report.html``, a self-contained summary page;
+- ``studies/<name>/``: studies run on the values (:mod:`neuronshapley.studies`), each a section
+  of ``report.html``. A run that changes its values (``overwrite``, ``resume``) deletes them.
 
 A directory that holds a different run is never overwritten without ``overwrite=True``.
 """
@@ -31,6 +33,7 @@ from neuronshapley.estimators._common import ProgressCallback
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
+STUDIES_DIR = "studies"
 RUN_FORMAT = 1
 # Files a run writes; --overwrite removes these and nothing else.
 _OUTPUTS = (
@@ -188,6 +191,8 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
             )
         if not (out / CHECKPOINT_DIR / "state.json").is_file():
             raise RunError(f"--resume: {out} has no checkpoint to continue from.")
+        # The values are about to change: studies of the old ones would be stale.
+        shutil.rmtree(out / STUDIES_DIR, ignore_errors=True)
         return
     if out.is_dir() and any(out.iterdir()):
         if not record.is_file():
@@ -203,6 +208,7 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
         for name in _OUTPUTS:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+        shutil.rmtree(out / STUDIES_DIR, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -366,33 +372,65 @@ def _outputs(
         "without_random_k_std": float(curve.random_std[-1]),
         "top_units": top,
     }
-    mean, std = headline["without_random_k_mean"], headline["without_random_k_std"]
     try:
         report.save_run_plots(directory, result, layers, curve, k=config.k)
-        summary = [
-            ("Model", config.model),
-            ("Metric", game.metric.name),
-            ("Ablation", config.ablation),
-            (f"{game.metric.name} of the full model", f"{headline['full']:.4f}"),
-            (f"… without the top {config.k}", f"{headline['without_top_k']:.4f}"),
-            (
-                f"… without {config.k} random units",
-                f"{mean:.4f} ± {std:.4f} ({config.n_random} draws)",
-            ),
-        ]
-        report.run_report(
-            directory / "report.html",
-            title=f"Neuron Shapley: {config.model}",
-            result=result,
-            layers=layers,
-            curve=curve,
-            summary=summary,
-            k=config.k,
-        )
+        write_report(directory, game, result, config, curve)
         headline["report"] = "report.html"
     except ImportError as error:  # matplotlib missing: the numbers are still written
         headline["report"] = f"not written ({error})"
     return headline
+
+
+def write_report(
+    directory: str | os.PathLike[str],
+    game: Any,
+    result: ShapleyResult,
+    config: RunConfig,
+    curve: Any = None,
+) -> Path:
+    """Write the run's ``report.html``: its own sections, then one per study in ``studies/``.
+
+    Args:
+        directory: The run directory.
+        game: The run's game.
+        result: The run's values.
+        config: The run's configuration.
+        curve: The run's removal curve; default ``None`` computes it again (same seed, same
+            curve).
+
+    Returns:
+        The page's path.
+    """
+    from neuronshapley import report
+    from neuronshapley.applications.removal import removal_curve
+    from neuronshapley.studies import study_sections
+
+    out = Path(directory)
+    top = [row.name for row in result.top(config.k)]
+    if curve is None:
+        curve = removal_curve(game, top, config.k, n_random=config.n_random, seed=config.seed)
+    mean, std = float(curve.random_mean[-1]), float(curve.random_std[-1])
+    summary = [
+        ("Model", config.model),
+        ("Metric", game.metric.name),
+        ("Ablation", config.ablation),
+        (f"{game.metric.name} of the full model", f"{curve.ranked[0]:.4f}"),
+        (f"… without the top {config.k}", f"{curve.ranked[-1]:.4f}"),
+        (
+            f"… without {config.k} random units",
+            f"{mean:.4f} ± {std:.4f} ({config.n_random} draws)",
+        ),
+    ]
+    return report.run_report(
+        out / "report.html",
+        title=f"Neuron Shapley: {config.model}",
+        result=result,
+        layers=game.unit_layers,
+        curve=curve,
+        summary=summary,
+        k=config.k,
+        extra_sections=study_sections(out),
+    )
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:

@@ -54,7 +54,8 @@ def test_browser_renders_the_run_report(report: Path, tmp_path: Path) -> None:
     assert not check.problems, check.problems
     assert len(check.images) == n_figures
     assert all(image["width"] > 100 for image in check.images)  # shown, not collapsed
-    assert check.title == TITLE and check.headings == [TITLE]
+    assert check.title == TITLE and check.headings[:1] == [TITLE]
+    assert {"Top units", "Figures"} <= set(check.headings[1:])
     png = check.screenshot.read_bytes()
     assert png.startswith(PNG_SIGNATURE) and len(png) > 20_000
     artifacts = os.environ.get("NEURONSHAPLEY_ARTIFACTS")

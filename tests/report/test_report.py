@@ -15,6 +15,7 @@ from neuronshapley.applications.removal import RemovalCurve
 from neuronshapley.report import (
     Section,
     figure_to_data_uri,
+    figure_to_png,
     layer_counts,
     removal_plot,
     render_html,
@@ -203,6 +204,16 @@ def test_figure_to_data_uri_holds_a_png(result: ns.ShapleyResult) -> None:
     prefix = "data:image/png;base64,"
     assert uri.startswith(prefix)
     assert base64.b64decode(uri[len(prefix) :], validate=True).startswith(PNG_SIGNATURE)
+
+
+def test_png_bytes_are_embedded_as_they_are_and_other_bytes_refused(
+    result: ns.ShapleyResult,
+) -> None:
+    png = figure_to_png(value_histogram(result), dpi=40)
+    uri = figure_to_data_uri(png)
+    assert base64.b64decode(uri.split(",", 1)[1]) == png
+    with pytest.raises(ValueError, match="not a PNG"):
+        figure_to_data_uri(b"GIF89a....")
 
 
 def assert_self_contained(page: str) -> None:

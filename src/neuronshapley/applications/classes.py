@@ -8,12 +8,17 @@ sit deeper in the network.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neuronshapley._optional import require
 from neuronshapley.applications.removal import RemovalCurve, removal_curve
 from neuronshapley.estimators import ShapleyResult, truncated_shapley
+from neuronshapley.estimators._common import ProgressCallback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ def class_specific_units(
     truncation: float | None = 0.1,
     n_random: int = 10,
     seed: int = 0,
+    progress: ProgressCallback | None = None,
 ) -> ClassStudy:
     """Value the units for the recall of each class and remove each class's top ``k``.
 
@@ -110,6 +116,7 @@ def class_specific_units(
         truncation: Truncation threshold of each class's run. Default 0.1.
         n_random: Random draws of the removal curves. Default 10.
         seed: Seed of the permutations and random draws. Default 0.
+        progress: Called after every round of each class's estimator. Default None.
     """
     global_top = [row.name for row in global_result.top(k)]
     accuracy_before = float(game.value(np.ones((1, game.n_players), dtype=bool))[0])
@@ -126,6 +133,7 @@ def class_specific_units(
             truncation=truncation,
             max_evaluations=max_evaluations,
             seed=seed,
+            progress=progress,
         )
         top = [row.name for row in result.top(k)]
         curve = removal_curve(class_game, top, k, n_random=n_random, seed=seed)
@@ -149,3 +157,64 @@ def class_specific_units(
         global_mean_depth=_mean_depth(game, global_top),
         layer_names=[layer.path for layer in game.layers],
     )
+
+
+def plot_class_curves(study: ClassStudy) -> "Figure":
+    """Each class's recall as its own top units are removed, against random units.
+
+    Args:
+        study: A :func:`class_specific_units` study.
+
+    Returns:
+        A figure with one axes: a solid line per class (its top units removed) and a dashed
+        line of the same colour (as many random units, mean over the draws).
+    """
+    figure = require("matplotlib.figure", "plot", "plots")
+    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, entry in enumerate(study.per_class):
+        colour = f"C{i % 10}"
+        curve = entry.curve
+        ax.plot(
+            curve.counts,
+            curve.ranked,
+            marker=".",
+            color=colour,
+            label=f"class {entry.target_class}",
+        )
+        ax.plot(curve.counts, curve.random_mean, linestyle="--", color=colour, alpha=0.6)
+    ax.set_title("Recall of each class as its top units are removed (dashed: random units)")
+    ax.set_xlabel("Units removed")
+    ax.set_ylabel("recall of the class")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def plot_class_depth(study: ClassStudy) -> "Figure":
+    """Where the class-specific top units sit: the mean layer position of each class's top units.
+
+    Args:
+        study: A :func:`class_specific_units` study.
+
+    Returns:
+        A figure with one bar per class and a horizontal line at the global top units' mean
+        position (0 = the first layer).
+    """
+    figure = require("matplotlib.figure", "plot", "plots")
+    fig = figure.Figure(figsize=(6.4, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    labels = [str(entry.target_class) for entry in study.per_class]
+    ax.bar(labels, [entry.mean_depth for entry in study.per_class], color="tab:blue")
+    ax.axhline(
+        study.global_mean_depth,
+        color="tab:red",
+        linestyle="--",
+        label=f"global top {len(study.global_top)}",
+    )
+    ax.set_yticks(range(len(study.layer_names)), study.layer_names)
+    ax.set_ylim(-0.3, len(study.layer_names) - 0.7)
+    ax.set_title("Mean layer of each class's top units")
+    ax.set_xlabel("class")
+    ax.legend(fontsize="small")
+    return fig

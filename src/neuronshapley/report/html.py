@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_DPI = 110
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif;
@@ -52,14 +53,15 @@ class Section:
     Attributes:
         heading: The section's heading (plain text).
         text: Plain text; blank lines separate paragraphs. Default ``""``.
-        figures: ``(caption, figure)`` pairs, embedded as PNG images. Default ``()``.
+        figures: ``(caption, figure)`` pairs, embedded as PNG images; a figure is a matplotlib
+            ``Figure`` or the bytes of a PNG file (e.g. a figure saved earlier). Default ``()``.
         table: Rows as dicts; the first row's keys are the header. Default ``None``.
         table_limit: Most rows shown; a note counts the rest. Default 50.
     """
 
     heading: str
     text: str = ""
-    figures: Sequence[tuple[str, "Figure"]] = ()
+    figures: Sequence[tuple[str, "Figure | bytes"]] = ()
     table: Sequence[dict[str, Any]] | None = None
     table_limit: int = 50
 
@@ -77,14 +79,17 @@ def figure_to_png(fig: "Figure", dpi: int = DEFAULT_DPI) -> bytes:
     return buffer.getvalue()
 
 
-def figure_to_data_uri(fig: "Figure", dpi: int = DEFAULT_DPI) -> str:
+def figure_to_data_uri(fig: "Figure | bytes", dpi: int = DEFAULT_DPI) -> str:
     """The figure as a ``data:image/png;base64,...`` URI, for an inline ``<img>``.
 
     Args:
-        fig: A matplotlib figure.
-        dpi: Resolution in dots per inch. Default 110.
+        fig: A matplotlib figure, or the bytes of a PNG file (embedded as they are).
+        dpi: Resolution in dots per inch of a matplotlib figure. Default 110.
     """
-    encoded = base64.b64encode(figure_to_png(fig, dpi)).decode("ascii")
+    png = fig if isinstance(fig, bytes) else figure_to_png(fig, dpi)
+    if not png.startswith(_PNG_SIGNATURE):
+        raise ValueError("figure_to_data_uri: the bytes given are not a PNG file.")
+    encoded = base64.b64encode(png).decode("ascii")
     return f"data:image/png;base64,{encoded}"
 
 
@@ -147,6 +152,7 @@ def run_report(
     curve: RemovalCurve | None,
     summary: Sequence[tuple[str, str]],
     k: int = 10,
+    extra_sections: Sequence[Section] = (),
 ) -> Path:
     """Write the standard page of a Neuron Shapley run.
 
@@ -163,6 +169,8 @@ def run_report(
         curve: A removal curve, or ``None`` to leave that figure out.
         summary: ``(key, value)`` pairs to show first (e.g. model, data, metric).
         k: Size of the top set highlighted in the figures. Default 10.
+        extra_sections: Sections appended after the run's own (e.g. the studies run on it).
+            Default ``()``.
 
     Returns:
         ``path`` as a ``Path``.
@@ -182,6 +190,7 @@ def run_report(
             table_limit=len(rows),
         ),
         Section("Figures", figures=_run_figures(result, layers, curve, k)),
+        *extra_sections,
     ]
     page = render_html(
         title=title, summary=[*summary, *_result_summary(result, layers)], sections=sections

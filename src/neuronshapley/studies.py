@@ -1,0 +1,414 @@
+"""The paper's applications run on a run directory: the job behind ``neuronshapley study``.
+
+A study reads a run (its model, data, ablation and values; :mod:`neuronshapley.runs`), computes
+what it needs with the functions of :mod:`neuronshapley.applications`, and writes
+``studies/<name>/`` inside the run directory:
+
+- ``study.json``: the settings and the headline numbers;
+- ``table.csv``: the study's table;
+- PNG figures;
+- ``section.json``: what the run's ``report.html`` shows for the study (heading, text, figure
+  files with captions, table).
+
+The run's ``report.html`` is then written again, with one section per study present, so one page
+holds the run and everything studied on it. Studies are independent: each can be run (again) in
+any order.
+"""
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from neuronshapley.estimators import ShapleyResult
+from neuronshapley.estimators._common import ProgressCallback
+from neuronshapley.report.html import Section, figure_to_png
+from neuronshapley.report.tables import write_atomic
+from neuronshapley.runs import STUDIES_DIR, RunConfig, RunError, game_from_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+STUDIES = ("critical", "classes", "fairness")
+SECTION_FILE = "section.json"
+STUDY_FILE = "study.json"
+STUDY_FORMAT = 1
+DEFAULT_BUDGET = 3000
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """Settings of a study; each study reads the ones it needs.
+
+    Attributes:
+        k: Units removed (critical: 20; classes: 10 per class; the others: 10). ``None`` for
+            the study's default.
+        budget: Coalition evaluations of every Shapley estimate the study makes itself (per
+            class for ``classes``).
+        seed: Seed of the estimates, random draws and splits.
+        n_random: Random draws per point of the removal curves.
+        classes: Classes of the ``classes`` study; ``None`` for every class.
+    """
+
+    k: int | None = None
+    budget: int = DEFAULT_BUDGET
+    seed: int = 0
+    n_random: int = 10
+    classes: tuple[int, ...] | None = None
+
+
+@dataclass
+class StudyOutput:
+    """What a study produced: a report section, its figures and headline numbers.
+
+    Attributes:
+        heading: The report section's heading.
+        text: Plain text; blank lines separate paragraphs.
+        figures: ``(file stem, caption, figure)`` triples.
+        table: Rows of the study's table.
+        headline: Numbers worth reading without the page (kept in ``study.json``).
+    """
+
+    heading: str
+    text: str
+    figures: list[tuple[str, str, "Figure"]] = field(default_factory=list)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    headline: dict[str, Any] = field(default_factory=dict)
+
+
+StudyFunction = Callable[
+    [Any, ShapleyResult, RunConfig, StudyOptions, ProgressCallback | None], StudyOutput
+]
+
+
+def run_study(
+    name: str,
+    run_dir: str | Path,
+    options: StudyOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Run one study on a run directory and add its section to the run's report.
+
+    Args:
+        name: One of :data:`STUDIES`.
+        run_dir: A directory written by ``neuronshapley run`` (or :func:`runs.execute`).
+        options: The study's settings. Default ``StudyOptions()``.
+        progress: Called after every round of the Shapley estimates the study makes. Default
+            None.
+
+    Returns:
+        The record written to ``studies/<name>/study.json``.
+
+    Raises:
+        RunError: If the name is unknown, the directory holds no readable run, or the study
+            does not apply to the run (e.g. fairness on data without groups).
+    """
+    if name not in _FUNCTIONS:
+        raise RunError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}.")
+    options = options or StudyOptions()
+    started = time.perf_counter()
+    game, result, config = game_from_run(run_dir)
+    output = _FUNCTIONS[name](game, result, config, options, progress)
+    folder = Path(run_dir) / STUDIES_DIR / name
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for stem, caption, figure in output.figures:
+        write_atomic(folder / f"{stem}.png", figure_to_png(figure))
+        figures.append({"file": f"{stem}.png", "caption": caption})
+    write_atomic(folder / "table.csv", _csv(output.table))
+    section = {
+        "heading": output.heading,
+        "text": output.text,
+        "figures": figures,
+        "table": output.table,
+    }
+    write_atomic(folder / SECTION_FILE, _json(section))
+    record = {
+        "format": STUDY_FORMAT,
+        "study": name,
+        "options": asdict(options),
+        "seconds": time.perf_counter() - started,
+        "headline": output.headline,
+        "text": output.text,
+    }
+    write_atomic(folder / STUDY_FILE, _json(record))
+    from neuronshapley.runs import write_report
+
+    write_report(run_dir, game, result, config)
+    return record
+
+
+def study_sections(run_dir: str | Path) -> list[Section]:
+    """The report sections of the studies saved in a run directory, in :data:`STUDIES` order.
+
+    A study whose ``section.json`` cannot be read is shown as a section saying so; a missing
+    figure file is left out with a note, so a damaged study never stops the report.
+    """
+    root = Path(run_dir) / STUDIES_DIR
+    if not root.is_dir():
+        return []
+    names = sorted(
+        (path.name for path in root.iterdir() if (path / SECTION_FILE).is_file()),
+        key=lambda name: (STUDIES.index(name) if name in STUDIES else len(STUDIES), name),
+    )
+    sections = []
+    for name in names:
+        folder = root / name
+        try:
+            saved = json.loads((folder / SECTION_FILE).read_text())
+            heading, text = str(saved["heading"]), str(saved.get("text", ""))
+            figures: list[tuple[str, Figure | bytes]] = []
+            for entry in saved.get("figures", []):
+                path = folder / str(entry["file"])
+                if path.is_file():
+                    figures.append((str(entry["caption"]), path.read_bytes()))
+                else:
+                    text += f"\n\n(The figure {path.name} is missing.)"
+            table = saved.get("table") or None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            sections.append(Section(f"Study {name}", text=f"Cannot read {folder}: {error}"))
+            continue
+        sections.append(Section(heading, text=text, figures=figures, table=table))
+    return sections
+
+
+def _csv(rows: Sequence[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, default=_plain) + "\n").encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+# -- critical units --------------------------------------------------------------------------------
+def _critical(
+    game: Any,
+    result: ShapleyResult,
+    config: RunConfig,
+    options: StudyOptions,
+    progress: ProgressCallback | None,
+) -> StudyOutput:
+    from neuronshapley.applications.critical import (
+        critical_units_study,
+        plot_critical,
+        plot_reverse,
+    )
+
+    k = min(options.k or 20, game.n_players)
+    study = critical_units_study(game, result, k=k, n_random=options.n_random, seed=options.seed)
+    metric = game.metric.name
+    table = study.table()
+    after = {row["ranking"]: row[f"top {k}"] for row in table}
+    baselines = {name: value for name, value in after.items() if name in study.scores}
+    baselines.pop("shapley")
+    best = min(baselines, key=baselines.__getitem__)
+    random_mean, random_sd = after["random (mean)"], after["random (sd)"]
+    text = (
+        f"Section 4.1 of the paper: remove the units with the highest Shapley values and "
+        f"compare with as many units ranked by simpler scores. {metric} of the full model: "
+        f"{_fmt(study.full_value)}. After removing the top {k}: {_fmt(after['shapley'])} by "
+        f"Shapley value, {_fmt(baselines[best])} by the best baseline ({best}), and "
+        f"{_fmt(random_mean)} ± {_fmt(random_sd)} for {k} random units "
+        f"({options.n_random} draws).\n\n"
+        f"Reverse: the {study.units_before_drop} lowest-valued units (of {game.n_players}) can "
+        f"be removed before {metric} falls more than {study.drop:g} below the full model."
+    )
+    return StudyOutput(
+        heading="Critical units against baselines",
+        text=text,
+        figures=[
+            (
+                "critical",
+                f"{metric} after removing each ranking's top units; grey: random units.",
+                plot_critical(study),
+            ),
+            (
+                "reverse",
+                f"{metric} as the lowest-valued units are removed first.",
+                plot_reverse(study),
+            ),
+        ],
+        table=table,
+        headline={
+            "k": k,
+            "full": study.full_value,
+            "after_top_k": after,
+            "best_baseline": best,
+            "units_before_drop": study.units_before_drop,
+        },
+    )
+
+
+# -- class-specific units --------------------------------------------------------------------------
+def _classes(
+    game: Any,
+    result: ShapleyResult,
+    config: RunConfig,
+    options: StudyOptions,
+    progress: ProgressCallback | None,
+) -> StudyOutput:
+    from neuronshapley.applications.classes import (
+        class_specific_units,
+        plot_class_curves,
+        plot_class_depth,
+    )
+
+    present = sorted(int(c) for c in game.data.y.unique().tolist())
+    classes = list(options.classes) if options.classes is not None else present
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise RunError(
+            f"--classes: the run's data has no example of class {missing[0]}; its classes are "
+            f"{', '.join(map(str, present))}."
+        )
+    k = min(options.k or 10, game.n_players)
+    study = class_specific_units(
+        game,
+        result,
+        classes,
+        k=k,
+        max_evaluations=options.budget,
+        truncation=config.truncation,
+        n_random=options.n_random,
+        seed=options.seed,
+        progress=progress,
+    )
+    rows = study.table()
+    recall_after = float(np.mean([entry.recall_after for entry in study.per_class]))
+    recall_before = float(np.mean([entry.recall_before for entry in study.per_class]))
+    accuracy_after = float(np.mean([entry.accuracy_after for entry in study.per_class]))
+    overlap = float(np.mean([entry.overlap_with_global for entry in study.per_class]))
+    depth = float(np.mean([entry.mean_depth for entry in study.per_class]))
+    text = (
+        f"Section 4.2 of the paper: value the units for the recall of one class (on that "
+        f"class's examples, {options.budget:,} evaluations per class) and remove each class's "
+        f"top {k}. Averaged over {len(classes)} classes: the class's recall falls from "
+        f"{_fmt(recall_before)} to {_fmt(recall_after)}, while overall accuracy goes from "
+        f"{_fmt(study.per_class[0].accuracy_before)} to {_fmt(accuracy_after)}. On average "
+        f"{overlap:.1f} of a class's top {k} are among the global top {k}. Mean layer position "
+        f"(0 = {study.layer_names[0]}): {depth:.2f} for the class-specific units, "
+        f"{study.global_mean_depth:.2f} for the global ones."
+    )
+    return StudyOutput(
+        heading="Class-specific units",
+        text=text,
+        figures=[
+            (
+                "class_curves",
+                "Recall of each class as its own top units are removed (dashed: random units).",
+                plot_class_curves(study),
+            ),
+            (
+                "class_depth",
+                "Mean layer of each class's top units; dashed: the global top units.",
+                plot_class_depth(study),
+            ),
+        ],
+        table=rows,
+        headline={
+            "k": k,
+            "classes": classes,
+            "mean_recall_before": float(recall_before),
+            "mean_recall_after": float(recall_after),
+            "mean_accuracy_after": float(accuracy_after),
+            "mean_overlap_with_global": float(overlap),
+            "class_mean_depth": float(depth),
+            "global_mean_depth": study.global_mean_depth,
+            "top_units": {str(entry.target_class): entry.top for entry in study.per_class},
+        },
+    )
+
+
+# -- fairness ------------------------------------------------------------------------------------
+def _fairness(
+    game: Any,
+    result: ShapleyResult,
+    config: RunConfig,
+    options: StudyOptions,
+    progress: ProgressCallback | None,
+) -> StudyOutput:
+    from neuronshapley.applications.fairness import fairness_study, plot_fairness, split_in_two
+    from neuronshapley.estimators import permutation_shapley
+
+    if game.data.groups is None:
+        raise RunError(
+            "the fairness study needs a group per example (e.g. --model adult-mlp, whose data "
+            f"has sex x race groups); the data of this run ({game.data.name}) has none."
+        )
+    k = min(options.k or 10, game.n_players)
+    values_half, held_out = split_in_two(game.data, seed=options.seed)
+    fair_game = game.with_data(values_half, metric="mean_group_recall")
+    values = permutation_shapley(
+        fair_game, max_evaluations=options.budget, seed=options.seed, progress=progress
+    )
+    counts = sorted({0, 1, 2, 3, 5, k})
+    study = fairness_study(fair_game, values, held_out, counts=counts)
+    before, after = study.reports[0], study.reports[-1]
+    worst = int(np.nanargmin(before.recall))
+    group = before.group_names[worst]
+    n_negative = int(np.sum(np.asarray(values.values) < 0))
+    text = (
+        f"Section 4.3 of the paper: value the units for the mean over groups of the recall of "
+        f"the positive class, on one half of the data ({permutation_shapley.__name__}, "
+        f"{values.n_evaluations:,} evaluations); remove the units with the most negative values "
+        f"and report on the other half. {n_negative} units have a negative value. Removing "
+        f"{after.n_removed}: mean group recall {_fmt(before.mean_group_recall)} → "
+        f"{_fmt(after.mean_group_recall)}, recall gap {_fmt(before.recall_gap)} → "
+        f"{_fmt(after.recall_gap)}, recall of the worst group ({group}) "
+        f"{_fmt(before.recall[worst])} → {_fmt(after.recall[worst])}, overall accuracy "
+        f"{_fmt(before.overall_accuracy)} → {_fmt(after.overall_accuracy)}."
+    )
+    return StudyOutput(
+        heading="Fairness repair",
+        text=text,
+        figures=[
+            (
+                "fairness",
+                "Held-out recall per group and overall accuracy as the most negative units go.",
+                plot_fairness(study),
+            )
+        ],
+        table=cast(list[dict[str, Any]], study.table()),
+        headline={
+            "removed": study.order,
+            "negative_units": n_negative,
+            "groups": list(before.group_names),
+            "recall_before": before.recall,
+            "recall_after": after.recall,
+            "overall_accuracy_before": before.overall_accuracy,
+            "overall_accuracy_after": after.overall_accuracy,
+            "mean_group_recall_before": before.mean_group_recall,
+            "mean_group_recall_after": after.mean_group_recall,
+        },
+    )
+
+
+_FUNCTIONS: dict[str, StudyFunction] = {
+    "critical": _critical,
+    "classes": _classes,
+    "fairness": _fairness,
+}
