@@ -255,3 +255,66 @@ def test_report_with_studies_renders_in_a_browser(run: Path, tmp_path: Path) -> 
     check = check_page(page, tmp_path / "studies.png", page.read_text().count("<img"))
     assert not check.problems, check.problems
     assert "Critical units against baselines" in check.headings
+
+
+def test_adversarial_values_the_attack_and_checks_transfer(
+    run: Path, factory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _study(
+        "adversarial", run, "--k", "3", "--steps", "5", "--epsilon", "0.5",
+        "--sources", f"{factory}:model",
+    )  # fmt: skip
+    assert code == 0
+    folder = run / "studies" / "adversarial"
+    with open(folder / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["removed"] for row in rows] == ["0", "1", "2", "3"]
+    assert f"transfer from {factory}:model" in rows[0]
+    headline = json.loads((folder / "study.json").read_text())["headline"]
+    assert headline["epsilon"] == 0.5 and headline["steps"] == 5
+    assert len(headline["removed"]) == 3
+    assert -1.0 <= headline["rank_correlation"] <= 1.0
+    # Count 0 is the full model's accuracy on the held-out half of the run's data.
+    assert float(rows[0]["clean accuracy"]) == pytest.approx(_held_out_accuracy(run), abs=1e-12)
+    assert "Adversarial repair" in _headings(run / "report.html")
+
+
+def _held_out_accuracy(run: Path) -> float:
+    from neuronshapley.applications.fairness import split_in_two
+    from neuronshapley.runs import game_from_run
+
+    game, _, _ = game_from_run(run)
+    _, held_out = split_in_two(game.data, seed=0)
+    return float(game.with_data(held_out).value_without([]))
+
+
+def test_adversarial_refuses_an_unknown_source(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _study("adversarial", run, "--sources", "no-such-model") == 2
+    assert "--sources: 'no-such-model'" in capsys.readouterr().err
+
+
+def test_dropout_values_the_other_model_once(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    _make_run(factory, out)
+    assert _study("dropout", out, "--other", f"{factory}:model", "--k", "3") == 0
+    other = out / "studies" / "dropout" / "other-run"
+    assert json.loads((other / "run.json").read_text())["status"] == "complete"
+    made = (other / "result.npz").stat().st_mtime_ns
+    with open(out / "studies" / "dropout" / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["model"] for row in rows] == [f"{factory}:model", f"{factory}:model (compared)"]
+    # Same settings: the other model's values are reused, not computed again.
+    assert _study("dropout", out, "--other", f"{factory}:model", "--k", "3") == 0
+    assert (other / "result.npz").stat().st_mtime_ns == made
+    assert "Dropout effect" in _headings(out / "report.html")
+
+
+def test_dropout_needs_another_model_for_a_model_without_sibling(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _study("dropout", run) == 2
+    assert "pass --other" in capsys.readouterr().err

@@ -193,7 +193,10 @@ def _add_study_arguments(commands: Any) -> None:
             "Run a study of Ghorbani & Zou (2020), section 4, on a run directory: critical "
             "(the top units against baselines, and the reverse curve), classes (units each "
             "class needs), fairness (remove the units that hurt the worst group; data with "
-            "groups, e.g. adult-mlp). Writes DIR/studies/NAME/ (study.json, table.csv, PNG "
+            "groups, e.g. adult-mlp), adversarial (value the units for a targeted PGD attack's "
+            "success, remove the most used ones, and check attacks not used for the values), "
+            "dropout (the values and removal curves of the model against the same model trained "
+            "with dropout: --other). Writes DIR/studies/NAME/ (study.json, table.csv, PNG "
             "figures) and adds a section to DIR/report.html. With --model and a DIR that holds "
             "no run yet, the run is made first (TMAB, truncation 0.1, --budget evaluations)."
         ),
@@ -224,6 +227,34 @@ def _add_study_arguments(commands: Any) -> None:
         metavar="LIST",
         type=_class_list,
         help="classes of the 'classes' study, e.g. 0,3,8 (default: every class)",
+    )
+    study.add_argument(
+        "--epsilon",
+        metavar="X",
+        type=_float_in(0.0, None),
+        help="L-infinity radius of the 'adversarial' study's PGD attack, in input units "
+        "(default: 0.3, for inputs in [0, 1])",
+    )
+    study.add_argument(
+        "--steps",
+        metavar="N",
+        type=_int_at_least(1),
+        default=20,
+        help="PGD steps of the 'adversarial' study (default: 20)",
+    )
+    study.add_argument(
+        "--sources",
+        metavar="LIST",
+        help="models whose PGD attacks are transferred in the 'adversarial' study's black-box "
+        "check: comma-separated bundled models or path/to/file.py:function (default: the "
+        "other bundled models trained on the same data; 'none' for none)",
+    )
+    study.add_argument(
+        "--other",
+        metavar="MODEL",
+        help="the model the 'dropout' study compares with: a run directory, a bundled model or "
+        "path/to/file.py:function, valued with the run's settings and --budget (default: the "
+        "bundled <model>-dropout)",
     )
     study.add_argument(
         "--random",
@@ -762,6 +793,10 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
             seed=args.seed,
             n_random=args.random,
             classes=args.classes,
+            other=args.other,
+            epsilon=args.epsilon,
+            steps=args.steps,
+            sources=args.sources,
         )
         print(f"{prog}: on {directory}/", file=out, flush=True)
         with _progress_display(out, enabled=not args.no_progress, k=args.k or 10) as (

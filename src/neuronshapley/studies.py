@@ -30,12 +30,20 @@ from neuronshapley.estimators import ShapleyResult
 from neuronshapley.estimators._common import ProgressCallback
 from neuronshapley.report.html import Section, figure_to_png
 from neuronshapley.report.tables import write_atomic
-from neuronshapley.runs import STUDIES_DIR, RunConfig, RunError, game_from_run
+from neuronshapley.runs import (
+    RUN_FILE,
+    STUDIES_DIR,
+    RunConfig,
+    RunError,
+    execute,
+    game_from_run,
+    read_run,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-STUDIES = ("critical", "classes", "fairness")
+STUDIES = ("critical", "classes", "fairness", "adversarial", "dropout")
 SECTION_FILE = "section.json"
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
@@ -54,6 +62,15 @@ class StudyOptions:
         seed: Seed of the estimates, random draws and splits.
         n_random: Random draws per point of the removal curves.
         classes: Classes of the ``classes`` study; ``None`` for every class.
+        other: The model the ``dropout`` study compares with: a run directory, a bundled
+            model or ``path/to/file.py:function``; ``None`` for the bundled ``<model>-dropout``
+            of a bundled model.
+        epsilon: L-infinity radius of the ``adversarial`` study's attack; ``None`` for its
+            default.
+        steps: PGD steps of the ``adversarial`` study.
+        sources: Comma-separated models whose attacks the ``adversarial`` study transfers
+            (bundled names or ``path/to/file.py:function``); ``"none"`` for none; ``None`` for
+            the other bundled models trained on the same data.
     """
 
     k: int | None = None
@@ -61,6 +78,10 @@ class StudyOptions:
     seed: int = 0
     n_random: int = 10
     classes: tuple[int, ...] | None = None
+    other: str | None = None
+    epsilon: float | None = None
+    steps: int = 20
+    sources: str | None = None
 
 
 @dataclass
@@ -82,9 +103,24 @@ class StudyOutput:
     headline: dict[str, Any] = field(default_factory=dict)
 
 
-StudyFunction = Callable[
-    [Any, ShapleyResult, RunConfig, StudyOptions, ProgressCallback | None], StudyOutput
-]
+@dataclass(frozen=True)
+class StudiedRun:
+    """The run a study works on.
+
+    Attributes:
+        directory: The run directory.
+        game: Its ``NeuronGame``, rebuilt.
+        result: Its values.
+        config: Its configuration.
+    """
+
+    directory: Path
+    game: Any
+    result: ShapleyResult
+    config: RunConfig
+
+
+StudyFunction = Callable[[StudiedRun, StudyOptions, ProgressCallback | None], StudyOutput]
 
 
 def run_study(
@@ -115,7 +151,8 @@ def run_study(
     options = options or StudyOptions()
     started = time.perf_counter()
     game, result, config = game_from_run(run_dir)
-    output = _FUNCTIONS[name](game, result, config, options, progress)
+    run = StudiedRun(Path(run_dir), game, result, config)
+    output = _FUNCTIONS[name](run, options, progress)
     folder = Path(run_dir) / STUDIES_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -204,13 +241,14 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
+def _counts(k: int) -> list[int]:
+    """Numbers of units removed in a study's table: 0, 1, 2, 3, 5 and ``k`` (at most ``k``)."""
+    return sorted({count for count in (0, 1, 2, 3, 5) if count <= k} | {k})
+
+
 # -- critical units --------------------------------------------------------------------------------
 def _critical(
-    game: Any,
-    result: ShapleyResult,
-    config: RunConfig,
-    options: StudyOptions,
-    progress: ProgressCallback | None,
+    run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
     from neuronshapley.applications.critical import (
         critical_units_study,
@@ -218,6 +256,7 @@ def _critical(
         plot_reverse,
     )
 
+    game, result = run.game, run.result
     k = min(options.k or 20, game.n_players)
     study = critical_units_study(game, result, k=k, n_random=options.n_random, seed=options.seed)
     metric = game.metric.name
@@ -265,11 +304,7 @@ def _critical(
 
 # -- class-specific units --------------------------------------------------------------------------
 def _classes(
-    game: Any,
-    result: ShapleyResult,
-    config: RunConfig,
-    options: StudyOptions,
-    progress: ProgressCallback | None,
+    run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
     from neuronshapley.applications.classes import (
         class_specific_units,
@@ -277,6 +312,7 @@ def _classes(
         plot_class_depth,
     )
 
+    game, result, config = run.game, run.result, run.config
     present = sorted(int(c) for c in game.data.y.unique().tolist())
     classes = list(options.classes) if options.classes is not None else present
     missing = [c for c in classes if c not in present]
@@ -345,15 +381,12 @@ def _classes(
 
 # -- fairness ------------------------------------------------------------------------------------
 def _fairness(
-    game: Any,
-    result: ShapleyResult,
-    config: RunConfig,
-    options: StudyOptions,
-    progress: ProgressCallback | None,
+    run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
     from neuronshapley.applications.fairness import fairness_study, plot_fairness, split_in_two
     from neuronshapley.estimators import permutation_shapley
 
+    game = run.game
     if game.data.groups is None:
         raise RunError(
             "the fairness study needs a group per example (e.g. --model adult-mlp, whose data "
@@ -365,8 +398,7 @@ def _fairness(
     values = permutation_shapley(
         fair_game, max_evaluations=options.budget, seed=options.seed, progress=progress
     )
-    counts = sorted({0, 1, 2, 3, 5, k})
-    study = fairness_study(fair_game, values, held_out, counts=counts)
+    study = fairness_study(fair_game, values, held_out, counts=_counts(k))
     before, after = study.reports[0], study.reports[-1]
     worst = int(np.nanargmin(before.recall))
     group = before.group_names[worst]
@@ -407,8 +439,239 @@ def _fairness(
     )
 
 
+# -- adversarial ---------------------------------------------------------------------------------
+def _adversarial(
+    run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
+) -> StudyOutput:
+    from neuronshapley.applications.adversarial import (
+        DEFAULT_EPSILON,
+        adversarial_study,
+        plot_adversarial,
+    )
+
+    game, result = run.game, run.result
+    sources = _sources(run.config, options.sources)
+    k = min(options.k or 10, game.n_players)
+    try:
+        study = adversarial_study(
+            game,
+            result,
+            epsilon=options.epsilon or DEFAULT_EPSILON,
+            steps=options.steps,
+            k=k,
+            counts=_counts(k),
+            max_evaluations=options.budget,
+            truncation=run.config.truncation,
+            sources=sources,
+            seed=options.seed,
+            progress=progress,
+        )
+    except ValueError as error:  # e.g. a source model with other classes
+        raise RunError(str(error)) from error
+    table = cast(list[dict[str, Any]], study.table())
+    before, after = table[0], table[-1]
+    transfer = [column for column in before if column.startswith("transfer from")]
+    transfer_text = "".join(
+        f" Transferred from {column[len('transfer from ') :]}: {_fmt(before[column])} → "
+        f"{_fmt(after[column])}."
+        for column in transfer
+    )
+    correlation = (
+        "" if study.rank_correlation is None else f"{study.rank_correlation:.2f}"
+    ) or "not computed"
+    text = (
+        f"Section 4.4 of the paper: a targeted L∞ PGD attack (ε = {study.epsilon:g}, "
+        f"{study.steps} steps, random target classes) on half of the run's data; the units are "
+        f"valued for its success rate ({study.result.n_evaluations:,} evaluations) and the "
+        f"most used ones removed. Removing {after['removed']}: the attack's success on the "
+        f"values half {_fmt(before['attack success (values half)'])} → "
+        f"{_fmt(after['attack success (values half)'])}; the same attack on the held-out half "
+        f"{_fmt(before['attack success (held-out)'])} → "
+        f"{_fmt(after['attack success (held-out)'])}; clean accuracy "
+        f"{_fmt(before['clean accuracy'])} → {_fmt(after['clean accuracy'])}.{transfer_text} "
+        f"A white-box attack on the repaired model (it knows the {study.whitebox_removed} "
+        f"removed units) still succeeds {_fmt(study.whitebox_success)}. Rank correlation "
+        f"between the adversarial values and the run's values: {correlation} (paper: 0.3)."
+    )
+    return StudyOutput(
+        heading="Adversarial repair",
+        text=text,
+        figures=[
+            (
+                "adversarial",
+                "Attack success and clean accuracy as the units the attack uses most are removed.",
+                plot_adversarial(study),
+            )
+        ],
+        table=table,
+        headline={
+            "epsilon": study.epsilon,
+            "steps": study.steps,
+            "removed": study.order[: int(after["removed"])],
+            "rank_correlation": study.rank_correlation,
+            "whitebox_success": study.whitebox_success,
+            "before": before,
+            "after": after,
+        },
+    )
+
+
+def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
+    """The models whose attacks are transferred: named, or the run's bundled siblings."""
+    from neuronshapley import zoo
+    from neuronshapley.runs import load_factory
+
+    if spec is not None and spec.strip().lower() == "none":
+        return {}
+    if spec is None:
+        if config.model not in zoo.available() or config.data is not None:
+            return {}
+        dataset = zoo.describe(config.model)["recipe"]["dataset"]
+        names = [
+            name
+            for name in zoo.available()
+            if name != config.model and zoo.describe(name)["recipe"]["dataset"] == dataset
+        ]
+    else:
+        names = [name.strip() for name in spec.split(",") if name.strip()]
+    models = {}
+    for name in names:
+        if name in zoo.available():
+            models[name] = zoo.load(name)[0]
+        elif ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
+            made = load_factory(name, "model")
+            models[name] = made[0] if isinstance(made, tuple) else made
+        else:
+            raise RunError(
+                f"--sources: {name!r} is neither a bundled model ({', '.join(zoo.available())}) "
+                "nor path/to/file.py:function."
+            )
+    return models
+
+
+# -- dropout -------------------------------------------------------------------------------------
+OTHER_RUN = "other-run"
+
+
+def _dropout(
+    run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
+) -> StudyOutput:
+    from neuronshapley.applications.dropout import (
+        dropout_study,
+        plot_reverse_removal,
+        plot_top_removal,
+        plot_value_histograms,
+    )
+
+    game, result, config = run.game, run.result, run.config
+    other_game, other_result, other_name = _other_model(run, options, progress)
+    name = config.model
+    if other_name == name:  # the same model (another run of it): keep both rows apart
+        other_name = f"{other_name} (compared)"
+    k = min(options.k or 20, game.n_players, other_game.n_players)
+    study = dropout_study(
+        {name: (game, result), other_name: (other_game, other_result)},
+        k=k,
+        n_random=options.n_random,
+        seed=options.seed,
+    )
+    first, second = study.models[name], study.models[other_name]
+    metric = game.metric.name
+    text = (
+        f"Section 4.4 of the paper (dropout effect): the same study on {name} and on "
+        f"{other_name}. Spread of the values (sd): {first.value_sd:.4f} and "
+        f"{second.value_sd:.4f}; fraction with |value| < {study.near_zero:.4g}: "
+        f"{first.near_zero_fraction:.2f} and {second.near_zero_fraction:.2f}. {metric} after "
+        f"removing the top {k}: {_fmt(float(first.top.ranked[-1]))} (from "
+        f"{_fmt(first.full_value)}) and {_fmt(float(second.top.ranked[-1]))} (from "
+        f"{_fmt(second.full_value)}). Lowest-valued units removable before {metric} falls "
+        f"more than {study.drop:g}: {first.units_before_drop} of {first.n_units} and "
+        f"{second.units_before_drop} of {second.n_units}."
+    )
+    return StudyOutput(
+        heading="Dropout effect",
+        text=text,
+        figures=[
+            ("histograms", "Distribution of each model's values.", plot_value_histograms(study)),
+            (
+                "top_removal",
+                f"{metric} as each model's top units are removed; bands: random units.",
+                plot_top_removal(study),
+            ),
+            (
+                "reverse_removal",
+                f"{metric} as each model's lowest-valued units are removed first.",
+                plot_reverse_removal(study),
+            ),
+        ],
+        table=study.table(),
+        headline={"k": k, "near_zero": study.near_zero, "models": study.table()},
+    )
+
+
+def _other_model(
+    run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
+) -> tuple[Any, ShapleyResult, str]:
+    """The model the dropout study compares with, its values and its name.
+
+    A run directory is used as it is. A model is valued with the run's settings (its own
+    budget: ``options.budget``) into ``studies/dropout/other-run/`` of the studied run, which
+    later studies reuse while the settings match.
+    """
+    from neuronshapley import zoo
+
+    config = run.config
+    other = options.other
+    if other is None:
+        other = f"{config.model}-dropout"
+        if other not in zoo.available():
+            raise RunError(
+                f"the dropout study compares {config.model} with a model trained with dropout: "
+                "pass --other (a run directory, a bundled model or path/to/file.py:function)."
+            )
+    if (Path(other) / RUN_FILE).is_file():
+        game, result, other_config = game_from_run(other)
+        return game, result, other_config.model
+    target = run.directory / STUDIES_DIR / "dropout" / OTHER_RUN
+    other_config = RunConfig(
+        model=other,
+        data=config.data,
+        units=config.units,
+        metric=config.metric,
+        ablation=config.ablation,
+        k=config.k,
+        delta=config.delta,
+        tol=config.tol,
+        truncation=config.truncation,
+        budget=options.budget,
+        device=config.device,
+        seed=options.seed,
+    )
+    if not _finished_with(target, other_config):
+        execute(other_config, target, overwrite=True, progress=progress, log=lambda line: None)
+    game, result, _ = game_from_run(target)
+    return game, result, other
+
+
+def _finished_with(directory: Path, config: RunConfig) -> bool:
+    """Whether ``directory`` holds a finished run with ``config``'s settings and budget."""
+    if not (directory / RUN_FILE).is_file():
+        return False
+    try:
+        saved = read_run(directory)
+    except RunError:
+        return False
+    wanted = json.loads(_json(asdict(config)))
+    return bool(
+        saved.get("status") == "complete"
+        and {name: saved["config"].get(name) for name in wanted} == wanted
+    )
+
+
 _FUNCTIONS: dict[str, StudyFunction] = {
     "critical": _critical,
     "classes": _classes,
     "fairness": _fairness,
+    "adversarial": _adversarial,
+    "dropout": _dropout,
 }
