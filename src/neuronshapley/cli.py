@@ -193,7 +193,8 @@ def _add_study_arguments(commands: Any) -> None:
             "Run a study of Ghorbani & Zou (2020), section 4, on a run directory: critical "
             "(the top units against baselines, and the reverse curve), classes (units each "
             "class needs), fairness (remove the units that hurt the worst group; data with "
-            "groups, e.g. adult-mlp), adversarial (value the units for a targeted PGD attack's "
+            "groups, e.g. adult-mlp), units (what the top unit of each layer responds to), "
+            "adversarial (value the units for a targeted PGD attack's "
             "success, remove the most used ones, and check attacks not used for the values), "
             "dropout (the values and removal curves of the model against the same model trained "
             "with dropout: --other). Writes DIR/studies/NAME/ (study.json, table.csv, PNG "
@@ -220,7 +221,7 @@ def _add_study_arguments(commands: Any) -> None:
         "--k",
         metavar="N",
         type=_int_at_least(1),
-        help="units removed (default: 20 for critical, 10 for the others)",
+        help="units removed (default: 20 for critical and units, 10 for the others)",
     )
     study.add_argument(
         "--classes",
@@ -849,7 +850,47 @@ def _repair(args: argparse.Namespace, out: TextIO) -> int:
     print(f"Removed {len(removed)} units: {', '.join(removed)}", file=out)
     print(f"{metric} on the run's data: {before:.4f} before, {after:.4f} after", file=out)
     print(f"Saved {target} (load with neuronshapley.applications.repair.load_repaired)", file=out)
+    _repair_section(game, result, config, Path(args.run), removed, target, before, after)
+    print(f"Added the 'Repaired model' section to {Path(args.run) / 'report.html'}", file=out)
     return 0
+
+
+def _repair_section(
+    game: Any,
+    result: ShapleyResult,
+    config: Any,
+    run: Path,
+    removed: list[str],
+    target: Path,
+    before: float,
+    after: float,
+) -> None:
+    from neuronshapley.studies import StudiedRun, StudyOutput, save_study
+
+    metric = game.metric.name
+    values = dict(zip(result.player_names, result.values, strict=True))
+    layer_of = dict(zip(game.player_names, game.unit_layers, strict=True))
+    output = StudyOutput(
+        heading="Repaired model",
+        text=(
+            f"{len(removed)} units removed and the model saved as {target} (reload it with "
+            "neuronshapley.applications.repair.load_repaired: no hooks; ablations folded into "
+            f"the weights where exact, else an Ablated wrapper). {metric} on the run's data: "
+            f"{before:.4f} before, {after:.4f} after."
+        ),
+        table=[
+            {"unit": name, "layer": layer_of[name], "value": float(values[name])}
+            for name in removed
+        ],
+        headline={"removed": removed, "file": str(target), "before": before, "after": after},
+    )
+    save_study(
+        StudiedRun(run, game, result, config),
+        "repair",
+        output,
+        settings={"remove": removed, "out": str(target)},
+        seconds=0.0,
+    )
 
 
 def _unit(args: argparse.Namespace, out: TextIO) -> int:

@@ -43,7 +43,9 @@ from neuronshapley.runs import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-STUDIES = ("critical", "classes", "fairness", "adversarial", "dropout")
+STUDIES = ("critical", "classes", "fairness", "adversarial", "dropout", "units")
+# Sections written by other commands ('neuronshapley repair'), shown after the studies.
+REPORT_ORDER = (*STUDIES, "repair")
 SECTION_FILE = "section.json"
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
@@ -153,7 +155,29 @@ def run_study(
     game, result, config = game_from_run(run_dir)
     run = StudiedRun(Path(run_dir), game, result, config)
     output = _FUNCTIONS[name](run, options, progress)
-    folder = Path(run_dir) / STUDIES_DIR / name
+    return save_study(
+        run, name, output, settings=asdict(options), seconds=time.perf_counter() - started
+    )
+
+
+def save_study(
+    run: StudiedRun, name: str, output: StudyOutput, *, settings: dict[str, Any], seconds: float
+) -> dict[str, Any]:
+    """Write ``studies/<name>/`` of a run and the run's report with the study's section.
+
+    Args:
+        run: The run studied.
+        name: The study's folder name.
+        output: What the study produced.
+        settings: Its settings (kept in ``study.json``).
+        seconds: How long it took.
+
+    Returns:
+        The record written to ``study.json``.
+    """
+    from neuronshapley.runs import write_report
+
+    folder = run.directory / STUDIES_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
     for stem, caption, figure in output.figures:
@@ -170,15 +194,13 @@ def run_study(
     record = {
         "format": STUDY_FORMAT,
         "study": name,
-        "options": asdict(options),
-        "seconds": time.perf_counter() - started,
+        "settings": settings,
+        "seconds": seconds,
         "headline": output.headline,
         "text": output.text,
     }
     write_atomic(folder / STUDY_FILE, _json(record))
-    from neuronshapley.runs import write_report
-
-    write_report(run_dir, game, result, config)
+    write_report(run.directory, run.game, run.result, run.config)
     return record
 
 
@@ -193,7 +215,10 @@ def study_sections(run_dir: str | Path) -> list[Section]:
         return []
     names = sorted(
         (path.name for path in root.iterdir() if (path / SECTION_FILE).is_file()),
-        key=lambda name: (STUDIES.index(name) if name in STUDIES else len(STUDIES), name),
+        key=lambda name: (
+            REPORT_ORDER.index(name) if name in REPORT_ORDER else len(REPORT_ORDER),
+            name,
+        ),
     )
     sections = []
     for name in names:
@@ -668,10 +693,85 @@ def _finished_with(directory: Path, config: RunConfig) -> bool:
     )
 
 
+# -- what the top units see --------------------------------------------------------------------
+def _units(
+    run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
+) -> StudyOutput:
+    from neuronshapley.applications.visualize import (
+        extreme_examples,
+        maximize_activation,
+        plot_extremes,
+        plot_layer_distribution,
+        plot_maximized,
+    )
+
+    game, result = run.game, run.result
+    k = min(options.k or 20, game.n_players)
+    layer_of = dict(zip(game.player_names, game.unit_layers, strict=True))
+    best: dict[str, Any] = {}
+    for row in result.top(game.n_players):  # highest first: the first seen is a layer's best
+        best.setdefault(layer_of[row.name], row)
+    shape = tuple(game.data.x.shape[1:])
+    n_examples = min(5, len(game.data))
+    figures = [
+        (
+            "layer_distribution",
+            f"How many of the top {k} units each layer holds (the paper's figure 1, bottom).",
+            plot_layer_distribution(result, game.unit_layers, k),
+        )
+    ]
+    rows = []
+    for layer in [layer.path for layer in game.layers if layer.path in best]:
+        row = best[layer]
+        extremes = extreme_examples(game, row.name, k=n_examples)
+        stem = row.name.replace(":", "_").replace(".", "_")
+        caption = (
+            f"{row.name}, the highest-valued unit of {layer} (rank {row.rank}): the "
+            f"{n_examples} examples that activate it most (top) and least (bottom)."
+        )
+        figures.append((f"extremes_{stem}", caption, plot_extremes(extremes, game.data)))
+        maximized = maximize_activation(game, row.name, shape, seed=options.seed)
+        caption = (
+            f"{row.name}: an input that maximises its mean activation (gradient ascent with "
+            "jitter and blur)."
+        )
+        title = f"{row.name}: maximised"
+        figures.append((f"maximized_{stem}", caption, plot_maximized(maximized, title=title)))
+        rows.append(
+            {
+                "layer": layer,
+                "unit": row.name,
+                "rank": row.rank,
+                "value": row.value,
+                "most active examples": " ".join(map(str, extremes.indices_top.tolist())),
+                "least active examples": " ".join(map(str, extremes.indices_bottom.tolist())),
+            }
+        )
+    counts = {layer.path: 0 for layer in game.layers}
+    for row in result.top(k):
+        counts[layer_of[row.name]] += 1
+    text = (
+        "Section 4.1 and figure 1 of the paper: what the critical units respond to. For the "
+        "highest-valued unit of each layer, the examples of the run's data that activate it "
+        "most and least, and an input found by gradient ascent. Top "
+        f"{k} units per layer: "
+        + ", ".join(f"{layer} {count}" for layer, count in counts.items())
+        + ". 'neuronshapley unit --run DIR --unit NAME' draws any other unit."
+    )
+    return StudyOutput(
+        heading="What the top units see",
+        text=text,
+        figures=figures,
+        table=rows,
+        headline={"k": k, "top_k_per_layer": counts, "units": rows},
+    )
+
+
 _FUNCTIONS: dict[str, StudyFunction] = {
     "critical": _critical,
     "classes": _classes,
     "fairness": _fairness,
     "adversarial": _adversarial,
     "dropout": _dropout,
+    "units": _units,
 }
