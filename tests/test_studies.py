@@ -261,7 +261,7 @@ def test_adversarial_values_the_attack_and_checks_transfer(
     run: Path, factory: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = _study(
-        "adversarial", run, "--k", "3", "--steps", "5", "--epsilon", "0.5",
+        "adversarial", run, "--k", "3", "--steps", "5", "--epsilon", "0.5", "--step-size", "0.2",
         "--sources", f"{factory}:model",
     )  # fmt: skip
     assert code == 0
@@ -272,6 +272,8 @@ def test_adversarial_values_the_attack_and_checks_transfer(
     assert f"transfer from {factory}:model" in rows[0]
     headline = json.loads((folder / "study.json").read_text())["headline"]
     assert headline["epsilon"] == 0.5 and headline["steps"] == 5
+    settings = json.loads((folder / "study.json").read_text())["settings"]
+    assert settings["step_size"] == 0.2
     assert len(headline["removed"]) == 3
     assert -1.0 <= headline["rank_correlation"] <= 1.0
     # Count 0 is the full model's accuracy on the held-out half of the run's data.

@@ -244,6 +244,12 @@ def _add_study_arguments(commands: Any) -> None:
         help="PGD steps of the 'adversarial' study (default: 20)",
     )
     study.add_argument(
+        "--step-size",
+        metavar="X",
+        type=_float_in(0.0, None),
+        help="PGD step size of the 'adversarial' study (default: 2.5 x epsilon / steps)",
+    )
+    study.add_argument(
         "--sources",
         metavar="LIST",
         help="models whose PGD attacks are transferred in the 'adversarial' study's black-box "
@@ -797,6 +803,7 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
             other=args.other,
             epsilon=args.epsilon,
             steps=args.steps,
+            step_size=args.step_size,
             sources=args.sources,
         )
         print(f"{prog}: on {directory}/", file=out, flush=True)

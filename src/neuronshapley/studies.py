@@ -70,6 +70,7 @@ class StudyOptions:
         epsilon: L-infinity radius of the ``adversarial`` study's attack; ``None`` for its
             default.
         steps: PGD steps of the ``adversarial`` study.
+        step_size: PGD step size of the ``adversarial`` study; ``None`` for its default.
         sources: Comma-separated models whose attacks the ``adversarial`` study transfers
             (bundled names or ``path/to/file.py:function``); ``"none"`` for none; ``None`` for
             the other bundled models trained on the same data.
@@ -83,6 +84,7 @@ class StudyOptions:
     other: str | None = None
     epsilon: float | None = None
     steps: int = 20
+    step_size: float | None = None
     sources: str | None = None
 
 
@@ -483,6 +485,7 @@ def _adversarial(
             result,
             epsilon=options.epsilon or DEFAULT_EPSILON,
             steps=options.steps,
+            step_size=options.step_size,
             k=k,
             counts=_counts(k),
             max_evaluations=options.budget,
