@@ -17,7 +17,12 @@ from numpy.typing import NDArray
 from neuronshapley._optional import require
 from neuronshapley._validation import check_float, check_int
 from neuronshapley.applications.baselines import BASELINES
-from neuronshapley.applications.removal import RemovalCurve, removal_curve
+from neuronshapley.applications.removal import (
+    RemovalCurve,
+    rank_by_score,
+    removal_curve,
+    units_before_drop,
+)
 from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.torch.game import NeuronGame
 from neuronshapley.typing import Seed
@@ -152,7 +157,7 @@ def critical_units_study(
     scores: dict[str, NDArray[np.float64]] = {"shapley": np.asarray(result.values, np.float64)}
     shapley = removal_curve(
         game,
-        _order(names, scores["shapley"])[:k],
+        rank_by_score(names, scores["shapley"])[:k],
         k,
         n_random=n_random,
         seed=seed,
@@ -166,7 +171,7 @@ def critical_units_study(
     counts = sorted({*range(0, last + 1, step), last})
     reverse = removal_curve(
         game,
-        _order(names, -scores["shapley"])[:last],
+        rank_by_score(names, -scores["shapley"])[:last],
         counts,
         n_random=n_random,
         seed=seed,
@@ -176,17 +181,12 @@ def critical_units_study(
     return CriticalStudy(
         curves=curves,
         reverse=reverse,
-        units_before_drop=_units_before_drop(reverse, full_value, drop),
+        units_before_drop=units_before_drop(reverse, full_value, drop),
         drop=drop,
         full_value=full_value,
         scores=scores,
         k=k,
     )
-
-
-def _order(names: list[str], scores: NDArray[np.float64]) -> list[str]:
-    """Names by decreasing score (ties by player order)."""
-    return [names[i] for i in np.argsort(-scores, kind="stable")]
 
 
 def _ranked_curves(
@@ -198,7 +198,7 @@ def _ranked_curves(
     names = list(game.player_names)
     counts = template.counts
     k = int(counts[-1])
-    orders = {name: _order(names, values)[:k] for name, values in scores.items()}
+    orders = {name: rank_by_score(names, values)[:k] for name, values in scores.items()}
     index = {name: i for i, name in enumerate(names)}
     rows = []
     for order in orders.values():
@@ -214,13 +214,6 @@ def _ranked_curves(
     }
 
 
-def _units_before_drop(reverse: RemovalCurve, full_value: float, drop: float) -> int:
-    below = np.flatnonzero(reverse.ranked < full_value - drop)
-    if below.size == 0:
-        return int(reverse.counts[-1])
-    return int(reverse.counts[below[0] - 1]) if below[0] > 0 else 0
-
-
 def plot_critical(study: CriticalStudy) -> "Figure":
     """The metric as the top units of each ranking are removed, with the random band.
 
@@ -231,7 +224,7 @@ def plot_critical(study: CriticalStudy) -> "Figure":
         A figure with one axes: one line per ranking (labelled by its name), the random mean
         (dashed) and a mean +- sd band.
     """
-    fig, ax = _figure()
+    fig, ax = figure_axes()
     first = next(iter(study.curves.values()))
     counts = first.counts
     for name, curve in study.curves.items():
@@ -255,7 +248,7 @@ def plot_reverse(study: CriticalStudy) -> "Figure":
         A figure with one axes: the reverse curve, random units, the tolerated level
         ``V(N) - drop`` and a marker at ``units_before_drop``.
     """
-    fig, ax = _figure()
+    fig, ax = figure_axes()
     curve = study.reverse
     ax.plot(curve.counts, curve.ranked, marker=".", color="tab:blue", label=curve.ranking)
     _random_band(ax, curve)
@@ -287,7 +280,8 @@ def _random_band(ax: Any, curve: RemovalCurve) -> None:
     ax.fill_between(curve.counts, mean - std, mean + std, color="tab:gray", alpha=0.25, lw=0)
 
 
-def _figure() -> tuple["Figure", Any]:
+def figure_axes() -> tuple["Figure", Any]:
+    """A 6.4 x 4 inch figure with one axes, the size of every study plot."""
     figure = require("matplotlib.figure", "plot", "plots")
     fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
     return fig, fig.add_subplot()

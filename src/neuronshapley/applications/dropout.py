@@ -26,8 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._validation import check_float, check_int
-from neuronshapley.applications.critical import _figure, _order, _units_before_drop
-from neuronshapley.applications.removal import RemovalCurve, removal_curve
+from neuronshapley.applications.critical import figure_axes
+from neuronshapley.applications.removal import (
+    RemovalCurve,
+    rank_by_score,
+    removal_curve,
+    units_before_drop,
+)
 from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.games.base import Game
 from neuronshapley.typing import Seed
@@ -248,7 +253,7 @@ def _summarize(
     n = len(names)
     top = removal_curve(
         game,
-        _order(names, values)[:k],
+        rank_by_score(names, values)[:k],
         k,
         n_random=n_random,
         seed=seed,
@@ -257,7 +262,7 @@ def _summarize(
     step = -(-n // 50) if reverse_step is None else reverse_step
     reverse = removal_curve(
         game,
-        _order(names, -values),
+        rank_by_score(names, -values),
         sorted({*range(0, n + 1, step), n}),
         n_random=n_random,
         seed=seed,
@@ -278,7 +283,7 @@ def _summarize(
         n_negative=int(np.sum(values < 0)),
         top=top,
         reverse=reverse,
-        units_before_drop=_units_before_drop(reverse, full_value, drop),
+        units_before_drop=units_before_drop(reverse, full_value, drop),
     )
 
 
@@ -294,7 +299,7 @@ def plot_value_histograms(study: DropoutStudy, *, bins: int = 30) -> "Figure":
         dotted lines at ``-near_zero`` and ``+near_zero``.
     """
     check_int(bins, "bins", "plot_value_histograms", min_value=1)
-    fig, ax = _figure()
+    fig, ax = figure_axes()
     everything = np.concatenate([model.values for model in study.models.values()])
     edges = np.histogram_bin_edges(everything, bins=bins)
     for i, (name, model) in enumerate(study.models.items()):
@@ -356,7 +361,7 @@ def plot_reverse_removal(study: DropoutStudy) -> "Figure":
 
 
 def _plot_curves(study: DropoutStudy, curves: dict[str, RemovalCurve], what: str) -> "Figure":
-    fig, ax = _figure()
+    fig, ax = figure_axes()
     metric = next(iter(curves.values())).metric
     for i, (name, curve) in enumerate(curves.items()):
         color = f"C{i}"

@@ -111,3 +111,17 @@ def removal_curve(
         ranking=ranking,
         n_random=n_random,
     )
+
+
+def rank_by_score(names: Sequence[str], scores: NDArray[np.float64]) -> list[str]:
+    """``names`` by decreasing score; ties keep the players' order (a stable sort)."""
+    return [names[i] for i in np.argsort(-np.asarray(scores), kind="stable")]
+
+
+def units_before_drop(curve: RemovalCurve, full_value: float, drop: float) -> int:
+    """The most units of ``curve.order`` removable with the metric at most ``drop`` below
+    ``full_value`` at that count and at every smaller count on the curve."""
+    below = np.flatnonzero(curve.ranked < full_value - drop)
+    if below.size == 0:
+        return int(curve.counts[-1])
+    return int(curve.counts[below[0] - 1]) if below[0] > 0 else 0
