@@ -840,7 +840,10 @@ def _repair(args: argparse.Namespace, out: TextIO) -> int:
     if not removed:
         raise UsageError(f"{prog}: error: --remove {args.remove} selects no unit of {args.run}.")
     target = Path(args.out) if args.out else Path(args.run) / "repaired.pt"
-    model = repair(game, removed)
+    try:
+        model = repair(game, removed)
+    except ValueError as error:  # e.g. heads of an nn.MultiheadAttention
+        raise UsageError(f"{prog}: error: {error}") from None
     save_repaired(
         model,
         target,

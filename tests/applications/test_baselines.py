@@ -224,7 +224,7 @@ def test_conductance_refuses_heads_and_leaves_no_hook() -> None:
     net: Any = seeded(HandAttentionNet)
     game = NeuronGame(net, units=heads(net, "attn.proj", 2), data=(x, y), ablation="zero")
     snapshot = Snapshot(net)
-    with pytest.raises(NotImplementedError, match=r"attention heads of 'attn\.proj'"):
+    with pytest.raises(ValueError, match=r"attention heads of 'attn\.proj'"):
         conductance(game)
     snapshot.assert_untouched()
 

@@ -147,7 +147,7 @@ def test_multihead_attention_is_not_supported() -> None:
         ablation="zero",
         memory_budget=BUDGET,
     )
-    with pytest.raises(NotImplementedError, match="MultiheadAttention 'attn'"):
+    with pytest.raises(ValueError, match="MultiheadAttention 'attn'"):
         repair(game, ["attn:0"])
 
 

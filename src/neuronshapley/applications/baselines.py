@@ -236,7 +236,7 @@ def conductance(
         One score per player, aligned with ``game.player_names``.
 
     Raises:
-        NotImplementedError: For attention heads (``"heads"``/``"mha"`` units), whose output is
+        ValueError: For attention heads (``"heads"``/``"mha"`` units), whose output is
             not a module's output that Captum can attribute to.
     """
     owner = "conductance"
@@ -246,7 +246,7 @@ def conductance(
     check_choice(method, "method", owner, _METHODS)
     for layer in game.layers:
         if layer.kind in ("heads", "mha"):
-            raise NotImplementedError(
+            raise ValueError(
                 f"conductance cannot score the attention heads of {layer.path!r}: a head is a "
                 "slice of a module's input or of its internals, and Captum's LayerConductance "
                 "attributes to a module's whole output. Value these units with the other "

@@ -195,7 +195,7 @@ def repair(game: NeuronGame, remove: Sequence[str]) -> nn.Module:
 
     Raises:
         ValueError: If a name is not a player of the game.
-        NotImplementedError: For heads of an ``nn.MultiheadAttention`` (kind ``"mha"``): its
+        ValueError: For heads of an ``nn.MultiheadAttention`` (kind ``"mha"``): its
             heads are computed inside one functional call, which no module wrapper can reach.
         RuntimeError: If the repaired model does not reproduce the ablated metric (a bug).
     """
@@ -218,7 +218,7 @@ def repair(game: NeuronGame, remove: Sequence[str]) -> nn.Module:
         if columns.all():
             continue
         if layer.kind == "mha":
-            raise NotImplementedError(
+            raise ValueError(
                 f"repair cannot remove heads of the nn.MultiheadAttention {layer.path!r}: its "
                 "heads are computed inside one functional call, so no module can be wrapped "
                 "around them. Rewrite the attention with an explicit output projection and "
