@@ -135,30 +135,45 @@ def load_factory(spec: str, what: str) -> Any:
         raise RunError(f"--{what}: {spec} raised {type(error).__name__}: {error}") from error
 
 
-def load_model_and_data(config: RunConfig) -> tuple[Any, Any, Any, str]:
-    """The model, evaluation data, reference data and a description of where they came from."""
+def is_factory(spec: str) -> bool:
+    """Whether a model spec names ``path/to/file.py:function`` (else a bundled model)."""
+    return ":" in spec and spec.rsplit(":", 1)[0].endswith(".py")
+
+
+def load_model(spec: str) -> tuple[Any, Any, str]:
+    """The model a spec names, the data it brings (or ``None``) and where it came from.
+
+    Args:
+        spec: A bundled model name or ``path/to/file.py:function`` returning an ``nn.Module``
+            or a ``(module, bundle)`` pair.
+    """
     from torch import nn
 
     from neuronshapley import zoo
-    from neuronshapley.torch.data import Bundle
 
     bundle: Any = None
-    if ":" in config.model and config.model.rsplit(":", 1)[0].endswith(".py"):
-        made = load_factory(config.model, "model")
+    if is_factory(spec):
+        made = load_factory(spec, "model")
         model, bundle = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
-        source = f"model from {config.model}"
+        source = f"model from {spec}"
     else:
-        if config.model not in zoo.available():
+        if spec not in zoo.available():
             raise RunError(
-                f"--model {config.model!r} is neither a bundled model "
+                f"--model {spec!r} is neither a bundled model "
                 f"({', '.join(zoo.available())}) nor 'path/to/file.py:function'."
             )
-        model, bundle = zoo.load(config.model)
-        source = f"bundled model {config.model}"
+        model, bundle = zoo.load(spec)
+        source = f"bundled model {spec}"
     if not isinstance(model, nn.Module):
-        raise RunError(
-            f"--model {config.model} gave a {type(model).__name__}, not a torch.nn.Module."
-        )
+        raise RunError(f"--model {spec} gave a {type(model).__name__}, not a torch.nn.Module.")
+    return model, bundle, source
+
+
+def load_model_and_data(config: RunConfig) -> tuple[Any, Any, Any, str]:
+    """The model, evaluation data, reference data and a description of where they came from."""
+    from neuronshapley.torch.data import Bundle
+
+    model, bundle, source = load_model(config.model)
     if config.data is not None:
         bundle = load_factory(config.data, "data")
         source += f", data from {config.data}"
@@ -444,12 +459,15 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_default))
+    return json.loads(json.dumps(value, default=json_default))
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for the numbers, arrays and paths runs and studies record."""
     if isinstance(value, np.generic):
         return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -37,6 +37,7 @@ from neuronshapley.runs import (
     RunError,
     execute,
     game_from_run,
+    json_default,
     read_run,
 )
 
@@ -253,15 +254,7 @@ def _csv(rows: Sequence[dict[str, Any]]) -> bytes:
 
 
 def _json(value: Any) -> bytes:
-    return (json.dumps(value, indent=2, default=_plain) + "\n").encode("utf-8")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return (json.dumps(value, indent=2, default=json_default) + "\n").encode("utf-8")
 
 
 def _fmt(value: float) -> str:
@@ -547,7 +540,7 @@ def _adversarial(
 def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
     """The models whose attacks are transferred: named, or the run's bundled siblings."""
     from neuronshapley import zoo
-    from neuronshapley.runs import load_factory
+    from neuronshapley.runs import is_factory, load_model
 
     if spec is not None and spec.strip().lower() == "none":
         return {}
@@ -562,19 +555,13 @@ def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
         ]
     else:
         names = [name.strip() for name in spec.split(",") if name.strip()]
-    models = {}
-    for name in names:
-        if name in zoo.available():
-            models[name] = zoo.load(name)[0]
-        elif ":" in name and name.rsplit(":", 1)[0].endswith(".py"):
-            made = load_factory(name, "model")
-            models[name] = made[0] if isinstance(made, tuple) else made
-        else:
-            raise RunError(
-                f"--sources: {name!r} is neither a bundled model ({', '.join(zoo.available())}) "
-                "nor path/to/file.py:function."
-            )
-    return models
+    unknown = [name for name in names if name not in zoo.available() and not is_factory(name)]
+    if unknown:
+        raise RunError(
+            f"--sources: {unknown[0]!r} is neither a bundled model "
+            f"({', '.join(zoo.available())}) nor path/to/file.py:function."
+        )
+    return {name: load_model(name)[0] for name in names}
 
 
 # -- dropout -------------------------------------------------------------------------------------
