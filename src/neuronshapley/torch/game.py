@@ -21,7 +21,7 @@ enumeration still uses the whole data.
 
 import copy
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from neuronshapley.torch.ablation import (
 )
 from neuronshapley.torch.data import Split, as_split
 from neuronshapley.torch.metrics import Metric, check_metric_values, resolve_metric
+from neuronshapley.torch.reuse import as_index, group_prefixes, plan_reuse
 from neuronshapley.torch.units import Layer, UnitSet, resolve_units
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
@@ -74,11 +75,17 @@ class NeuronGame(BaseGame):
             the original code did with m = 128), see the module notes.
         data_seed: Seed of those per-walk draws. Default 0.
         reference_batch_size: Examples per forward pass when computing the means. Default 256.
+        reuse_prefixes: Compute the layers a batch's coalitions agree on once per distinct
+            prefix, for models whose hooked layers ``torch.fx`` shows to be cuts of the graph
+            (see :mod:`neuronshapley.torch.reuse`); other models are evaluated the plain way.
+            The values are the same either way. Default ``True``.
 
     Attributes:
         units: The players, layer by layer.
         unit_layers: The layer (module path) of every player.
-        n_forward_examples: Example-forward passes run so far (coalitions x examples).
+        n_forward_examples: Example-forward passes asked for so far (coalitions x examples),
+            whether or not prefix reuse computed fewer.
+        reuse: The prefix-reuse plan, or ``None`` when the model is evaluated the plain way.
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class NeuronGame(BaseGame):
         reference_batch_size: int = 256,
         examples_per_walk: int | None = None,
         data_seed: int = 0,
+        reuse_prefixes: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -171,7 +179,8 @@ class NeuronGame(BaseGame):
         self._rows_per_pass = max(1, memory_budget // max(bytes_per_example, 1))
         self._size_passes()
         self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
-        self._masks: list[torch.Tensor | None] = [None] * len(self.layers)
+        self._steps: list[_Step | None] = [None] * len(self.layers)
+        self.reuse = plan_reuse(self.model, self.layers) if reuse_prefixes else None
 
     def _size_passes(self) -> None:
         n_examples = len(self.data)
@@ -194,7 +203,7 @@ class NeuronGame(BaseGame):
         game.metric = self.metric if metric is None else resolve_metric(metric, _OWNER)
         game.n_evaluations = 0
         game.n_forward_examples = 0
-        game._masks = [None] * len(self.layers)
+        game._steps = [None] * len(self.layers)
         game._size_passes()
         game._check_model_and_labels()
         if game.metric.needs_groups and game.data.groups is None:
@@ -267,35 +276,38 @@ class NeuronGame(BaseGame):
                             self.metric(logits, split.y, split), len(chunk), self.metric.name
                         )
             finally:
-                self._masks = [None] * len(self.layers)
+                self._steps = [None] * len(self.layers)
         return values.cpu().numpy()  # the one host-device synchronisation per call
 
     def _logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
         """Logits ``(n_coalitions, n_examples, n_classes)`` with the coalitions' masks applied."""
         n_examples = len(split)
         if self.examples_per_pass == len(self.data):
-            self._set_masks(coalitions)
+            inverse = self._set_masks(coalitions)
             rows = len(coalitions) * n_examples
+            if inverse is not None:  # the hooks expand the examples to one block per prefix
+                out = self._forward(split.x, rows)
+                return out.view(-1, n_examples, out.shape[-1])[torch.from_numpy(inverse)]
             if split is self.data:
                 inputs = self._tiled_inputs()[:rows]
             else:
                 inputs = split.x.repeat((len(coalitions),) + (1,) * (split.x.dim() - 1))
-            out = self._forward(inputs)
+            out = self._forward(inputs, rows)
             return out.view(len(coalitions), n_examples, -1)
         # One coalition's examples do not fit in a pass: split them.
         per_coalition = []
         for row in range(len(coalitions)):
             self._set_masks(coalitions[row : row + 1])
-            parts = [
-                self._forward(split.x[start : start + self.examples_per_pass])
-                for start in range(0, n_examples, self.examples_per_pass)
-            ]
+            parts = []
+            for start in range(0, n_examples, self.examples_per_pass):
+                chunk = split.x[start : start + self.examples_per_pass]
+                parts.append(self._forward(chunk, len(chunk)))
             per_coalition.append(torch.cat(parts))
         return torch.stack(per_coalition)
 
-    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _forward(self, inputs: torch.Tensor, rows: int) -> torch.Tensor:
         out = _run_model(lambda: self.model(inputs), "evaluating a coalition")
-        self.n_forward_examples += len(inputs)
+        self.n_forward_examples += rows
         return out
 
     def _tiled_inputs(self) -> torch.Tensor:
@@ -305,39 +317,69 @@ class NeuronGame(BaseGame):
             self._tiled = self.data.x.repeat(repeats)
         return self._tiled
 
-    def _set_masks(self, coalitions: CoalitionMatrix) -> None:
-        masks: list[torch.Tensor | None] = []
-        for index, layer in enumerate(self.layers):
-            columns = coalitions[:, self._offsets[index] : self._offsets[index + 1]]
-            if columns.all():
-                masks.append(None)  # nothing removed in this layer: leave it untouched
-                continue
-            if len(layer.indices) == layer.size:
-                full = columns
-            else:  # units not selected as players always stay active
-                full = np.ones((len(coalitions), layer.size), dtype=bool)
-                full[:, list(layer.indices)] = columns
-            mask = torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
-            if layer.group > 1:
-                mask = mask.repeat_interleave(layer.group, dim=1)
-            masks.append(mask)
-        self._masks = masks
+    def _set_masks(self, coalitions: CoalitionMatrix) -> NDArray[np.intp] | None:
+        """Prepare every hook's step for ``coalitions``.
+
+        Returns the distinct coalition (row block of the model's output) of every coalition
+        when the prefixes are reused, else ``None`` (the inputs must then be tiled).
+        """
+        self._steps = [None] * len(self.layers)
+        if self.reuse is None:
+            for index in range(len(self.layers)):
+                mask = self._layer_mask(index, coalitions)
+                if mask is not None:
+                    self._steps[index] = _Step(len(coalitions), None, mask)
+            return None
+        order, n_expanding = self.reuse.order, self.reuse.n_expanding
+        columns = [slice(self._offsets[i], self._offsets[i + 1]) for i in order]
+        groups = group_prefixes(coalitions, columns, n_expanding)
+        n_blocks = 1
+        for level, index in enumerate(order):
+            if level < n_expanding:
+                parents, rows = groups.parents[level], groups.rows[level]
+            else:  # after the last expansion: one block per distinct coalition
+                parents, rows = None, groups.rows[-1]
+            mask = self._layer_mask(index, coalitions[rows])
+            if parents is not None or mask is not None:
+                step = _Step(n_blocks, as_index(parents, self.device), mask)
+                self._steps[index] = step
+            n_blocks = len(rows)
+        return groups.inverse
+
+    def _layer_mask(self, index: int, coalitions: CoalitionMatrix) -> torch.Tensor | None:
+        """The keep-mask of layer ``index`` per coalition, or ``None`` if nothing is removed."""
+        layer = self.layers[index]
+        columns = coalitions[:, self._offsets[index] : self._offsets[index + 1]]
+        if columns.all():
+            return None  # nothing removed in this layer: leave it untouched
+        if len(layer.indices) == layer.size:
+            full = columns
+        else:  # units not selected as players always stay active
+            full = np.ones((len(coalitions), layer.size), dtype=bool)
+            full[:, list(layer.indices)] = columns
+        mask = torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+        if layer.group > 1:
+            mask = mask.repeat_interleave(layer.group, dim=1)
+        return mask
 
     def _transform(self, index: int) -> Any:
         layer, fill = self.layers[index], self.fills[index]
 
         def transform(activation: torch.Tensor) -> torch.Tensor:
-            mask = self._masks[index]
-            if mask is None:
+            step = self._steps[index]
+            if step is None:
                 return activation
-            n_coalitions = mask.shape[0]
-            grouped = activation.view(n_coalitions, -1, *activation.shape[1:])
-            # (n_coalitions, 1, ...) with the unit dimension at its place, ones elsewhere.
-            shape = [n_coalitions] + [1] * (activation.dim())
-            unit_dim = layer.channel_dim % activation.dim()
-            shape[unit_dim + 1] = mask.shape[1]
-            out = torch.where(mask.view(shape), grouped, fill)
-            return out.view(activation.shape)
+            # One block of examples per distinct prefix so far; the step picks each new
+            # block's parent block and applies its mask.
+            blocks = activation.view(step.n_blocks, -1, *activation.shape[1:])
+            if step.parents is not None:
+                blocks = blocks.index_select(0, step.parents)
+            if step.mask is not None:
+                # (n_blocks, 1, ...) with the unit dimension at its place, ones elsewhere.
+                shape = [step.mask.shape[0]] + [1] * activation.dim()
+                shape[layer.channel_dim % activation.dim() + 1] = step.mask.shape[1]
+                blocks = torch.where(step.mask.view(shape), blocks, fill)
+            return blocks.reshape(-1, *activation.shape[1:])
 
         return transform
 
@@ -370,16 +412,14 @@ class NeuronGame(BaseGame):
             hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
         ):
             try:
-                if self.examples_per_pass >= len(split):
-                    self._set_masks(coalition)
-                    return self._forward(split.x)
+                self._set_masks(coalition)
                 parts = []
                 for start in range(0, len(split), self.examples_per_pass):
-                    self._set_masks(coalition)
-                    parts.append(self._forward(split.x[start : start + self.examples_per_pass]))
+                    chunk = split.x[start : start + self.examples_per_pass]
+                    parts.append(self._forward(chunk, len(chunk)))
                 return torch.cat(parts)
             finally:
-                self._masks = [None] * len(self.layers)
+                self._steps = [None] * len(self.layers)
 
     def value_without(self, removed: Sequence[str]) -> float:
         """The metric with the units ``removed`` ablated and every other unit active."""
@@ -412,6 +452,14 @@ class NeuronGame(BaseGame):
             f"{len(self.layers)} layers, metric={self.metric.name!r}, ablation={self.ablation!r}, "
             f"{len(self.data)} examples)"
         )
+
+
+class _Step(NamedTuple):
+    """What one hook does: pick each new block's parent block, then mask."""
+
+    n_blocks: int  # blocks of examples coming in
+    parents: torch.Tensor | None  # parent block of every outgoing block; None: the same blocks
+    mask: torch.Tensor | None  # keep-mask per outgoing block, (n_out, units); None: keep all
 
 
 def _same_examples(a: torch.Tensor, b: torch.Tensor) -> bool:
