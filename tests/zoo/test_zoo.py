@@ -58,9 +58,14 @@ def assert_same_rng_states(before: tuple[Any, Any, torch.Tensor]) -> None:
 def test_available_lists_the_bundled_models_sorted() -> None:
     names = zoo.available()
     assert names == sorted(names)
-    assert {"adult-mlp", "digits-cnn", "mnist1d-cnn", "digits-cnn-dropout", "digits-cnn-wide"} <= (
-        set(names)
-    )
+    assert {
+        "adult-mlp",
+        "digits-cnn",
+        "mnist1d-cnn",
+        "digits-cnn-dropout",
+        "digits-cnn-wide",
+        "digits-mlp-wide",
+    } <= (set(names))
 
 
 @pytest.mark.parametrize("call", [zoo.load, zoo.describe, zoo.load_data])
@@ -240,6 +245,7 @@ SLOW_MODELS = [
     ("mnist1d-cnn", 0.90, 10),  # measured 0.948
     ("digits-cnn-dropout", 0.95, 10),  # measured 0.989
     ("digits-cnn-wide", 0.95, 10),  # measured 0.983
+    ("digits-mlp-wide", 0.95, 10),  # measured 0.975
 ]
 
 

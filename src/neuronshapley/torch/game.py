@@ -372,8 +372,9 @@ class NeuronGame(BaseGame):
             # One block of examples per distinct prefix so far; the step picks each new
             # block's parent block and applies its mask.
             blocks = activation.view(step.n_blocks, -1, *activation.shape[1:])
-            if step.parents is not None:
+            if step.parents is not None and (step.n_blocks > 1 or step.mask is None):
                 blocks = blocks.index_select(0, step.parents)
+            # else one block in: ``where`` broadcasts it against the masks, without a copy.
             if step.mask is not None:
                 # (n_blocks, 1, ...) with the unit dimension at its place, ones elsewhere.
                 shape = [step.mask.shape[0]] + [1] * activation.dim()

@@ -1,0 +1,58 @@
+"""The peer benchmark's scoring: precision@k, epsilon-precision@k, budget grids and the point
+from which a curve stays above a level (benchmarks/peers.py)."""
+
+import itertools
+
+import numpy as np
+from benchmarks.peers import (
+    Point,
+    anytime_grid,
+    at_budget,
+    doubling_grid,
+    epsilon_precision_at,
+    precision_at,
+    reaches,
+)
+
+REFERENCE = np.array([0.9, 0.8, 0.7, 0.69, 0.68, 0.1, 0.0])
+
+
+def test_precision_counts_the_shared_top_k() -> None:
+    assert precision_at(REFERENCE, REFERENCE, 3) == 1.0
+    swapped = REFERENCE.copy()
+    swapped[[2, 5]] = swapped[[5, 2]]  # the 3rd best now looks like the 6th, and back
+    assert precision_at(swapped, REFERENCE, 3) == 2 / 3
+
+
+def test_epsilon_precision_forgives_near_ties_only() -> None:
+    near_tie = REFERENCE.copy()
+    near_tie[[2, 3]] = near_tie[[3, 2]]  # 0.69 returned instead of 0.70: within 0.02 of the 3rd
+    assert precision_at(near_tie, REFERENCE, 3) == 2 / 3
+    assert epsilon_precision_at(near_tie, REFERENCE, 3, epsilon=0.02) == 1.0
+    assert epsilon_precision_at(near_tie, REFERENCE, 3, epsilon=0.005) == 2 / 3
+    far = REFERENCE.copy()
+    far[[2, 5]] = far[[5, 2]]  # 0.1 returned: far from the 3rd value
+    assert epsilon_precision_at(far, REFERENCE, 3, epsilon=0.02) == 2 / 3
+
+
+def test_grids() -> None:
+    assert doubling_grid(2000) == [250, 500, 1000, 2000]
+    grid = anytime_grid(2000)
+    assert grid[0] == 250 and grid[-1] == 2000
+    assert all(1.3 < b / a < 1.5 for a, b in itertools.pairwise(grid))
+
+
+def test_at_budget_takes_the_last_point_within_it() -> None:
+    points = [Point(e, e * 10, e / 100, np.zeros(2)) for e in (100, 300, 700)]
+    assert at_budget(points, 50) is None
+    found = at_budget(points, 699)
+    assert found is not None and found.evaluations == 300
+
+
+def test_reaches_needs_the_level_to_hold_from_then_on() -> None:
+    rows = [
+        {"eps-p@10": p, "budget": b} for b, p in [(1, 0.5), (2, 0.9), (3, 0.8), (4, 0.9), (5, 1.0)]
+    ]
+    hit = reaches(rows)
+    assert hit is not None and hit["budget"] == 4
+    assert reaches(rows, level=1.01) is None
