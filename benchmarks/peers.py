@@ -175,6 +175,9 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
     ]
 
 
+METHOD_NAMES = tuple(method.name for method in methods([], k=10, epsilon=0.0))
+
+
 # -- scoring ----------------------------------------------------------------------------------
 
 
@@ -444,7 +447,14 @@ class Plan:
 # random coalitions cost 2-5 times more (no prefix to share).
 FULL = {
     "digits-cnn": Plan(budget=8_000, random_budget=500, n_seeds=5),
-    "digits-mlp-wide": Plan(budget=12_000, random_budget=2_000, n_seeds=5),
+    # shapiq's SVARM did not finish one run of at most 2,000 evaluations on 1,024 players in 11
+    # minutes (its bookkeeping, not the game): left out here.
+    "digits-mlp-wide": Plan(
+        budget=12_000,
+        random_budget=2_000,
+        n_seeds=5,
+        only=tuple(name for name in METHOD_NAMES if name != "shapiq SVARM"),
+    ),
     "mnist1d-cnn": Plan(
         budget=3_000,
         random_budget=0,
