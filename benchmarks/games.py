@@ -87,15 +87,14 @@ def reference(name: str, game: ns.NeuronGame, *, compute: bool = True) -> dict[s
         return None
     print(f"computing the reference of {name}: {GAMES[name].reference_permutations} permutations")
     started = time.perf_counter()
+    checkpoint = REFERENCE_DIR / f".{name}-checkpoint"
     result = ns.permutation_shapley(
         game,
         n_permutations=GAMES[name].reference_permutations,
         seed=REFERENCE_SEED,
         batch_size=64,
-        checkpoint=REFERENCE_DIR / f".{name}-checkpoint",
-        resume=REFERENCE_DIR / f".{name}-checkpoint"
-        if (REFERENCE_DIR / f".{name}-checkpoint").exists()
-        else None,
+        checkpoint=checkpoint,
+        resume=checkpoint if checkpoint.exists() else None,
     )
     cached = {
         "settings": wanted,

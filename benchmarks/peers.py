@@ -48,9 +48,10 @@ class Counter:
     """The game as a plain callable, counting what every method spends."""
 
     game: ns.NeuronGame
-    started: float = field(default_factory=time.perf_counter)
-    evaluations_before: int = 0
-    examples_before: int = 0
+    # Where the count starts (set by reset).
+    started: float = field(init=False)
+    evaluations_before: int = field(init=False)
+    examples_before: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.reset()

@@ -181,6 +181,12 @@ class NeuronGame(BaseGame):
         self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
         self._steps: list[_Step | None] = [None] * len(self.layers)
         self.reuse = plan_reuse(self.model, self.layers) if reuse_prefixes else None
+        # The players of each layer in execution order, for grouping the prefixes.
+        self._reuse_columns = (
+            []
+            if self.reuse is None
+            else [slice(self._offsets[i], self._offsets[i + 1]) for i in self.reuse.order]
+        )
 
     def _size_passes(self) -> None:
         n_examples = len(self.data)
@@ -331,8 +337,7 @@ class NeuronGame(BaseGame):
                     self._steps[index] = _Step(len(coalitions), None, mask)
             return None
         order, n_expanding = self.reuse.order, self.reuse.n_expanding
-        columns = [slice(self._offsets[i], self._offsets[i + 1]) for i in order]
-        groups = group_prefixes(coalitions, columns, n_expanding)
+        groups = group_prefixes(coalitions, self._reuse_columns, n_expanding)
         n_blocks = 1
         for level, index in enumerate(order):
             if level < n_expanding:
