@@ -247,3 +247,19 @@ def assert_no_hooks(model: nn.Module) -> None:
 
     for attribute in ("_global_forward_hooks", "_global_forward_pre_hooks"):
         assert not getattr(module_globals, attribute)
+
+
+def activation_bytes_per_example(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of every module's output for one example (what ``memory_budget`` is measured in)."""
+    total = [0]
+
+    def count(_: nn.Module, __: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            total[0] += output.numel() * output.element_size()
+
+    probe = copy.deepcopy(model)
+    for module in probe.modules():
+        module.register_forward_hook(count)
+    with torch.inference_mode():
+        probe(x[:2])
+    return total[0] // 2

@@ -16,6 +16,7 @@ from tests.torch._models import (
     NormDropNet,
     Snapshot,
     TinyCNN,
+    activation_bytes_per_example,
     assert_no_hooks,
     fitted,
     images,
@@ -32,22 +33,6 @@ N_EXAMPLES = 24
 @pytest.fixture(scope="module")
 def cnn_setup() -> tuple[TinyCNN, tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
     return fitted("cnn"), images(N_EXAMPLES, seed=1), images(30, seed=2)[0]
-
-
-def activation_bytes_per_example(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of every module's output for one example (what ``memory_budget`` is measured in)."""
-    total = [0]
-
-    def count(_: nn.Module, __: Any, output: Any) -> None:
-        if isinstance(output, torch.Tensor):
-            total[0] += output.numel() * output.element_size()
-
-    probe = copy.deepcopy(model)
-    for module in probe.modules():
-        module.register_forward_hook(count)
-    with torch.inference_mode():
-        probe(x[:2])
-    return total[0] // 2
 
 
 def one_at_a_time(game: NeuronGame, coalitions: np.ndarray) -> np.ndarray:

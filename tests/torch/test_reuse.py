@@ -13,6 +13,7 @@ from neuronshapley.torch.reuse import group_prefixes, plan_reuse
 from tests.torch._models import (
     N_CLASSES,
     TinyCNN,
+    activation_bytes_per_example,
     fitted,
     images,
     random_coalitions,
@@ -145,6 +146,28 @@ def test_values_equal_with_a_unit_subset_and_small_passes() -> None:
         [walk_batch(plain.n_players, seed=2, start=0, count=6), random_coalitions(9, 5, seed=6)]
     )
     np.testing.assert_allclose(reused.value(coalitions), plain.value(coalitions), rtol=1e-6)
+
+
+def test_a_pass_takes_every_coalition_on_a_slice_of_the_examples() -> None:
+    # The budget holds 160 rows: a walk batch of 8 coalitions on 40 examples takes passes of
+    # about 20 examples, each sharing the prefixes of all 8 coalitions.
+    model = trained(TinyCNN, images(64, seed=0), steps=40)
+    bytes_per_example = activation_bytes_per_example(model, images(2, seed=0)[0])
+    plain, reused = both_ways(TinyCNN, memory_budget=160 * bytes_per_example)
+    batch_sizes: list[int] = []
+    handle = reused.model.register_forward_pre_hook(
+        lambda _, inputs: batch_sizes.append(len(inputs[0]))
+    )
+    coalitions = walk_batch(plain.n_players, seed=3, start=2, count=8)
+    try:
+        values = reused.value(coalitions)
+    finally:
+        handle.remove()
+    per_pass = reused._rows_per_pass // 8  # about 20 (the game counts bytes its own way)
+    assert 1 < per_pass < 40
+    assert batch_sizes == [len(part) for part in torch.arange(40).split(per_pass)]
+    np.testing.assert_allclose(values, plain.value(coalitions), rtol=1e-6, atol=1e-9)
+    assert reused.n_forward_examples == 8 * 40
 
 
 def test_values_equal_per_walk_contexts() -> None:
