@@ -59,7 +59,7 @@ def measure(n_players: int = 20_000, quick: bool = False) -> list[OverheadRow]:
         np.linspace(0.1, 1.0, n_players), min_players=n_players * 8 // 10
     )
     width = soum.marginal_range()
-    seconds = 5.0 if quick else 20.0
+    seconds = 3.0 if quick else 10.0
     runs = []
     for batch_size in (8, 16, 32, 64):
         runs.append(

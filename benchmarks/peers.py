@@ -18,6 +18,7 @@ reference k-th value), and Spearman's rank correlation of all values.
 """
 
 import inspect
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -177,6 +178,7 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
 
 
 METHOD_NAMES = tuple(method.name for method in methods([], k=10, epsilon=0.0))
+CAPTUM = METHOD_NAMES[0]
 
 
 # -- scoring ----------------------------------------------------------------------------------
@@ -195,16 +197,31 @@ def epsilon_precision_at(
     values: np.ndarray, reference: np.ndarray, k: int, epsilon: float
 ) -> float:
     """Share of the estimated top k whose reference value is within ``epsilon`` of the k-th."""
-    kth = np.sort(reference)[::-1][k - 1]
-    return float(np.mean(reference[top(values, k)] >= kth - epsilon))
+    return float(np.mean(reference[top(values, k)] >= kth_value(reference, k) - epsilon))
 
 
-def scores(values: np.ndarray, reference: np.ndarray, epsilon: float) -> dict[str, float]:
+def kth_value(reference: np.ndarray, k: int) -> float:
+    return float(np.sort(reference)[::-1][k - 1])
+
+
+def n_hits(reference: np.ndarray, k: int, epsilon: float) -> int:
+    """How many units count as hits of the top k at ``epsilon``."""
+    return int(np.sum(reference >= kth_value(reference, k) - epsilon))
+
+
+SCORE_KEYS = ("p@10", "p@20", "eps-p@10", "eps-p@20", "1ex-p@10", "spearman")
+
+
+def scores(
+    values: np.ndarray, reference: np.ndarray, epsilon: float, example: float
+) -> dict[str, float]:
+    """The scores of one estimate: ``eps-`` at ``epsilon``, ``1ex-`` at one test example."""
     return {
         "p@10": precision_at(values, reference, 10),
         "p@20": precision_at(values, reference, 20),
         "eps-p@10": epsilon_precision_at(values, reference, 10, epsilon),
         "eps-p@20": epsilon_precision_at(values, reference, 20, epsilon),
+        "1ex-p@10": epsilon_precision_at(values, reference, 10, example),
         "spearman": spearman_correlation(values, reference),
     }
 
@@ -215,24 +232,107 @@ def at_budget(points: list[Point], budget: int) -> Point | None:
     return before[-1] if before else None
 
 
-# -- the comparison ---------------------------------------------------------------------------
+# -- the runs: one task per game, method and seed ----------------------------------------------
 
 
 def anytime_grid(budget: int, start: int = 250) -> list[int]:
-    """Budgets 250, 350, 500, 700, 1000, ... (about x1.41 apart) up to ``budget``."""
+    """Budgets 250, 350, 500, 700, 1000, ... (about x1.41 apart), and ``budget`` itself."""
     grid, value = [], float(start)
-    while value <= budget * 1.0001:
+    while value < budget * 0.95:
         grid.append(int(round(value, -1)))
         value *= 2**0.5
-    return grid
+    return [*grid, budget]
 
 
 def doubling_grid(budget: int, start: int = 250) -> list[int]:
+    """Budgets 250, 500, 1000, ... and ``budget`` itself."""
     grid, value = [], start
-    while value <= budget:
+    while value < budget * 0.95:
         grid.append(value)
         value *= 2
-    return grid
+    return [*grid, budget]
+
+
+def method_grid(method: Method, budget: int) -> list[int]:
+    """The budgets a method's curve is read at."""
+    return anytime_grid(budget) if method.anytime else doubling_grid(budget)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How far one game is pushed: the budget of the walk-based methods, of the random-coalition
+    ones, the seeds, and the budget of Captum's timing run on the plain masked forward."""
+
+    budget: int
+    random_budget: int
+    n_seeds: int
+    only: tuple[str, ...] | None = None  # the methods to run (default all)
+    plain_budget: int = 1_000
+
+
+@dataclass(frozen=True)
+class Task:
+    """One method, one seed, on one game; ``plain_forward``: the game without prefix reuse."""
+
+    game: str
+    method: str
+    seed: int
+    budget: int
+    plain_forward: bool = False
+
+
+def tasks(name: str, plan: Plan) -> list[Task]:
+    """Every run of game ``name``: each method with each seed, and Captum's timing run."""
+    out = []
+    for method in methods([], k=10, epsilon=0.0):
+        if plan.only is not None and method.name not in plan.only:
+            continue
+        budget = plan.budget if method.cost == "walks" else plan.random_budget
+        out += [Task(name, method.name, seed, budget) for seed in range(plan.n_seeds)]
+    out.append(Task(name, CAPTUM, 0, plan.plain_budget, plain_forward=True))
+    return out
+
+
+def tight_epsilon(reference: dict[str, Any]) -> float:
+    """3 x the reference's median standard error.
+
+    The reference resolves differences of about 3 standard errors: a unit closer than that to
+    the k-th value cannot be told apart from it, so it counts as a hit.
+    """
+    return float(3 * np.median(reference["stderr"]))
+
+
+_GAMES: dict[tuple[str, bool], tuple[ns.NeuronGame, dict[str, Any]]] = {}
+
+
+def _game(name: str, plain_forward: bool) -> tuple[ns.NeuronGame, dict[str, Any]]:
+    """The game and its reference, built once per worker process."""
+    from benchmarks import games
+
+    if (name, plain_forward) not in _GAMES:
+        game = games.build(name, reuse_prefixes=not plain_forward)
+        reference = games.reference(name, game)
+        assert reference is not None
+        _GAMES[name, plain_forward] = game, reference
+    return _GAMES[name, plain_forward]
+
+
+def run_task(task: Task) -> tuple[list[Point], float]:
+    """Run one task (in a worker process, one torch thread): the points its curve is read at
+    (the last one within each budget of the method's grid, and the last), and its seconds."""
+    started = time.perf_counter()
+    torch.set_num_threads(1)
+    game, reference = _game(task.game, task.plain_forward)
+    grid = doubling_grid(task.budget)
+    method = next(
+        m for m in methods(grid, k=10, epsilon=tight_epsilon(reference)) if m.name == task.method
+    )
+    points = list(method.runner(Counter(game), task.seed, task.budget))
+    kept = {id(at_budget(points, budget)) for budget in method_grid(method, task.budget)}
+    return [p for p in points[:-1] if id(p) in kept] + points[-1:], time.perf_counter() - started
+
+
+# -- one game's curves --------------------------------------------------------------------------
 
 
 @dataclass
@@ -242,62 +342,69 @@ class Comparison:
     game: str
     n_players: int
     n_examples: int
-    budget: int
-    seeds: list[int]
-    epsilon: float
+    plan: Plan
     reference: dict[str, Any]
     curves: dict[str, list[list[Point]]] = field(default_factory=dict)  # method -> seed -> points
     grids: dict[str, list[int]] = field(default_factory=dict)
     families: dict[str, str] = field(default_factory=dict)
+    plain_captum: list[Point] = field(default_factory=list)  # seed 0, no prefix reuse
+    minutes: float = 0.0  # worker time spent on this game
+
+    @property
+    def epsilon(self) -> float:
+        return tight_epsilon(self.reference)
+
+    @property
+    def example(self) -> float:
+        """One test example of accuracy: the second epsilon."""
+        return 1 / self.n_examples
+
+    @property
+    def seeds(self) -> int:
+        return self.plan.n_seeds
 
 
-def compare(
-    name: str,
-    game: ns.NeuronGame,
-    reference: dict[str, Any],
-    *,
-    budget: int,
-    seeds: list[int],
-    epsilon: float,
-    random_budget: int | None = None,
-    only: list[str] | None = None,
-    log: Callable[[str], None] = print,
+def assemble(
+    name: str, plan: Plan, results: dict[Task, list[Point]], seconds: dict[Task, float]
 ) -> Comparison:
-    """Run every method (or those named in ``only``) with every seed up to ``budget``.
+    """Gather the tasks of game ``name`` into its ``Comparison``."""
+    from benchmarks import games
 
-    Methods that evaluate random coalitions (KernelSHAP, SVARM) gain nothing from prefix reuse
-    and cost several times more per evaluation here; ``random_budget`` caps them.
-    """
-    from benchmarks.games import GAMES
-
-    comparison = Comparison(
-        name, game.n_players, GAMES[name].n_examples, budget, seeds, epsilon, reference
-    )
-    shapiq_grid = doubling_grid(budget)
-    reference_values = np.asarray(reference["values"])
-    for method in methods(shapiq_grid, k=10, epsilon=epsilon):
-        if only is not None and method.name not in only:
+    reference = games.reference(name, games.build(name), compute=False)
+    assert reference is not None
+    n_players = len(reference["values"])
+    comparison = Comparison(name, n_players, games.GAMES[name].n_examples, plan, reference)
+    for method in methods([], k=10, epsilon=0.0):
+        runs = sorted(
+            (task.seed, points)
+            for task, points in results.items()
+            if task.game == name and task.method == method.name and not task.plain_forward
+        )
+        if not runs:
             continue
-        cap = budget if method.cost == "walks" or random_budget is None else random_budget
+        budget = plan.budget if method.cost == "walks" else plan.random_budget
+        comparison.curves[method.name] = [points for _, points in runs]
+        comparison.grids[method.name] = method_grid(method, budget)
         comparison.families[method.name] = method.family
-        grid = anytime_grid(cap) if method.anytime else doubling_grid(cap)
-        comparison.grids[method.name] = grid
-        per_seed = []
-        for seed in seeds:
-            counter = Counter(game)
-            points = list(method.runner(counter, seed, cap))
-            per_seed.append(points)
-            if not points:
-                log(f"{name} | {method.name} | seed {seed}: no estimate within the budget")
-                continue
-            last = points[-1]
-            precision = epsilon_precision_at(last.values, reference_values, 10, epsilon)
-            log(
-                f"{name} | {method.name} | seed {seed}: {last.evaluations:,} evaluations in "
-                f"{last.seconds:.1f} s, eps-p@10 {precision:.2f}"
-            )
-        comparison.curves[method.name] = per_seed
+    comparison.plain_captum = next(
+        points for task, points in results.items() if task.game == name and task.plain_forward
+    )
+    comparison.minutes = sum(s for task, s in seconds.items() if task.game == name) / 60
     return comparison
+
+
+def save(comparison: Comparison, directory: Path) -> Path:
+    """Keep the raw curves, so that the report can be redone (another epsilon) without a run."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{comparison.game}.pickle"
+    path.write_bytes(pickle.dumps(comparison))
+    return path
+
+
+def load(game: str, directory: Path) -> Comparison:
+    loaded = pickle.loads((directory / f"{game}.pickle").read_bytes())
+    assert isinstance(loaded, Comparison)
+    return loaded
 
 
 def curve_table(comparison: Comparison, method: str) -> list[dict[str, float]]:
@@ -306,14 +413,14 @@ def curve_table(comparison: Comparison, method: str) -> list[dict[str, float]]:
     rows = []
     for budget in comparison.grids[method]:
         points = [at_budget(points, budget) for points in comparison.curves[method]]
-        if any(point is None for point in points):
-            continue
         found = [point for point in points if point is not None]
+        if len(found) < len(points):
+            continue
+        per_seed = [
+            scores(p.values, reference, comparison.epsilon, comparison.example) for p in found
+        ]
         row: dict[str, float] = {"budget": budget}
-        for key in ("p@10", "p@20", "eps-p@10", "eps-p@20", "spearman"):
-            row[key] = float(
-                np.mean([scores(p.values, reference, comparison.epsilon)[key] for p in found])
-            )
+        row.update({key: float(np.mean([s[key] for s in per_seed])) for key in SCORE_KEYS})
         row["evaluations"] = float(np.mean([p.evaluations for p in found]))
         row["forward_examples"] = float(np.mean([p.forward_examples for p in found]))
         row["seconds"] = float(np.mean([p.seconds for p in found]))
@@ -334,32 +441,46 @@ def reaches(
 # -- the report -------------------------------------------------------------------------------
 
 
-def headline(comparison: Comparison) -> list[dict[str, object]]:
-    """Evaluations and seconds to a seed-averaged eps-precision@10 of 0.9, against Captum's."""
-    captum_name = next(name for name, family in comparison.families.items() if family == "captum")
+def captum_level(comparison: Comparison, key: str) -> float:
+    """The level Captum's curve ends at (seed-averaged, rounded down to 0.05), at most 0.9."""
+    rows = curve_table(comparison, CAPTUM)
+    return min(0.9, np.floor(rows[-1][key] * 20 + 1e-9) / 20)
+
+
+def plain_captum_rate(comparison: Comparison) -> float:
+    """Seconds per evaluation of Captum on the plain masked forward (its timing run)."""
+    last = comparison.plain_captum[-1]
+    return last.seconds / last.evaluations
+
+
+def headline(comparison: Comparison, key: str, level: float) -> list[dict[str, object]]:
+    """Evaluations and seconds until the seed-averaged ``key`` reaches ``level`` and stays there,
+    with the ratios to Captum's: on the shared game, and (seconds) to Captum's evaluations at its
+    measured rate on the plain masked forward."""
     rows_of = {method: curve_table(comparison, method) for method in comparison.curves}
-    captum_hit = reaches(rows_of[captum_name])
+    captum_hit = reaches(rows_of[CAPTUM], key, level)
     out: list[dict[str, object]] = []
     for method, rows in rows_of.items():
-        hit = reaches(rows)
+        hit = reaches(rows, key, level)
         row: dict[str, object] = {"method": method}
+        budget = max(comparison.grids[method])
+        ratios = ("vs Captum (evaluations)", "vs Captum (seconds)", "vs Captum plain (seconds)")
         if hit is None:
-            row.update(evaluations=f"> {comparison.budget:,}", seconds="-")
-            row.update({"vs Captum (evaluations)": "-", "vs Captum (seconds)": "-"})
+            row.update({"evaluations": f"> {budget:,}", "seconds": "-"})
+            row.update(dict.fromkeys(ratios, "-"))
+        elif captum_hit is None:
+            row.update(evaluations=int(hit["evaluations"]), seconds=round(hit["seconds"], 1))
+            last = rows_of[CAPTUM][-1]  # Captum never got there: its whole run is a lower bound
+            plain = last["evaluations"] * plain_captum_rate(comparison)
+            row[ratios[0]] = f">= {last['evaluations'] / hit['evaluations']:.1f}x"
+            row[ratios[1]] = f">= {last['seconds'] / hit['seconds']:.1f}x"
+            row[ratios[2]] = f">= {plain / hit['seconds']:.1f}x"
         else:
             row.update(evaluations=int(hit["evaluations"]), seconds=round(hit["seconds"], 1))
-            if captum_hit is None:
-                # Captum never got there: its whole budget is a lower bound.
-                last = rows_of[captum_name][-1]
-                row["vs Captum (evaluations)"] = (
-                    f">= {last['evaluations'] / hit['evaluations']:.1f}x"
-                )
-                row["vs Captum (seconds)"] = f">= {last['seconds'] / hit['seconds']:.1f}x"
-            else:
-                row["vs Captum (evaluations)"] = (
-                    f"{captum_hit['evaluations'] / hit['evaluations']:.1f}x"
-                )
-                row["vs Captum (seconds)"] = f"{captum_hit['seconds'] / hit['seconds']:.1f}x"
+            plain = captum_hit["evaluations"] * plain_captum_rate(comparison)
+            row[ratios[0]] = f"{captum_hit['evaluations'] / hit['evaluations']:.1f}x"
+            row[ratios[1]] = f"{captum_hit['seconds'] / hit['seconds']:.1f}x"
+            row[ratios[2]] = f"{plain / hit['seconds']:.1f}x"
         out.append(row)
     return out
 
@@ -380,29 +501,30 @@ def budget_rows(comparison: Comparison, budgets: list[int]) -> list[dict[str, ob
                     "evaluations": int(row["evaluations"]),
                     "example forwards": int(row["forward_examples"]),
                     "seconds": round(row["seconds"], 1),
-                    "p@10": round(row["p@10"], 2),
-                    "p@20": round(row["p@20"], 2),
-                    "eps-p@10": round(row["eps-p@10"], 2),
-                    "eps-p@20": round(row["eps-p@20"], 2),
-                    "spearman": round(row["spearman"], 3),
+                    **{key: round(row[key], 2 if key != "spearman" else 3) for key in SCORE_KEYS},
                 }
             )
     return out
 
 
 def plot(comparison: Comparison, path: Any) -> None:
-    """precision@10 and eps-precision@10 against evaluations, one line per method."""
+    """precision@10 and the two eps-precision@10 against evaluations, one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    panels = [
+        ("p@10", "precision@10"),
+        ("eps-p@10", f"eps-precision@10, eps = 3 se = {comparison.epsilon:.2g}"),
+        ("1ex-p@10", f"eps-precision@10, eps = 1 example = {comparison.example:.2g}"),
+    ]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.4), sharey=True)
     styles = {"captum": "--", "shapiq": ":", "ours": "-"}
     for method in comparison.curves:
         rows = curve_table(comparison, method)
         x = [row["evaluations"] for row in rows]
-        for axis, key in zip(axes, ("p@10", "eps-p@10"), strict=True):
+        for axis, (key, _) in zip(axes, panels, strict=True):
             axis.plot(
                 x,
                 [row[key] for row in rows],
@@ -411,130 +533,149 @@ def plot(comparison: Comparison, path: Any) -> None:
                 markersize=3,
                 label=method,
             )
-    for axis, title in zip(
-        axes, ("precision@10", f"eps-precision@10 (eps = {comparison.epsilon:g})"), strict=True
-    ):
+    for axis, (_, title) in zip(axes, panels, strict=True):
         axis.set_xscale("log")
         axis.set_xlabel("coalition evaluations")
-        axis.set_title(title)
+        axis.set_title(title, fontsize=10)
         axis.axhline(0.9, color="grey", linewidth=0.8)
         axis.grid(alpha=0.3)
-    axes[0].set_ylabel(f"mean over {len(comparison.seeds)} seeds")
+    axes[0].set_ylabel(f"mean over {comparison.seeds} seeds")
     axes[1].legend(fontsize=7, loc="lower right")
     figure.suptitle(
         f"{comparison.game}: {comparison.n_players} units, {comparison.n_examples} examples"
     )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-# -- one game, start to end (run in a worker process by benchmarks.run) ----------------------
+# -- the plans ----------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Plan:
-    """How far one game is pushed: the budget of the walk-based methods, of the random-coalition
-    ones, and the seeds."""
-
-    budget: int
-    random_budget: int
-    n_seeds: int
-    only: tuple[str, ...] | None = None  # the methods to run (default all)
-
-
-# Sized so that `make bench` stays near 30 minutes on 2 cores: a digits-cnn coalition costs about
-# 4.5 ms in walk order (one thread), an mnist1d-cnn one about 14 ms, a digits-mlp-wide one 2 ms;
-# random coalitions cost 2-5 times more (no prefix to share).
+# Sized so that `make bench` stays under 30 minutes on 2 cores: a digits-cnn coalition costs about
+# 4 ms in walk order (one thread), an mnist1d-cnn one about 5 ms, a digits-mlp-wide one 2 ms;
+# random coalitions cost 2-3 times more (no prefix to share).
 FULL = {
-    "digits-cnn": Plan(budget=8_000, random_budget=500, n_seeds=5),
+    "digits-cnn": Plan(budget=5_000, random_budget=500, n_seeds=5, plain_budget=1_000),
     # shapiq's SVARM did not finish one run of at most 2,000 evaluations on 1,024 players in 11
     # minutes (its bookkeeping, not the game): left out here.
     "digits-mlp-wide": Plan(
-        budget=12_000,
+        budget=10_000,
         random_budget=2_000,
         n_seeds=5,
         only=tuple(name for name in METHOD_NAMES if name != "shapiq SVARM"),
+        plain_budget=4_200,  # two chunks of 2 permutations (2,050 evaluations each)
     ),
     "mnist1d-cnn": Plan(
         budget=3_000,
         random_budget=0,
         n_seeds=5,
         only=(
-            "captum ShapleyValueSampling",
+            CAPTUM,
             "shapiq PermutationSamplingSV",
             "ours permutation",
+            "ours truncated",
             "ours TMAB (normal, tol=eps)",
         ),
     ),
 }
-QUICK = {"digits-cnn": Plan(budget=1_500, random_budget=250, n_seeds=2)}
+QUICK = {"digits-cnn": Plan(budget=1_500, random_budget=250, n_seeds=2, plain_budget=500)}
 
 
-def section(name: str, plan: Plan, figure_dir: Any, figure_link: str) -> str:
-    """Run the comparison on game ``name`` and return its Markdown section (figure written)."""
+def section(comparison: Comparison, figure_dir: Any, figure_link: str) -> str:
+    """The Markdown section of one game (its figure written to ``figure_dir``)."""
     from benchmarks import games
     from benchmarks.run import table
 
-    torch.set_num_threads(1)
-    game = games.build(name)
-    reference = games.reference(name, game)
-    assert reference is not None
-    # The reference resolves differences of about 3 standard errors: a unit closer than that to
-    # the k-th value cannot be told apart from it, so it counts as a hit.
-    epsilon = float(3 * np.median(reference["stderr"]))
-    comparison = compare(
-        name,
-        game,
-        reference,
-        budget=plan.budget,
-        seeds=list(range(plan.n_seeds)),
-        epsilon=epsilon,
-        random_budget=plan.random_budget,
-        only=None if plan.only is None else list(plan.only),
-    )
+    name, plan, reference = comparison.game, comparison.plan, comparison.reference
     figure = f"precision-{name}.png"
     plot(comparison, Path(figure_dir) / figure)
-    values = np.sort(np.asarray(reference["values"]))[::-1]
+    ref_values = np.asarray(reference["values"])
+    values = np.sort(ref_values)[::-1]
     stderr = np.asarray(reference["stderr"])
     spec = games.GAMES[name]
     budgets = sorted(b for b in {plan.random_budget, plan.budget // 4, plan.budget} if b > 0)
-    return "\n".join(
-        [
-            f"### {name}: {game.n_players} units, {spec.n_examples} test examples",
-            "",
-            f"Reference: {spec.reference_permutations} permutations of plain permutation "
-            f"sampling ({reference['n_evaluations']:,} evaluations, "
-            f"{reference['seconds'] / 60:.0f} min with {reference['torch_threads']} torch "
-            f"thread(s), seed {games.REFERENCE_SEED}); standard error median "
-            f"{np.median(stderr):.1e}, max {stderr.max():.1e}. Reference values ranked 8 to 12: "
-            + ", ".join(f"{v:.4f}" for v in values[7:12])
-            + f"; ranked 20: {values[19]:.4f}. epsilon = 3 x the median standard error = "
-            f"{epsilon:.5f} (one test example of accuracy is {1 / spec.n_examples:.4f}).",
-            "",
+    hits_tight = n_hits(ref_values, 10, comparison.epsilon)
+    hits_example = n_hits(ref_values, 10, comparison.example)
+    level = captum_level(comparison, "eps-p@10")
+    plain = comparison.plain_captum[-1]
+    lines = [
+        f"### {name}: {comparison.n_players} units, {spec.n_examples} test examples",
+        "",
+        f"Reference: {spec.reference_permutations} permutations of plain permutation sampling "
+        f"({reference['n_evaluations']:,} evaluations, {reference['seconds'] / 60:.0f} min with "
+        f"{reference['torch_threads']} torch thread(s), seed {games.REFERENCE_SEED}); standard "
+        f"error median {np.median(stderr):.1e}, max {stderr.max():.1e}. Reference values ranked "
+        "8 to 12: "
+        + ", ".join(f"{v:.4f}" for v in values[7:12])
+        + f"; ranked 20: {values[19]:.4f}.",
+        "",
+        (
+            f"Two epsilons: **3 reference standard errors = {comparison.epsilon:.5f}** "
+            f"({hits_tight} units count as hits of the top 10) and **one test example of accuracy "
+            f"= {comparison.example:.4f}** ({hits_example} units count)."
+        ),
+        "",
+        f"Budgets: {plan.budget:,} evaluations for the walk-based methods"
+        + (
+            f", {plan.random_budget:,} for KernelSHAP and SVARM (random coalitions)"
+            if plan.random_budget
+            else ""
+        )
+        + f"; {plan.n_seeds} seeds; one torch thread; {comparison.minutes:.1f} worker-minutes."
+        + ("" if plan.only is None else f" Methods run here: {', '.join(m for m in plan.only)}."),
+        "",
+        (
+            f"Captum on the plain masked forward (no prefix reuse, seed 0, {plain.evaluations:,} "
+            f"evaluations): {plain_captum_rate(comparison) * 1e3:.1f} ms per evaluation, against "
+            f"{rate(comparison, CAPTUM) * 1e3:.1f} ms on the shared game. The estimates are the "
+            "same (so are the values of every coalition); only the time differs. The column *vs "
+            "Captum plain* is Captum's evaluations to the level times that rate, over the "
+            "method's seconds."
+        ),
+        "",
+    ]
+    if hits_example <= comparison.n_players // 2:
+        lines += [
             (
-                f"Budgets: {plan.budget:,} evaluations for the walk-based methods"
-                + (
-                    f", {plan.random_budget:,} for KernelSHAP and SVARM (random coalitions)"
-                    if plan.random_budget
-                    else ""
-                )
-                + f"; {plan.n_seeds} seeds; one torch thread."
-                + ("" if plan.only is None else f" Methods run here: {', '.join(plan.only)}.")
+                "**Headline, eps = one test example:** evaluations and seconds until the "
+                "seed-averaged eps-precision@10 reaches 0.9 and stays there (on the method's "
+                "budget grid):"
             ),
             "",
-            (
-                "Evaluations and seconds until the seed-averaged eps-precision@10 reaches 0.9 and "
-                "stays there (on the method's budget grid):"
-            ),
-            "",
-            table(headline(comparison)),
-            "",
-            "Seed-averaged scores at a few budgets (the last point of each method within it):",
-            "",
-            table(budget_rows(comparison, budgets)),
-            "",
-            f"![precision@10 against evaluations on {name}]({figure_link}/{figure})",
+            table(headline(comparison, "1ex-p@10", 0.9)),
             "",
         ]
-    )
+    else:
+        lines += [
+            (
+                f"At eps = one test example, {hits_example} of {comparison.n_players} units are "
+                "within eps of the 10th value, so that eps says nothing here."
+            ),
+            "",
+        ]
+    lines += [
+        (
+            f"**eps = 3 standard errors:** evaluations and seconds until the seed-averaged "
+            f"eps-precision@10 reaches {level:.2f} and stays there ({level:.2f} is where Captum's "
+            f"run ends, rounded down, at most 0.9):"
+        ),
+        "",
+        table(headline(comparison, "eps-p@10", level)),
+        "",
+        (
+            "Seed-averaged scores at a few budgets (the last point of each method within it; eps- "
+            "at 3 standard errors, 1ex- at one test example):"
+        ),
+        "",
+        table(budget_rows(comparison, budgets)),
+        "",
+        f"![precision@10 against evaluations on {name}]({figure_link}/{figure})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def rate(comparison: Comparison, method: str) -> float:
+    """Seconds per evaluation of ``method`` over its runs."""
+    runs = [points[-1] for points in comparison.curves[method] if points]
+    return sum(p.seconds for p in runs) / sum(p.evaluations for p in runs)

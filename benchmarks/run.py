@@ -16,6 +16,7 @@ from benchmarks import adapter, overhead, peers, savings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures" / "benchmarks"
+RESULTS = ROOT / "benchmarks" / "results"
 
 OVERHEAD_NOTE = """\
 What it means: the engine costs about 10 µs per batch plus 1.1 µs per coalition row at 20,000
@@ -84,8 +85,10 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def peer_sections(quick: bool) -> list[str]:
-    """The peer comparison, one game per worker process (two at a time, one torch thread each)."""
+def peer_sections(quick: bool, from_saved: bool) -> list[str]:
+    """The peer comparison: every (game, method, seed) task on two worker processes, one torch
+    thread each, longest first; the raw curves are kept in benchmarks/results/ (``from_saved``:
+    only redo the report from them)."""
     from importlib.metadata import version
 
     import torch
@@ -94,26 +97,51 @@ def peer_sections(quick: bool) -> list[str]:
     figure_dir = Path(tempfile.mkdtemp()) if quick else FIGURES
     figure_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-        futures = [
-            pool.submit(peers.section, name, plan, figure_dir, "figures/benchmarks")
-            for name, plan in plans.items()
-        ]
-        parts = [future.result() for future in futures]
+    if from_saved:
+        comparisons = [peers.load(name, RESULTS) for name in plans]
+    else:
+        todo = [task for name, plan in plans.items() for task in peers.tasks(name, plan)]
+        todo.sort(key=_expected_cost, reverse=True)
+        results, seconds = {}, {}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+            for task, (points, spent) in zip(todo, pool.map(peers.run_task, todo), strict=True):
+                results[task], seconds[task] = points, spent
+                last = points[-1]
+                print(
+                    f"{task.game} | {task.method}{' (plain forward)' if task.plain_forward else ''}"
+                    f" | seed {task.seed}: {last.evaluations:,} evaluations, {spent:.0f} s",
+                    flush=True,
+                )
+        comparisons = [peers.assemble(name, plan, results, seconds) for name, plan in plans.items()]
+        if not quick:
+            for comparison in comparisons:
+                peers.save(comparison, RESULTS)
     minutes = (time.perf_counter() - started) / 60
     return [
         " ".join(peers.__doc__.split("\n\n")[0].split()) if peers.__doc__ else "",
         "",
         (
             f"torch {torch.__version__}, captum {version('captum')}, shapiq {version('shapiq')}; "
-            f"the games ran two at a time in worker processes, {minutes:.0f} min in all."
+            f"every (game, method, seed) run on one of two worker processes, {minutes:.0f} min "
+            "in all."
         ),
         "",
-        *parts,
+        *[peers.section(c, figure_dir, "figures/benchmarks") for c in comparisons],
         PEERS_NOTE,
         "",
     ]
+
+
+# Rough ms per evaluation of each game in walk order, and the factor of each kind of method: to
+# hand the longest tasks out first.
+_GAME_MS = {"digits-cnn": 4.0, "mnist1d-cnn": 5.0, "digits-mlp-wide": 2.0}
+
+
+def _expected_cost(task: peers.Task) -> float:
+    factor = 2.0 if "TMAB (normal" in task.method or "shapiq" in task.method else 1.0
+    factor *= 3.0 if task.plain_forward else 1.0
+    return task.budget * _GAME_MS.get(task.game, 5.0) * factor
 
 
 def machine() -> str:
@@ -174,7 +202,8 @@ def engine_sections(quick: bool) -> list[str]:
 
 
 def main() -> None:
-    """``--quick``: small budgets, nothing written; ``--peers-only`` / ``--no-peers``: one part.
+    """``--quick``: small budgets, nothing written; ``--peers-only`` / ``--no-peers``: one part;
+    ``--from-saved``: the peer report redone from the curves kept by the last full run.
 
     The engine part goes to docs/benchmarks.md, the peer comparison to docs/benchmarks-peers.md.
     """
@@ -187,7 +216,13 @@ def main() -> None:
             (docs / "benchmarks.md").write_text(text)
     if "--no-peers" not in sys.argv:
         text = "\n".join(
-            ["# Neuron Shapley against its peers", "", machine(), "", *peer_sections(quick)]
+            [
+                "# Neuron Shapley against its peers",
+                "",
+                machine(),
+                "",
+                *peer_sections(quick, "--from-saved" in sys.argv),
+            ]
         )
         print(text)
         if not quick:

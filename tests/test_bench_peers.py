@@ -10,6 +10,7 @@ from benchmarks.peers import (
     at_budget,
     doubling_grid,
     epsilon_precision_at,
+    n_hits,
     precision_at,
     reaches,
 )
@@ -35,8 +36,15 @@ def test_epsilon_precision_forgives_near_ties_only() -> None:
     assert epsilon_precision_at(far, REFERENCE, 3, epsilon=0.02) == 2 / 3
 
 
+def test_hits_are_the_units_within_epsilon_of_the_kth_value() -> None:
+    assert n_hits(REFERENCE, 3, epsilon=0.0) == 3
+    assert n_hits(REFERENCE, 3, epsilon=0.02) == 5  # 0.69 and 0.68 are within 0.02 of 0.70
+    assert n_hits(REFERENCE, 3, epsilon=1.0) == len(REFERENCE)  # an epsilon that says nothing
+
+
 def test_grids() -> None:
     assert doubling_grid(2000) == [250, 500, 1000, 2000]
+    assert doubling_grid(1500) == [250, 500, 1000, 1500]  # the budget itself is spent too
     grid = anytime_grid(2000)
     assert grid[0] == 250 and grid[-1] == 2000
     assert all(1.3 < b / a < 1.5 for a, b in itertools.pairwise(grid))
