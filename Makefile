@@ -61,7 +61,7 @@ $(VENV)/.bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# The whole benchmark (about 30 min on 2 cores; docs/benchmarks.md). `make bench-quick`: the
+# The whole benchmark (29 min on 2 cores; docs/benchmarks.md). `make bench-quick`: the
 # same on one small game, a few minutes, nothing written.
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run
