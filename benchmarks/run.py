@@ -176,10 +176,15 @@ def engine_sections(quick: bool) -> list[str]:
         machine(),
         "",
         (
-            "The comparison with Captum and shapiq on the bundled networks is in "
-            "[benchmarks-peers.md](benchmarks-peers.md)."
+            "The comparison with Captum and shapiq on the bundled networks, with its tables, is "
+            "in [benchmarks-peers.md](benchmarks-peers.md); its precision@10 curves:"
         ),
         "",
+        *[
+            f"![precision@10 against evaluations on {name}](figures/benchmarks/precision-{name}"
+            ".png)\n"
+            for name in peers.FULL
+        ],
         "## Estimator overhead at 20,000 players (target: under 5%)",
         "",
         overhead.__doc__.strip().splitlines()[0],
