@@ -370,8 +370,7 @@ def assemble(
     """Gather the tasks of game ``name`` into its ``Comparison``."""
     from benchmarks import games
 
-    reference = games.reference(name, games.build(name), compute=False)
-    assert reference is not None
+    _, reference = _game(name, plain_forward=False)
     n_players = len(reference["values"])
     comparison = Comparison(name, n_players, games.GAMES[name].n_examples, plan, reference)
     for method in methods([], k=10, epsilon=0.0):

@@ -170,6 +170,7 @@ def machine() -> str:
 
 def engine_sections(quick: bool) -> list[str]:
     """Overhead, sample savings on closed-form games, interval coverage, masked throughput."""
+    coverage_runs = 60 if quick else 300
     return [
         "# Benchmarks",
         "",
@@ -208,9 +209,9 @@ def engine_sections(quick: bool) -> list[str]:
         "",
         table(savings.truncation_rows()),
         "",
-        f"## Interval coverage (nominal 90%, {60 if quick else 300} seeds, all players pooled)",
+        f"## Interval coverage (nominal 90%, {coverage_runs} seeds, all players pooled)",
         "",
-        table(savings.coverage_rows(runs=60 if quick else 300)),
+        table(savings.coverage_rows(runs=coverage_runs)),
         "",
         "## NeuronGame: masked evaluation against the plain model",
         "",

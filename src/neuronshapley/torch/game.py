@@ -39,7 +39,7 @@ from neuronshapley.torch.ablation import (
 )
 from neuronshapley.torch.data import Split, as_split
 from neuronshapley.torch.metrics import Metric, check_metric_values, resolve_metric
-from neuronshapley.torch.reuse import as_index, group_prefixes, plan_reuse
+from neuronshapley.torch.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
 from neuronshapley.torch.units import Layer, UnitSet, resolve_units
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
@@ -307,7 +307,7 @@ class NeuronGame(BaseGame):
         n_examples = len(split)
         self.n_forward_examples += len(coalitions) * n_examples
         if self.reuse is not None:
-            return self._reusing_logits(coalitions, split)
+            return self._reusing_logits(coalitions, split, self.reuse)
         if self.examples_per_pass == len(self.data):
             self._set_masks(coalitions)
             if split is self.data:
@@ -323,15 +323,16 @@ class NeuronGame(BaseGame):
             per_coalition.append(torch.cat(parts))
         return torch.stack(per_coalition)
 
-    def _reusing_logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
+    def _reusing_logits(
+        self, coalitions: CoalitionMatrix, split: Split, plan: ReusePlan
+    ) -> torch.Tensor:
         """``_logits`` with the hooks expanding each pass to one block per distinct prefix.
 
         A pass takes every coalition on a slice of the examples, sized so that even fully
         expanded activations stay within the memory budget: the prefixes are shared across all
         the coalitions, and on CPU the smaller passes also stay in the caches.
         """
-        inverse = self._set_masks(coalitions)
-        assert inverse is not None
+        inverse = self._set_prefix_masks(coalitions, plan)
         per_pass = max(1, self._rows_per_pass // len(coalitions))
         parts = []
         for inputs in split.x.split(per_pass):
@@ -350,24 +351,24 @@ class NeuronGame(BaseGame):
             self._tiled = self.data.x.repeat(repeats)
         return self._tiled
 
-    def _set_masks(self, coalitions: CoalitionMatrix) -> NDArray[np.intp] | None:
-        """Prepare every hook's step for ``coalitions``.
+    def _set_masks(self, coalitions: CoalitionMatrix) -> None:
+        """Prepare every hook's step for ``coalitions`` on inputs tiled across them."""
+        self._steps = [None] * len(self.layers)
+        for index in range(len(self.layers)):
+            mask = self._layer_mask(index, coalitions)
+            if mask is not None:
+                self._steps[index] = _Step(len(coalitions), None, mask)
 
-        Returns the distinct coalition (row block of the model's output) of every coalition
-        when the prefixes are reused, else ``None`` (the inputs must then be tiled).
+    def _set_prefix_masks(self, coalitions: CoalitionMatrix, plan: ReusePlan) -> NDArray[np.intp]:
+        """Prepare every hook's step to expand the examples to one block per distinct prefix.
+
+        Returns the distinct coalition (row block of the model's output) of every coalition.
         """
         self._steps = [None] * len(self.layers)
-        if self.reuse is None:
-            for index in range(len(self.layers)):
-                mask = self._layer_mask(index, coalitions)
-                if mask is not None:
-                    self._steps[index] = _Step(len(coalitions), None, mask)
-            return None
-        order, n_expanding = self.reuse.order, self.reuse.n_expanding
-        groups = group_prefixes(coalitions, self._reuse_columns, n_expanding)
+        groups = group_prefixes(coalitions, self._reuse_columns, plan.n_expanding)
         n_blocks = 1
-        for level, index in enumerate(order):
-            if level < n_expanding:
+        for level, index in enumerate(plan.order):
+            if level < plan.n_expanding:
                 parents, rows = groups.parents[level], groups.rows[level]
             else:  # after the last expansion: one block per distinct coalition
                 parents, rows = None, groups.rows[-1]
