@@ -284,7 +284,7 @@ def test_repair_writes_a_model_that_reloads_with_the_ablated_metric(
     factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from neuronshapley.applications.repair import load_repaired
-    from neuronshapley.runs import game_from_run
+    from neuronshapley.workflows.runs import game_from_run
 
     out = tmp_path / "run"
     assert _run(factory, out, "--budget", "400") == 0

@@ -24,10 +24,11 @@ __version__ = "0.1.0"
 
 # The PyTorch side is loaded on first use, so `import neuronshapley` stays free of torch.
 _LAZY = {
-    "NeuronGame": ("neuronshapley.torch.game", "NeuronGame"),
-    "Split": ("neuronshapley.torch.data", "Split"),
-    "units": ("neuronshapley.torch.units", None),
-    "metrics": ("neuronshapley.torch.metrics", None),
+    "NeuronGame": ("neuronshapley.units.game", "NeuronGame"),
+    "Split": ("neuronshapley.pytorch.data", "Split"),
+    "Bundle": ("neuronshapley.pytorch.data", "Bundle"),
+    "units": ("neuronshapley.units", None),
+    "metrics": ("neuronshapley.pytorch.metrics", None),
     "zoo": ("neuronshapley.zoo", None),
 }
 
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Bundle",
     "Game",
     "NeuronGame",
     "RankedPlayer",

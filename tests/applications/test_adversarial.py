@@ -19,9 +19,9 @@ from neuronshapley.applications.adversarial import (
     spearman_correlation,
 )
 from neuronshapley.applications.fairness import split_in_two
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.torch.data import Split
-from tests.torch._models import (
+from neuronshapley.pytorch.data import Split
+from neuronshapley.results.result import ShapleyResult
+from tests.units._models import (
     BUDGET,
     N_CLASSES,
     NormDropNet,

@@ -16,9 +16,9 @@ from neuronshapley.applications.baselines import (
     response_norm,
     weight_norm,
 )
-from neuronshapley.torch import NeuronGame
-from neuronshapley.torch.units import heads
-from tests.torch._models import (
+from neuronshapley.units import NeuronGame
+from neuronshapley.units.selection import heads
+from tests.units._models import (
     BUDGET,
     HandAttentionNet,
     NormDropNet,

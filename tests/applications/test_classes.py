@@ -5,7 +5,7 @@ import pytest
 
 import neuronshapley as ns
 from neuronshapley.applications.classes import class_specific_units
-from tests.torch._models import fitted, images
+from tests.units._models import fitted, images
 
 
 def _game() -> ns.NeuronGame:

@@ -12,8 +12,8 @@ from neuronshapley.applications.critical import (
     plot_critical,
     plot_reverse,
 )
-from neuronshapley.torch import NeuronGame
-from tests.torch._models import BUDGET, Snapshot, fitted, images
+from neuronshapley.units import NeuronGame
+from tests.units._models import BUDGET, Snapshot, fitted, images
 
 BASELINES = ("weight_norm", "leave_one_out", "conductance")
 

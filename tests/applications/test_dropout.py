@@ -15,11 +15,11 @@ from neuronshapley.applications.dropout import (
     plot_top_removal,
     plot_value_histograms,
 )
-from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.games.base import BaseGame
-from neuronshapley.torch import NeuronGame
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import CoalitionMatrix, GameValues
-from tests.torch._models import BUDGET, Snapshot, TinyCNN, fitted, images, trained
+from neuronshapley.units import NeuronGame
+from tests.units._models import BUDGET, Snapshot, TinyCNN, fitted, images, trained
 
 # Two "models" of 12 units each. A is spread out with one dominant unit; B is flatter.
 A = [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.02, 0.02, 0.01, 0.01, 0.005, -0.06]

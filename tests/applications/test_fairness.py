@@ -6,8 +6,8 @@ import torch
 
 import neuronshapley as ns
 from neuronshapley.applications.fairness import fairness_study, group_report, split_in_two
-from neuronshapley.torch.data import Split
-from tests.torch._models import fitted, vectors
+from neuronshapley.pytorch.data import Split
+from tests.units._models import fitted, vectors
 
 NAMES = ("a", "b", "c")
 

@@ -18,12 +18,12 @@ from neuronshapley.applications.repair import (
     save_repaired,
     select_units,
 )
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.runs import load_factory
-from neuronshapley.torch import NeuronGame
-from neuronshapley.torch.ablation import evaluation_mode, hooked
-from neuronshapley.torch.units import heads
-from tests.torch._models import (
+from neuronshapley.results.result import ShapleyResult
+from neuronshapley.units import NeuronGame
+from neuronshapley.units.ablation import evaluation_mode, hooked
+from neuronshapley.units.selection import heads
+from neuronshapley.workflows.runs import load_factory
+from tests.units._models import (
     BUDGET,
     Snapshot,
     assert_no_hooks,
@@ -33,7 +33,7 @@ from tests.torch._models import (
     vectors,
 )
 
-MODELS_FILE = Path(__file__).resolve().parents[1] / "torch" / "_models.py"
+MODELS_FILE = Path(__file__).resolve().parents[1] / "units" / "_models.py"
 REMOVE = {
     "cnn": ["conv1:0", "conv1:2", "conv2:1", "conv2:4", "conv2:5"],
     "mlp": ["fc1:1", "fc1:4", "fc2:0", "fc2:3"],

@@ -18,10 +18,10 @@ from neuronshapley.applications.visualize import (
     plot_maximized,
     unit_activations,
 )
-from neuronshapley.torch.data import Split
-from neuronshapley.torch.game import NeuronGame
-from neuronshapley.torch.units import heads
-from tests.torch._models import (
+from neuronshapley.pytorch.data import Split
+from neuronshapley.units.game import NeuronGame
+from neuronshapley.units.selection import heads
+from tests.units._models import (
     HandAttentionNet,
     Snapshot,
     assert_no_hooks,

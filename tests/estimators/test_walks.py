@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from neuronshapley import games
-from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.estimators.walks import Truncation, Walk, permutation
+from neuronshapley.results.stats import RunningStats
 
 
 def coalition_after(order: np.ndarray, removed: int) -> np.ndarray:

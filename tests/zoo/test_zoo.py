@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from neuronshapley import zoo
-from neuronshapley.torch.data import Bundle, Split
+from neuronshapley.pytorch.data import Bundle, Split
 from neuronshapley.zoo import datasets, models, recipes, training
 
 

@@ -10,7 +10,7 @@ lose 37% of their success on average, that the repaired model stays vulnerable t
 adversary who knows which units were removed, and that adversarial and clean-accuracy values
 have a rank correlation of only 0.3.
 
-:func:`adversarial_study` reproduces that on a :class:`~neuronshapley.torch.NeuronGame`: it
+:func:`adversarial_study` reproduces that on a :class:`~neuronshapley.units.NeuronGame`: it
 values the units on the adversarial examples of one half of the game's data and reports every
 curve on the other half as well, so that the repair is judged on examples it never saw. The
 attack is plain ``torch.autograd``, no attack library: :func:`pgd_attack`.
@@ -28,16 +28,16 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley._optional import require
-from neuronshapley._validation import check_float, check_int
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.fairness import split_in_two
 from neuronshapley.applications.repair import repair
 from neuronshapley.estimators import truncated_shapley
-from neuronshapley.estimators._common import ProgressCallback
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.torch.ablation import evaluation_mode
-from neuronshapley.torch.data import Split
-from neuronshapley.torch.game import NeuronGame
+from neuronshapley.estimators.progress import ProgressCallback
+from neuronshapley.pytorch.data import Split
+from neuronshapley.results.result import ShapleyResult
+from neuronshapley.units.ablation import evaluation_mode
+from neuronshapley.units.game import NeuronGame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -246,7 +246,7 @@ def attack_split(
     owner = "attack_split"
     if not isinstance(data, Split):
         raise TypeError(
-            f"The 'data' parameter of {owner} must be a neuronshapley.torch.data.Split. "
+            f"The 'data' parameter of {owner} must be a neuronshapley.pytorch.data.Split. "
             f"Got {type(data).__name__} instead."
         )
     check_int(seed, "seed", owner, min_value=0)
@@ -385,7 +385,7 @@ def adversarial_study(
     curves, not the paper's numbers, as the expected outcome.
 
     Args:
-        game: A :class:`~neuronshapley.torch.NeuronGame` on clean data (its metric is not used:
+        game: A :class:`~neuronshapley.units.NeuronGame` on clean data (its metric is not used:
             the study scores its own data with ``"accuracy"``).
         clean_result: Values of the same game's players on clean accuracy, for the rank
             correlation. Default ``None``: no correlation.
@@ -417,7 +417,7 @@ def adversarial_study(
     owner = "adversarial_study"
     if not isinstance(game, NeuronGame):
         raise TypeError(
-            f"The 'game' parameter of {owner} must be a neuronshapley.torch.NeuronGame. "
+            f"The 'game' parameter of {owner} must be a neuronshapley.units.NeuronGame. "
             f"Got {type(game).__name__} instead."
         )
     names = list(game.player_names)

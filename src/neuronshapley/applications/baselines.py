@@ -1,4 +1,4 @@
-"""Baseline importance scores of the units of a :class:`~neuronshapley.torch.NeuronGame`.
+"""Baseline importance scores of the units of a :class:`~neuronshapley.units.NeuronGame`.
 
 Section 4.1 of Ghorbani & Zou (2020) compares Neuron Shapley with the common ways of ranking
 units: the size of a filter (the l2 norm of its weights), the l2 norm of its response, the
@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from neuronshapley._optional import require
-from neuronshapley._validation import check_choice, check_int
-from neuronshapley.torch.ablation import evaluation_mode, hooked
-from neuronshapley.torch.data import as_split
-from neuronshapley.torch.game import NeuronGame
-from neuronshapley.torch.units import Layer
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_choice, check_int
+from neuronshapley.pytorch.data import as_split
 from neuronshapley.typing import PlayerValues
+from neuronshapley.units.ablation import evaluation_mode, hooked
+from neuronshapley.units.game import NeuronGame
+from neuronshapley.units.selection import Layer
 
 # Captum's integration rules (captum.attr._utils.approximation_methods).
 _METHODS = ("riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle", "gausslegendre")
@@ -96,7 +96,7 @@ def response_norm(game: NeuronGame, data: Any = None, *, batch_size: int = 256) 
     Args:
         game: The game whose players are scored.
         data: Inputs to observe the units on: a tensor of inputs, or anything
-            :func:`~neuronshapley.torch.data.as_split` accepts. Default ``None``
+            :func:`~neuronshapley.pytorch.data.as_split` accepts. Default ``None``
             (``game.data``, the evaluation examples).
         batch_size: Examples per forward pass. Default 256.
 
@@ -115,7 +115,7 @@ def mean_activation(game: NeuronGame, data: Any = None, *, batch_size: int = 256
     Args:
         game: The game whose players are scored.
         data: Inputs to observe the units on: a tensor of inputs, or anything
-            :func:`~neuronshapley.torch.data.as_split` accepts. Default ``None``
+            :func:`~neuronshapley.pytorch.data.as_split` accepts. Default ``None``
             (``game.data``).
         batch_size: Examples per forward pass. Default 256.
 

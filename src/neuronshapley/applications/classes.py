@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from neuronshapley._optional import require
+from neuronshapley._internal.optional import require
 from neuronshapley.applications.removal import RemovalCurve, removal_curve
 from neuronshapley.estimators import ShapleyResult, truncated_shapley
-from neuronshapley.estimators._common import ProgressCallback
+from neuronshapley.estimators.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -107,7 +107,7 @@ def class_specific_units(
     ``truncated_shapley`` under a budget.
 
     Args:
-        game: A :class:`~neuronshapley.torch.NeuronGame` with metric accuracy; its model,
+        game: A :class:`~neuronshapley.units.NeuronGame` with metric accuracy; its model,
             units, ablation fills and data are reused.
         global_result: Values of ``game``'s players for accuracy (the global ranking).
         classes: The classes to study.

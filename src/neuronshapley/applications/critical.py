@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._optional import require
-from neuronshapley._validation import check_float, check_int
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.baselines import BASELINES
 from neuronshapley.applications.removal import (
     RemovalCurve,
@@ -23,9 +23,9 @@ from neuronshapley.applications.removal import (
     removal_curve,
     units_before_drop,
 )
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.torch.game import NeuronGame
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import Seed
+from neuronshapley.units.game import NeuronGame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import check_float, check_int
+from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.critical import figure_axes
 from neuronshapley.applications.removal import (
     RemovalCurve,
@@ -33,8 +33,8 @@ from neuronshapley.applications.removal import (
     removal_curve,
     units_before_drop,
 )
-from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.games.base import Game
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import Seed
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def dropout_study(
 
     Args:
         models: Model name -> ``(game, result)``: the model's game (e.g. a
-            :class:`~neuronshapley.torch.NeuronGame` scoring accuracy on test data) and the
+            :class:`~neuronshapley.units.NeuronGame` scoring accuracy on test data) and the
             Shapley values of its players (same names, same order). At least two models.
         k: Most units removed by the top curves; at most the units of every model. Default 20.
         n_random: Random draws per count of every curve. Default 10.

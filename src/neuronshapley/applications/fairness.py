@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from neuronshapley._optional import require
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.torch.data import Split
+from neuronshapley._internal.optional import require
+from neuronshapley.pytorch.data import Split
+from neuronshapley.results.result import ShapleyResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -54,7 +54,7 @@ def group_report(
     """Accuracy and recall per group of ``game``'s model on ``data`` with ``removed`` ablated.
 
     Args:
-        game: A :class:`~neuronshapley.torch.NeuronGame`.
+        game: A :class:`~neuronshapley.units.NeuronGame`.
         removed: Unit names to ablate.
         data: Examples with ``groups`` (group -1 counts only in the overall accuracy).
         positive_class: The class whose recall is measured. Default 1.
@@ -123,7 +123,7 @@ def fairness_study(
     """Remove the units with the most negative values, 1 to K of them, and report on held-out data.
 
     Args:
-        game: The :class:`~neuronshapley.torch.NeuronGame` whose players ``result`` valued
+        game: The :class:`~neuronshapley.units.NeuronGame` whose players ``result`` valued
             (its metric should be a group metric, e.g. ``"mean_group_recall"``).
         result: Values of ``game``'s players.
         held_out: Examples with groups that the values were not computed on.

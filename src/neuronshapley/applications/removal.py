@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import as_generator, check_int
+from neuronshapley._internal.validation import as_generator, check_int
 from neuronshapley.games.base import Game
 from neuronshapley.typing import Seed
 
@@ -53,7 +53,7 @@ def removal_curve(
     evaluated in one batched call.
 
     Args:
-        game: The game (e.g. a :class:`~neuronshapley.torch.NeuronGame`); every unit not removed
+        game: The game (e.g. a :class:`~neuronshapley.units.NeuronGame`); every unit not removed
             stays active.
         order: Unit names, most important first.
         counts: The numbers of units to remove: an int K for ``0, 1, ..., K``, or a list.

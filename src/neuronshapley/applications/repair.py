@@ -2,7 +2,7 @@
 
 Section 4.3 of Ghorbani & Zou (2020): removing the few units with the most negative values (or
 the units that carry a bias) repairs a model. :func:`repair` turns the ablation of a
-:class:`~neuronshapley.torch.NeuronGame` into a plain network:
+:class:`~neuronshapley.units.NeuronGame` into a plain network:
 
 - **folded** where that is exact: a removed output channel of a ``Conv`` or output feature of a
   ``Linear`` whose fill is one constant per unit (ablation ``"zero"`` or ``"channel_mean"``, or a
@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuronshapley.estimators.result import ShapleyResult
-from neuronshapley.torch.ablation import evaluation_mode
-from neuronshapley.torch.game import NeuronGame
-from neuronshapley.torch.units import Layer
+from neuronshapley.results.result import ShapleyResult
+from neuronshapley.units.ablation import evaluation_mode
+from neuronshapley.units.game import NeuronGame
+from neuronshapley.units.selection import Layer
 
 FORMAT = "neuronshapley.repaired"
 FORMAT_VERSION = 1
@@ -222,7 +222,7 @@ def repair(game: NeuronGame, remove: Sequence[str]) -> nn.Module:
                 f"repair cannot remove heads of the nn.MultiheadAttention {layer.path!r}: its "
                 "heads are computed inside one functional call, so no module can be wrapped "
                 "around them. Rewrite the attention with an explicit output projection and "
-                "value its heads with ns.torch.units.heads(model, '<path>.proj', n_heads)."
+                "value its heads with ns.units.heads(model, '<path>.proj', n_heads)."
             )
         keep = np.ones(layer.size, dtype=bool)
         keep[[index for index, kept in zip(layer.indices, columns, strict=True) if not kept]] = (
@@ -401,7 +401,7 @@ def load_repaired(path: str | Path, *, map_location: str | torch.device = "cpu")
 def _build_base(spec: str) -> nn.Module:
     """The base network, untrained: a bundled architecture or the user's factory."""
     from neuronshapley import zoo
-    from neuronshapley.runs import load_factory
+    from neuronshapley.workflows.runs import load_factory
     from neuronshapley.zoo import models
     from neuronshapley.zoo.recipes import RECIPES
 

@@ -10,7 +10,7 @@ many of the top-k units each layer holds: :func:`plot_layer_distribution`.
 A unit's activation on one example is one scalar: its output averaged over positions (the mean
 of a filter's feature map, a ``Linear`` feature averaged over tokens, a head's features averaged
 over its dimensions and tokens). Units are named ``"<module path>:<index>"`` as players of a
-:class:`~neuronshapley.torch.NeuronGame` are. The model is observed through hooks that exist only
+:class:`~neuronshapley.units.NeuronGame` are. The model is observed through hooks that exist only
 inside a context manager, in eval mode, and leaves this module exactly as it came in.
 """
 
@@ -28,18 +28,18 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley._optional import require
-from neuronshapley._validation import check_float, check_int
-from neuronshapley.torch.ablation import evaluation_mode, hooked
-from neuronshapley.torch.data import as_split
-from neuronshapley.torch.game import NeuronGame
-from neuronshapley.torch.units import Layer, resolve_units
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_float, check_int
+from neuronshapley.pytorch.data import as_split
+from neuronshapley.units.ablation import evaluation_mode, hooked
+from neuronshapley.units.game import NeuronGame
+from neuronshapley.units.selection import Layer, resolve_units
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from neuronshapley.estimators.result import ShapleyResult
+    from neuronshapley.results.result import ShapleyResult
 
 _UNIT = re.compile(r"^(?P<path>[^*?\[\]]*):(?P<index>\d+)$")
 _MAX_FEATURES = 12  # columns of a tabular example shown in plot_extremes
@@ -81,11 +81,11 @@ def unit_activations(
     eval mode under ``torch.inference_mode``; its modes are restored and no hook is left.
 
     Args:
-        game_or_model: A :class:`~neuronshapley.torch.NeuronGame` (``unit`` must be one of its
+        game_or_model: A :class:`~neuronshapley.units.NeuronGame` (``unit`` must be one of its
             players) or a ``torch.nn.Module`` (``unit`` names an output channel or feature of a
             Conv, Linear, BatchNorm or a head of a MultiheadAttention).
         unit: ``"<module path>:<index>"``, e.g. ``"features.3:17"``.
-        data: The examples: a :class:`~neuronshapley.torch.data.Split`, a tuple ``(x, y)``, or
+        data: The examples: a :class:`~neuronshapley.pytorch.data.Split`, a tuple ``(x, y)``, or
             a tensor or array of inputs. Default ``None``: the game's evaluation data (required
             with a plain model).
         batch_size: Examples per forward pass. Default 512.
@@ -125,7 +125,7 @@ def extreme_examples(
     Figure 1 of Ghorbani & Zou (2020) shows five of each for the top unit of several layers.
 
     Args:
-        game_or_model: A :class:`~neuronshapley.torch.NeuronGame` or a ``torch.nn.Module``.
+        game_or_model: A :class:`~neuronshapley.units.NeuronGame` or a ``torch.nn.Module``.
         unit: ``"<module path>:<index>"``.
         k: Examples on each side, at most the number of examples. Default 8.
         data: The examples searched (see :func:`unit_activations`). Default ``None``: the
@@ -175,7 +175,7 @@ def maximize_activation(
     gives the same input on the same device.
 
     Args:
-        game_or_model: A :class:`~neuronshapley.torch.NeuronGame` or a ``torch.nn.Module``.
+        game_or_model: A :class:`~neuronshapley.units.NeuronGame` or a ``torch.nn.Module``.
         unit: ``"<module path>:<index>"``.
         input_shape: Shape of one example, without the batch dimension (e.g. ``(1, 28, 28)``).
         steps: Gradient steps. Default 200.

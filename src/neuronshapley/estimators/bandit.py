@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import check_choice, check_float, check_int
-from neuronshapley.estimators._common import Plan, ProgressCallback, make_spec, run_rounds
-from neuronshapley.estimators.result import ShapleyResult, interval_halfwidth
+from neuronshapley._internal.validation import check_choice, check_float, check_int
+from neuronshapley.estimators.driver import Plan, ProgressCallback, make_spec, run_rounds
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
+from neuronshapley.results.result import ShapleyResult, interval_halfwidth
 from neuronshapley.typing import PlayerValues
 
 

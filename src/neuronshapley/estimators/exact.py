@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import check_int
-from neuronshapley.estimators.result import ShapleyResult
+from neuronshapley._internal.validation import check_int
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game
+from neuronshapley.results.result import ShapleyResult
 
 MAX_EXACT_PLAYERS = 25
 

@@ -11,11 +11,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from neuronshapley._validation import check_int
-from neuronshapley.estimators._common import Plan, ProgressCallback, make_spec, run_rounds
-from neuronshapley.estimators.result import ShapleyResult
+from neuronshapley._internal.validation import check_int
+from neuronshapley.estimators.driver import Plan, ProgressCallback, make_spec, run_rounds
 from neuronshapley.estimators.walks import WalkState
 from neuronshapley.games.base import Game, as_game
+from neuronshapley.results.result import ShapleyResult
 
 
 def truncated_shapley(

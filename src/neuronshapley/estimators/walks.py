@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley.estimators.stats import RunningStats
 from neuronshapley.games.base import BaseGame, Game, check_values
+from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
 # With truncation, the fewest rows a walk gets in a shared batch (see WalkSampler._walk).

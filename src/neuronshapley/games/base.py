@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from neuronshapley._validation import check_int
+from neuronshapley._internal.validation import check_int
 from neuronshapley.typing import CoalitionMatrix, GameValues, ValueFunction
 
 

@@ -17,7 +17,7 @@ from typing import Any, Self, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import as_generator, check_float, check_int
+from neuronshapley._internal.validation import as_generator, check_float, check_int
 from neuronshapley.games.base import BaseGame
 from neuronshapley.typing import CoalitionMatrix, GameValues, PlayerValues, Seed
 

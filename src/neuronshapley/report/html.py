@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from neuronshapley._validation import check_int
+from neuronshapley._internal.validation import check_int
 from neuronshapley.applications.removal import RemovalCurve
-from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.report.plots import layer_counts, removal_plot, value_histogram, values_by_layer
 from neuronshapley.report.tables import check_layers, values_table, write_atomic
+from neuronshapley.results.result import ShapleyResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

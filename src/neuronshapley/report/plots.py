@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from neuronshapley._optional import require
-from neuronshapley._validation import check_int
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_int
 from neuronshapley.applications.removal import RemovalCurve
-from neuronshapley.estimators.result import ShapleyResult
 from neuronshapley.report.tables import check_layers
+from neuronshapley.results.result import ShapleyResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

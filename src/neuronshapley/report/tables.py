@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from neuronshapley.estimators.result import ShapleyResult
+from neuronshapley.results.result import ShapleyResult
 
 VALUE_COLUMNS = ("unit", "layer", "value", "stderr", "ci_low", "ci_high", "samples")
 

@@ -47,7 +47,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from neuronshapley.torch.data import Bundle
+from neuronshapley.pytorch.data import Bundle
 from neuronshapley.zoo import datasets, models, training
 from neuronshapley.zoo.recipes import RECIPES, ModelRecipe, recipe_key
 
@@ -154,7 +154,7 @@ def load_data(name: str) -> Bundle:
             dataset name: ``"adult"``, ``"digits"`` or ``"mnist1d"`` (default splits).
 
     Returns:
-        A :class:`~neuronshapley.torch.data.Bundle` of train, reference and test splits.
+        A :class:`~neuronshapley.pytorch.data.Bundle` of train, reference and test splits.
 
     Raises:
         ValueError: If the name is unknown (the message lists the names and the closest one).
@@ -188,7 +188,7 @@ def load(
 
     Returns:
         ``(model, data)``: the network in eval mode (its forward maps ``data.<split>.x`` to logits
-        of shape ``(n, n_classes)``) and its :class:`~neuronshapley.torch.data.Bundle`.
+        of shape ``(n, n_classes)``) and its :class:`~neuronshapley.pytorch.data.Bundle`.
 
     Raises:
         ValueError: If the name is unknown (the message lists the names and the closest one).

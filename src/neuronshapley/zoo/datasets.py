@@ -1,6 +1,6 @@
 """The bundled datasets, built locally and deterministically: nothing is ever downloaded.
 
-Three datasets, each returned as a :class:`~neuronshapley.torch.data.Bundle` of fixed train,
+Three datasets, each returned as a :class:`~neuronshapley.pytorch.data.Bundle` of fixed train,
 reference and test splits:
 
 - ``digits`` (:func:`digits`): scikit-learn's 8x8 handwritten digits.
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from neuronshapley._optional import require
-from neuronshapley.torch.data import Bundle, Split
+from neuronshapley._internal.optional import require
+from neuronshapley.pytorch.data import Bundle, Split
 
 DIGITS_FRACTIONS = (0.6, 0.2, 0.2)
 """Train, reference and test fractions of the digits (stratified by class)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from neuronshapley.torch.data import Split
+from neuronshapley.pytorch.data import Split
 from neuronshapley.zoo.models import init_parameters
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from neuronshapley.torch import NeuronGame
-from neuronshapley.torch.reuse import group_prefixes, plan_reuse
-from tests.torch._models import (
+from neuronshapley.units import NeuronGame
+from neuronshapley.units.reuse import group_prefixes, plan_reuse
+from tests.units._models import (
     N_CLASSES,
     TinyCNN,
     activation_bytes_per_example,

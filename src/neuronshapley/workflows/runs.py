@@ -8,8 +8,9 @@ A run directory holds:
 - ``result.json`` + ``result.npz``: the :class:`~neuronshapley.ShapleyResult`;
 - ``values.csv``: unit, layer, value, stderr, interval and samples of every unit;
 - PNG plots and ``report.html``, a self-contained summary page;
-- ``studies/<name>/``: studies run on the values (:mod:`neuronshapley.studies`), each a section
-  of ``report.html``. A run that changes its values (``overwrite``, ``resume``) deletes them.
+- ``studies/<name>/``: studies run on the values (:mod:`neuronshapley.workflows.studies`),
+  each a section of ``report.html``. A run that changes its values (``overwrite``,
+  ``resume``) deletes them.
 
 A directory that holds a different run is never overwritten without ``overwrite=True``.
 """
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from neuronshapley.estimators import ShapleyResult, tmab_shapley
-from neuronshapley.estimators._common import ProgressCallback
+from neuronshapley.estimators.progress import ProgressCallback
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -171,7 +172,7 @@ def load_model(spec: str) -> tuple[Any, Any, str]:
 
 def load_model_and_data(config: RunConfig) -> tuple[Any, Any, Any, str]:
     """The model, evaluation data, reference data and a description of where they came from."""
-    from neuronshapley.torch.data import Bundle
+    from neuronshapley.pytorch.data import Bundle
 
     model, bundle, source = load_model(config.model)
     if config.data is not None:
@@ -329,7 +330,7 @@ def execute(
 
 def build_game(config: RunConfig, model: Any, data: Any, reference: Any) -> Any:
     """The ``NeuronGame`` a run computes values for; user mistakes become ``RunError``."""
-    from neuronshapley.torch import NeuronGame
+    from neuronshapley.units import NeuronGame
 
     units = None if config.units is None else [u.strip() for u in config.units.split(",")]
     try:
@@ -418,7 +419,7 @@ def write_report(
     """
     from neuronshapley import report
     from neuronshapley.applications.removal import removal_curve
-    from neuronshapley.studies import study_sections
+    from neuronshapley.workflows.studies import study_sections
 
     out = Path(directory)
     top = [row.name for row in result.top(config.k)]

@@ -8,8 +8,8 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 import neuronshapley as ns
-from neuronshapley.torch import Metric, NeuronGame, Split
-from tests.torch._models import BUDGET, fitted, random_coalitions, vectors
+from neuronshapley.units import Metric, NeuronGame, Split
+from tests.units._models import BUDGET, fitted, random_coalitions, vectors
 
 N_COALITIONS, N_EXAMPLES, N_CLASSES = 4, 30, 3
 # Groups 0..3 and -1 (no group); group 3 has no positive (class 1) example.

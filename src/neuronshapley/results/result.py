@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley.estimators.bounds import confidence_halfwidth
-from neuronshapley.estimators.stats import RunningStats
+from neuronshapley.results.bounds import confidence_halfwidth
+from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import PlayerValues
 
 FORMAT_VERSION = 1

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 import neuronshapley as ns
-from neuronshapley.torch import NeuronGame
-from tests.torch._models import (
+from neuronshapley.units import NeuronGame
+from tests.units._models import (
     BUDGET,
     MHANet,
     NormDropNet,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
-from neuronshapley.torch import NeuronGame
-from tests.torch._models import BUDGET, fitted, vectors
+from neuronshapley.units import NeuronGame
+from tests.units._models import BUDGET, fitted, vectors
 
 N_PLAYERS = 11
 # Interval failure probability, split over the players (union_bound=True): all 11 intervals

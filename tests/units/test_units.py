@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import neuronshapley as ns
-from neuronshapley.torch import NeuronGame, resolve_units
-from tests.torch._models import (
+from neuronshapley.units import NeuronGame, resolve_units
+from tests.units._models import (
     BUDGET,
     HandAttentionNet,
     MHANet,

@@ -3,7 +3,7 @@
 A built-in metric is vectorised over coalitions: it takes the logits of every coalition at once,
 shape ``(n_coalitions, n_examples, n_classes)``, and returns one number per coalition. A user's
 metric is any callable ``(logits, targets, batch) -> float`` for *one* coalition (``logits`` of
-shape ``(n_examples, n_classes)``, ``batch`` the :class:`~neuronshapley.torch.data.Split`), called
+shape ``(n_examples, n_classes)``, ``batch`` the :class:`~neuronshapley.pytorch.data.Split`), called
 once per coalition.
 
 Built-in metrics, by name:
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley.torch.data import Split
+from neuronshapley.pytorch.data import Split
 
 BatchedMetric = Callable[[torch.Tensor, torch.Tensor, Split], torch.Tensor]
 UserMetric = Callable[[torch.Tensor, torch.Tensor, Split], Any]

@@ -26,8 +26,8 @@ import torch
 from numpy.typing import NDArray
 from torch import fx, nn
 
-from neuronshapley.torch.units import Layer
 from neuronshapley.typing import CoalitionMatrix
+from neuronshapley.units.selection import Layer
 
 
 @dataclass(frozen=True)

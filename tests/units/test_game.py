@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley.torch import NeuronGame
-from tests.torch._models import (
+from neuronshapley.units import NeuronGame
+from tests.units._models import (
     BUDGET,
     NormDropNet,
     Snapshot,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
-from tests.torch._models import fitted, images, random_coalitions
+from tests.units._models import fitted, images, random_coalitions
 
 
 def _game(**options: object) -> ns.NeuronGame:

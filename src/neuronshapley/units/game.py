@@ -1,6 +1,6 @@
 """``NeuronGame``: the Neuron Shapley game of a PyTorch model.
 
-The players are units of the network (see :mod:`neuronshapley.torch.units`) and the value of a
+The players are units of the network (see :mod:`neuronshapley.units.selection`) and the value of a
 coalition S is the metric of the model on fixed evaluation data when the units outside S are
 ablated (eq. 1 of Ghorbani & Zou 2020). One call to :meth:`NeuronGame.value` answers a whole
 batch of coalitions in as few forward passes as memory allows: the evaluation examples are tiled
@@ -28,20 +28,20 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from neuronshapley._validation import check_choice, check_int
+from neuronshapley._internal.validation import check_choice, check_int
 from neuronshapley.games.base import BaseGame, check_coalitions
-from neuronshapley.torch.ablation import (
+from neuronshapley.pytorch.data import Split, as_split
+from neuronshapley.pytorch.metrics import Metric, check_metric_values, resolve_metric
+from neuronshapley.typing import CoalitionMatrix, GameValues
+from neuronshapley.units.ablation import (
     ABLATIONS,
     AblationError,
     compute_fills,
     evaluation_mode,
     hooked,
 )
-from neuronshapley.torch.data import Split, as_split
-from neuronshapley.torch.metrics import Metric, check_metric_values, resolve_metric
-from neuronshapley.torch.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
-from neuronshapley.torch.units import Layer, UnitSet, resolve_units
-from neuronshapley.typing import CoalitionMatrix, GameValues
+from neuronshapley.units.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
+from neuronshapley.units.selection import Layer, UnitSet, resolve_units
 
 _OWNER = "NeuronGame"
 # With prefix reuse, a pass holds at least this many examples of each coalition (fewer passes of
@@ -60,12 +60,12 @@ class NeuronGame(BaseGame):
         units: Which units are players: ``None`` (every convolution filter, or for a model
             without convolutions every hidden ``Linear`` neuron), a module-name pattern
             (``"conv*"``, ``"fc1:0-9"``), a list of patterns, a callable ``(name, module) ->
-            bool`` or a :class:`~neuronshapley.torch.units.UnitSet`. Default None.
-        data: Evaluation examples: a :class:`~neuronshapley.torch.data.Split`, a tuple
+            bool`` or a :class:`~neuronshapley.units.selection.UnitSet`. Default None.
+        data: Evaluation examples: a :class:`~neuronshapley.pytorch.data.Split`, a tuple
             ``(x, y)`` or ``(x, y, groups)`` of tensors or arrays, or a ``TensorDataset``.
         metric: ``"accuracy"``, ``"neg_cross_entropy"``, ``"recall:<class>"``,
             ``"mean_group_recall"``, ``"worst_group_accuracy"``, a
-            :class:`~neuronshapley.torch.metrics.Metric`, or a callable
+            :class:`~neuronshapley.pytorch.metrics.Metric`, or a callable
             ``(logits, targets, batch) -> float``. Default ``"accuracy"``.
         ablation: What a removed unit outputs: ``"mean"`` (its per-position mean over
             ``reference``), ``"channel_mean"`` (one scalar mean per unit) or ``"zero"``.
@@ -84,7 +84,7 @@ class NeuronGame(BaseGame):
         reference_batch_size: Examples per forward pass when computing the means. Default 256.
         reuse_prefixes: Compute the layers a batch's coalitions agree on once per distinct
             prefix, for models whose hooked layers ``torch.fx`` shows to be cuts of the graph
-            (see :mod:`neuronshapley.torch.reuse`); other models are evaluated the plain way.
+            (see :mod:`neuronshapley.units.reuse`); other models are evaluated the plain way.
             The values are the same either way. Default ``True``.
 
     Attributes:

@@ -12,18 +12,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._validation import check_choice, check_float, check_int
-from neuronshapley.estimators.bounds import BOUNDS
-from neuronshapley.estimators.result import (
+from neuronshapley._internal.validation import check_choice, check_float, check_int
+from neuronshapley.estimators.progress import Progress, ProgressCallback
+from neuronshapley.estimators.walks import Evaluator, Truncation, WalkSampler, WalkState
+from neuronshapley.games.base import Game
+from neuronshapley.results.bounds import BOUNDS
+from neuronshapley.results.result import (
     ShapleyResult,
     _atomic_write,
     _finite,
     _json_default,
     result_from_stats,
 )
-from neuronshapley.estimators.stats import RunningStats
-from neuronshapley.estimators.walks import Evaluator, Truncation, WalkSampler, WalkState
-from neuronshapley.games.base import Game
+from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_VERSION = 1
 
@@ -55,32 +56,6 @@ def check_truncation(
     else:
         check_float(truncation, "truncation", owner)
     return Truncation(float(truncation), truncation_mode, int(patience))
-
-
-@dataclass
-class Progress:
-    """Where a run stands, passed to the ``progress`` callback after every round.
-
-    Attributes:
-        n_evaluations: Coalitions evaluated so far (over a resumed run).
-        n_permutations: Permutations walked so far.
-        elapsed_seconds: Wall time so far (over a resumed run).
-        values: Current estimate of every player (a view: copy it to keep it).
-        n_undecided: Players TMAB still samples (``None`` for non-adaptive estimators).
-        max_evaluations: The evaluation budget, or ``None``.
-        max_seconds: The time budget of this call, or ``None``.
-    """
-
-    n_evaluations: int
-    n_permutations: int
-    elapsed_seconds: float
-    values: NDArray[np.float64]
-    n_undecided: int | None
-    max_evaluations: int | None
-    max_seconds: float | None
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """The ``neuronshapley`` command: value the units of a network, inspect saved runs.
 
 - ``neuronshapley run`` computes the Neuron Shapley values of a model's units with TMAB-Shapley
-  (Algorithm 1 of Ghorbani & Zou 2020) and writes a run directory (see :mod:`neuronshapley.runs`).
+  (Algorithm 1 of Ghorbani & Zou 2020) and writes a run directory (see
+  :mod:`neuronshapley.workflows.runs`).
 - ``neuronshapley demo`` is ``run`` on the bundled ``digits-cnn``, the main job in one word.
 - ``neuronshapley show DIR`` prints a run (or a result saved with ``ShapleyResult.save``).
 - ``neuronshapley study NAME --run DIR`` runs one of the paper's applications on a run (see
-  :mod:`neuronshapley.studies`) and adds its section to the run's report; with ``--model`` it
-  first makes the run.
+  :mod:`neuronshapley.workflows.studies`) and adds its section to the run's report; with
+  ``--model`` it first makes the run.
 - ``neuronshapley repair`` and ``unit`` export a repaired model and show what a unit sees.
 - ``neuronshapley synthetic`` runs TMAB on a synthetic game with known values and checks it.
 
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_study_arguments(commands: Any) -> None:
-    from neuronshapley.studies import DEFAULT_BUDGET, STUDIES
+    from neuronshapley.workflows.studies import DEFAULT_BUDGET, STUDIES
 
     study = commands.add_parser(
         "study",
@@ -585,7 +586,7 @@ def _explain(stop_reason: str) -> str:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.runs import RunConfig, RunError, execute
+    from neuronshapley.workflows.runs import RunConfig, RunError, execute
 
     prog = f"neuronshapley {args.command}"
     if args.resume and args.overwrite and args.command == "run":
@@ -757,8 +758,8 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
 
 # -- study ---------------------------------------------------------------------------------------
 def _study(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.runs import RUN_FILE, RunConfig, RunError, execute, read_run
-    from neuronshapley.studies import StudyOptions, run_study
+    from neuronshapley.workflows.runs import RUN_FILE, RunConfig, RunError, execute, read_run
+    from neuronshapley.workflows.studies import StudyOptions, run_study
 
     prog = f"neuronshapley study {args.name}"
     directory = Path(args.run)
@@ -828,7 +829,7 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
 # -- repair and unit ------------------------------------------------------------------------------
 def _repair(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.applications.repair import repair, save_repaired, select_units
-    from neuronshapley.runs import RunError, game_from_run
+    from neuronshapley.workflows.runs import RunError, game_from_run
 
     prog = "neuronshapley repair"
     try:
@@ -875,7 +876,7 @@ def _repair_section(
     before: float,
     after: float,
 ) -> None:
-    from neuronshapley.studies import StudiedRun, StudyOutput, save_study
+    from neuronshapley.workflows.studies import StudiedRun, StudyOutput, save_study
 
     metric = game.metric.name
     values = dict(zip(result.player_names, result.values, strict=True))
@@ -906,7 +907,7 @@ def _repair_section(
 def _unit(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.applications import visualize
     from neuronshapley.report import figure_to_png
-    from neuronshapley.runs import RunError, game_from_run
+    from neuronshapley.workflows.runs import RunError, game_from_run
 
     prog = "neuronshapley unit"
     try:
@@ -937,7 +938,7 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     if not directory.is_dir():
         raise UsageError(f"{prog}: error: DIR must be a directory; {directory} does not exist.")
     if (directory / "run.json").is_file():
-        from neuronshapley.runs import RunError, read_run
+        from neuronshapley.workflows.runs import RunError, read_run
 
         try:
             record = read_run(directory)

@@ -1,8 +1,8 @@
 """The paper's applications run on a run directory: the job behind ``neuronshapley study``.
 
-A study reads a run (its model, data, ablation and values; :mod:`neuronshapley.runs`), computes
-what it needs with the functions of :mod:`neuronshapley.applications`, and writes
-``studies/<name>/`` inside the run directory:
+A study reads a run (its model, data, ablation and values;
+:mod:`neuronshapley.workflows.runs`), computes what it needs with the functions of
+:mod:`neuronshapley.applications`, and writes ``studies/<name>/`` inside the run directory:
 
 - ``study.json``: the settings and the headline numbers;
 - ``table.csv``: the study's table;
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from neuronshapley.estimators import ShapleyResult
-from neuronshapley.estimators._common import ProgressCallback
+from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.report.html import Section, figure_to_png
 from neuronshapley.report.tables import write_atomic
-from neuronshapley.runs import (
+from neuronshapley.workflows.runs import (
     RUN_FILE,
     STUDIES_DIR,
     RunConfig,
@@ -178,7 +178,7 @@ def save_study(
     Returns:
         The record written to ``study.json``.
     """
-    from neuronshapley.runs import write_report
+    from neuronshapley.workflows.runs import write_report
 
     folder = run.directory / STUDIES_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -540,7 +540,7 @@ def _adversarial(
 def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
     """The models whose attacks are transferred: named, or the run's bundled siblings."""
     from neuronshapley import zoo
-    from neuronshapley.runs import is_factory, load_model
+    from neuronshapley.workflows.runs import is_factory, load_model
 
     if spec is not None and spec.strip().lower() == "none":
         return {}

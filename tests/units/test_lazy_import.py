@@ -11,21 +11,21 @@ CHECK = """
 import sys
 import neuronshapley as ns
 assert "torch" not in sys.modules, "import neuronshapley imported torch"
-assert "neuronshapley.torch" not in sys.modules
+assert "neuronshapley.units" not in sys.modules
 assert "matplotlib" not in sys.modules and "pandas" not in sys.modules
 
 units = ns.units  # the first use loads the PyTorch side
 assert "torch" in sys.modules
-import neuronshapley.torch.units
-assert units is neuronshapley.torch.units
+import neuronshapley.units
+assert units is neuronshapley.units
 assert callable(units.conv_filters) and callable(units.heads)
 
-from neuronshapley.torch.game import NeuronGame
+from neuronshapley.units.game import NeuronGame
 assert ns.NeuronGame is NeuronGame
-from neuronshapley.torch.data import Split
+from neuronshapley.pytorch.data import Split
 assert ns.Split is Split
-import neuronshapley.torch.metrics
-assert ns.metrics is neuronshapley.torch.metrics
+import neuronshapley.pytorch.metrics
+assert ns.metrics is neuronshapley.pytorch.metrics
 print("ok")
 """
 
@@ -39,13 +39,16 @@ def test_import_does_not_load_torch_and_torch_names_resolve_lazily() -> None:
 
 
 def test_lazy_names_are_the_torch_objects() -> None:
-    from neuronshapley.torch import NeuronGame, Split, metrics, units
+    import neuronshapley.units as units
+    from neuronshapley.pytorch import Bundle, Split, metrics
+    from neuronshapley.units import NeuronGame
 
     assert ns.NeuronGame is NeuronGame
     assert ns.Split is Split
+    assert ns.Bundle is Bundle
     assert ns.units is units
     assert ns.metrics is metrics
-    assert {"NeuronGame", "units", "metrics", "Split"} <= set(ns.__all__)
+    assert {"NeuronGame", "units", "metrics", "Split", "Bundle"} <= set(ns.__all__)
 
 
 def test_unknown_attribute() -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley.torch.units import Layer
+from neuronshapley.units.selection import Layer
 
 ABLATIONS = ("mean", "channel_mean", "zero")
 

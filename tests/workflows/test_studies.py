@@ -9,7 +9,7 @@ import pytest
 
 from neuronshapley.cli import main
 from neuronshapley.report.html import Section
-from neuronshapley.studies import STUDIES, study_sections
+from neuronshapley.workflows.studies import STUDIES, study_sections
 from tests.browser import browser_or_skip, check_page
 
 # A tiny CNN on 6x6 inputs with 3 classes; the data carries two groups (for fairness).
@@ -17,7 +17,7 @@ FACTORY = """
 import torch
 from torch import nn
 
-from neuronshapley.torch.data import Split
+from neuronshapley.pytorch.data import Split
 
 
 def model():
@@ -283,7 +283,7 @@ def test_adversarial_values_the_attack_and_checks_transfer(
 
 def _held_out_accuracy(run: Path) -> float:
     from neuronshapley.applications.fairness import split_in_two
-    from neuronshapley.runs import game_from_run
+    from neuronshapley.workflows.runs import game_from_run
 
     game, _, _ = game_from_run(run)
     _, held_out = split_in_two(game.data, seed=0)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from neuronshapley.torch import Metric, NeuronGame, Split
-from tests.torch._models import Snapshot, TinyCNN, fitted, images
+from neuronshapley.units import Metric, NeuronGame, Split
+from tests.units._models import Snapshot, TinyCNN, fitted, images
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Utilities every layer uses, one copy each: validation, optional imports, files, specs."""

@@ -1,0 +1,7 @@
+"""What every estimator returns: ``ShapleyResult``, its running statistics and its intervals."""
+
+from neuronshapley.results.bounds import confidence_halfwidth
+from neuronshapley.results.result import RankedPlayer, Ranking, ShapleyResult
+from neuronshapley.results.stats import RunningStats
+
+__all__ = ["RankedPlayer", "Ranking", "RunningStats", "ShapleyResult", "confidence_halfwidth"]
