@@ -366,16 +366,3 @@ def test_cache_key_changes_with_every_recipe_field(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(torch, "__version__", "9.9.0")
     assert recipes.recipe_key(base) != key
     assert zoo.describe("digits-cnn")["cache_path"].endswith(f"-{recipes.recipe_key(base)}.pt")
-
-
-def test_interrupted_cache_write_leaves_no_file(tmp_path: Path) -> None:
-    def fail(file: Any) -> None:
-        file.write(b"half")
-        raise KeyboardInterrupt
-
-    target = tmp_path / "sub" / "model.pt"
-    with pytest.raises(KeyboardInterrupt):
-        zoo._write_atomically(target, fail)
-    assert list(target.parent.iterdir()) == []
-    zoo._write_atomically(target, lambda file: file.write(b"whole") and None)
-    assert target.read_bytes() == b"whole"

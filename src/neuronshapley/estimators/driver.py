@@ -12,18 +12,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from neuronshapley._internal.files import atomic_write, json_text
 from neuronshapley._internal.validation import check_choice, check_float, check_int
 from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.walks import Evaluator, Truncation, WalkSampler, WalkState
 from neuronshapley.games.base import Game
 from neuronshapley.results.bounds import BOUNDS
-from neuronshapley.results.result import (
-    ShapleyResult,
-    _atomic_write,
-    _finite,
-    _json_default,
-    result_from_stats,
-)
+from neuronshapley.results.result import ShapleyResult, result_from_stats
 from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_VERSION = 1
@@ -275,12 +270,11 @@ def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
         "extra": state.extra,
         "elapsed_seconds": elapsed,
     }
-    text = json.dumps(_finite(meta), indent=2, allow_nan=False, default=_json_default)
-    _atomic_write(
+    atomic_write(
         directory / "state.npz",
         lambda f: np.savez(f, count=stats.count, mean=stats.mean, m2=stats.m2),
     )
-    _atomic_write(directory / "state.json", lambda f: f.write(text.encode()))
+    atomic_write(directory / "state.json", json_text(meta).encode())
 
 
 def load_checkpoint(spec: RunSpec) -> tuple[WalkState, float]:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from neuronshapley._internal.files import atomic_write
 from neuronshapley._internal.validation import check_int
 from neuronshapley.applications.removal import RemovalCurve
 from neuronshapley.report.plots import layer_counts, removal_plot, value_histogram, values_by_layer
-from neuronshapley.report.tables import check_layers, values_table, write_atomic
+from neuronshapley.report.tables import check_layers, values_table
 from neuronshapley.results.result import ShapleyResult
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def write_html(path: str | os.PathLike[str], html_text: str) -> Path:
     Returns:
         ``path`` as a ``Path``.
     """
-    return write_atomic(path, html_text.encode("utf-8"))
+    return atomic_write(path, html_text.encode("utf-8"))
 
 
 def run_report(
@@ -232,7 +233,7 @@ def save_run_plots(
     stems = ["value_histogram", "values_by_layer", "top_units_by_layer", "removal_curve"]
     written = []
     for stem, (_, fig) in zip(stems, _run_figures(result, layers, curve, k), strict=False):
-        written.append(write_atomic(folder / f"{stem}.png", figure_to_png(fig, dpi)))
+        written.append(atomic_write(folder / f"{stem}.png", figure_to_png(fig, dpi)))
     return written
 
 

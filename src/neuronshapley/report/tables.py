@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from neuronshapley._internal.files import atomic_write
 from neuronshapley.results.result import ShapleyResult
 
 VALUE_COLUMNS = ("unit", "layer", "value", "stderr", "ci_low", "ci_high", "samples")
@@ -64,7 +65,7 @@ def write_values_csv(
     writer.writeheader()
     for row in rows:
         writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
-    return write_atomic(path, buffer.getvalue().encode("utf-8"))
+    return atomic_write(path, buffer.getvalue().encode("utf-8"))
 
 
 def check_layers(layers: Sequence[str], result: ShapleyResult, owner: str) -> list[str]:
@@ -85,18 +86,3 @@ def check_layers(layers: Sequence[str], result: ShapleyResult, owner: str) -> li
                 f"The 'layers' parameter of {owner} must hold strings. Got {layer!r} instead."
             )
     return list(layers)
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it onto ``path``."""
-    target = Path(path)
-    # A process-unique name beside the target, so the rename stays on one file system.
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from neuronshapley._internal.files import atomic_write, json_text
 from neuronshapley.results.bounds import confidence_halfwidth
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import PlayerValues
@@ -178,10 +179,9 @@ class ShapleyResult:
             "sample_range": list(self.sample_range) if self.sample_range else None,
             "diagnostics": self.diagnostics,
         }
-        text = json.dumps(_finite(meta), indent=2, allow_nan=False, default=_json_default)
         arrays = {name: getattr(self, name) for name in _ARRAYS}
-        _atomic_write(directory / "result.json", lambda f: f.write(text.encode()))
-        _atomic_write(directory / "result.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(directory / "result.json", json_text(meta).encode())
+        atomic_write(directory / "result.npz", lambda f: np.savez(f, **arrays))
         return directory
 
     @classmethod
@@ -346,32 +346,3 @@ def interval_halfwidth(stats: RunningStats, params: dict[str, Any]) -> tuple[Pla
         stats.count, stats.variance, delta=delta, bound=params["bound"], value_range=value_range
     )
     return half, float(value_range)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    if isinstance(value, float | np.floating) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    # Write next to the target and rename, so an interrupted save never leaves half a file.
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        write(handle)
-    os.replace(temporary, path)

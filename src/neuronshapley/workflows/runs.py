@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from neuronshapley._internal.files import atomic_write, json_text, jsonable
 from neuronshapley.estimators import ShapleyResult, tmab_shapley
 from neuronshapley.estimators.progress import ProgressCallback
 
@@ -197,7 +196,7 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
         if not record.is_file():
             raise RunError(f"--resume: {out} holds no run to resume (no {RUN_FILE}).")
         saved = read_run(out)
-        if saved.get("config", {}).get("identity") != _jsonable(config.identity()):
+        if saved.get("config", {}).get("identity") != jsonable(config.identity()):
             differences = _differences(
                 saved.get("config", {}).get("identity", {}), config.identity()
             )
@@ -240,9 +239,7 @@ def read_run(out: Path) -> dict[str, Any]:
 
 
 def write_run(out: Path, record: dict[str, Any]) -> None:
-    temporary = out / (RUN_FILE + ".tmp")
-    temporary.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
-    os.replace(temporary, out / RUN_FILE)
+    atomic_write(out / RUN_FILE, json_text(record).encode())
 
 
 def execute(
@@ -450,25 +447,10 @@ def write_report(
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
-    current = _jsonable(current)
+    current = jsonable(current)
     changed = [
         f"{name}: {saved.get(name)!r} then {current.get(name)!r}"
         for name in sorted(set(saved) | set(current))
         if saved.get(name) != current.get(name)
     ]
     return "; ".join(changed) or "unknown"
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=json_default))
-
-
-def json_default(value: Any) -> Any:
-    """``json.dumps(default=...)`` for the numbers, arrays and paths runs and studies record."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from neuronshapley._internal.files import atomic_write, json_default
 from neuronshapley.estimators import ShapleyResult
 from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.report.html import Section, figure_to_png
-from neuronshapley.report.tables import write_atomic
 from neuronshapley.workflows.runs import (
     RUN_FILE,
     STUDIES_DIR,
@@ -37,7 +37,6 @@ from neuronshapley.workflows.runs import (
     RunError,
     execute,
     game_from_run,
-    json_default,
     read_run,
 )
 
@@ -184,16 +183,16 @@ def save_study(
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
     for stem, caption, figure in output.figures:
-        write_atomic(folder / f"{stem}.png", figure_to_png(figure))
+        atomic_write(folder / f"{stem}.png", figure_to_png(figure))
         figures.append({"file": f"{stem}.png", "caption": caption})
-    write_atomic(folder / "table.csv", _csv(output.table))
+    atomic_write(folder / "table.csv", _csv(output.table))
     section = {
         "heading": output.heading,
         "text": output.text,
         "figures": figures,
         "table": output.table,
     }
-    write_atomic(folder / SECTION_FILE, _json(section))
+    atomic_write(folder / SECTION_FILE, _json(section))
     record = {
         "format": STUDY_FORMAT,
         "study": name,
@@ -202,7 +201,7 @@ def save_study(
         "headline": output.headline,
         "text": output.text,
     }
-    write_atomic(folder / STUDY_FILE, _json(record))
+    atomic_write(folder / STUDY_FILE, _json(record))
     write_report(run.directory, run.game, run.result, run.config)
     return record
 

@@ -38,15 +38,14 @@ new model rather than loading stale weights.
 import difflib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 from torch import nn
 
+from neuronshapley._internal.files import atomic_write
 from neuronshapley.pytorch.data import Bundle
 from neuronshapley.zoo import datasets, models, training
 from neuronshapley.zoo.recipes import RECIPES, ModelRecipe, recipe_key
@@ -109,27 +108,6 @@ def _paths(recipe: ModelRecipe, cache_dir: str | os.PathLike[str] | None) -> tup
     stem = f"{recipe.name}-{recipe_key(recipe)}"
     directory = _cache_directory(cache_dir)
     return directory / f"{stem}.pt", directory / f"{stem}.json"
-
-
-def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through a temporary file in the same directory, then rename it.
-
-    A reader (another process loading the same model) sees the old file or the whole new one,
-    never half a file; an interrupted write leaves no file behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        # mkstemp creates the file private (0600); a cache may be shared, like any other file.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _write_json(info: dict[str, Any], file: IO[bytes]) -> None:
@@ -224,8 +202,8 @@ def load(
         "torch_threads": torch.get_num_threads(),
     }
     # The JSON first, the weights last: the weights file is what marks a complete entry.
-    _write_atomically(meta, lambda file: _write_json(info, file))
-    _write_atomically(weights, lambda file: torch.save(model.state_dict(), file))
+    atomic_write(meta, lambda file: _write_json(info, file))
+    atomic_write(weights, lambda file: torch.save(model.state_dict(), file))
     return model.eval(), data
 
 
