@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_int
 from neuronshapley.typing import CoalitionMatrix, GameValues, ValueFunction
 
@@ -35,6 +36,21 @@ class Game(Protocol):
         Estimators reuse the array for the next batch: copy it if you keep it.
         """
         ...
+
+
+def game_fingerprint(game: Game) -> str:
+    """What identifies ``game``: its own ``fingerprint()`` if it has one, else its type and players.
+
+    A checkpoint and a result carry it, so that a run is never resumed on, nor merged with, a
+    different game that happens to have the same number of players. A game that can say what
+    defines it (a ``NeuronGame``: model weights, data, units, metric, ablation) implements
+    ``fingerprint() -> str``; ``BaseGame`` hashes its attributes. A plain object is known only
+    by its type and player names.
+    """
+    own = getattr(game, "fingerprint", None)
+    if callable(own):
+        return str(own())
+    return digest(type(game).__qualname__, list(game.player_names))
 
 
 def check_coalitions(coalitions: Any, n_players: int, owner: str) -> CoalitionMatrix:
@@ -137,6 +153,14 @@ class BaseGame(ABC):
     def _owner(self) -> str:
         return f"The game {self!r}"
 
+    def fingerprint(self) -> str:
+        """A hash of what defines the game: its type, players and attributes (not counters).
+
+        Subclasses whose attributes are not plain numbers, strings and arrays override it.
+        """
+        defining = {key: value for key, value in vars(self).items() if key != "n_evaluations"}
+        return digest(type(self).__qualname__, defining)
+
     @abstractmethod
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
         """Values of validated coalitions (bool, shape ``(n_coalitions, n_players)``)."""
@@ -169,6 +193,13 @@ class CallableGame(BaseGame):
 
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
         return self.function(coalitions)
+
+    def fingerprint(self) -> str:
+        """The function's name and code (not what a closure captured) and the players."""
+        code = getattr(self.function, "__code__", None)
+        body = (code.co_code, repr(code.co_consts)) if code is not None else None
+        name = getattr(self.function, "__qualname__", type(self.function).__qualname__)
+        return digest("CallableGame", name, body, self.player_names)
 
     def __repr__(self) -> str:
         name = getattr(self.function, "__name__", type(self.function).__name__)
