@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from torch import nn
 
 import neuronshapley as ns
@@ -14,7 +13,6 @@ from neuronshapley.applications.adversarial import (
     adversarial_study,
     attack_split,
     pgd_attack,
-    plot_adversarial,
     random_targets,
     spearman_correlation,
 )
@@ -276,15 +274,6 @@ def test_study_with_clean_values_and_its_checks(game: ns.NeuronGame) -> None:
         adversarial_study(game, sources={"four": four_classes}, epsilon=0.5)
     with pytest.raises(TypeError, match="'game' parameter of adversarial_study"):
         adversarial_study(game.model, epsilon=0.5)  # type: ignore[arg-type]
-
-
-def test_plot(study: AdversarialStudy) -> None:
-    figure = plot_adversarial(study)
-    assert isinstance(figure, Figure)
-    (ax,) = figure.axes
-    # values half, held-out, one transfer, clean accuracy, true-label accuracy, white-box.
-    assert len(ax.lines) == 6
-    assert list(ax.lines[0].get_xdata()) == list(study.counts)
 
 
 # -- rank correlation ---------------------------------------------------------------------------

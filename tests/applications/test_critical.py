@@ -2,16 +2,10 @@
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 import neuronshapley as ns
 from neuronshapley.applications.baselines import leave_one_out, weight_norm
-from neuronshapley.applications.critical import (
-    CriticalStudy,
-    critical_units_study,
-    plot_critical,
-    plot_reverse,
-)
+from neuronshapley.applications.critical import CriticalStudy, critical_units_study
 from neuronshapley.units import NeuronGame
 from tests.units._models import BUDGET, Snapshot, fitted, images
 
@@ -120,16 +114,3 @@ def test_model_untouched_and_bad_input(game: NeuronGame, result: ns.ShapleyResul
     object.__setattr__(other, "values", np.zeros(1))
     with pytest.raises(ValueError, match="'result' parameter of critical_units_study"):
         critical_units_study(game, other)
-
-
-def test_plots(study: CriticalStudy) -> None:
-    figure = plot_critical(study)
-    assert isinstance(figure, Figure)
-    (axes,) = figure.axes
-    labels = [str(line.get_label()) for line in axes.get_lines()]
-    assert labels[: len(study.curves)] == list(study.curves)
-    assert any(label.startswith("random") for label in labels)
-    reverse = plot_reverse(study)
-    assert isinstance(reverse, Figure)
-    (axes,) = reverse.axes
-    assert axes.get_lines()[0].get_label() == "Shapley value, lowest first"

@@ -1,19 +1,14 @@
-"""The dropout-effect study: statistics on hand-made values, curves on additive games, plots."""
+"""The dropout-effect study: statistics on hand-made values, curves on additive games."""
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 import neuronshapley as ns
 from neuronshapley.applications.dropout import (
     DropoutStudy,
     dropout_study,
-    plot_reverse_removal,
-    plot_top_removal,
-    plot_value_histograms,
 )
 from neuronshapley.games.base import BaseGame
 from neuronshapley.results.result import ShapleyResult
@@ -235,34 +230,3 @@ def test_on_neuron_games() -> None:
         assert model.top.ranked[3] == pytest.approx(game.value_without(top))
         np.testing.assert_array_equal(model.reverse.counts, [0, 4, 6])
         assert model.top.metric == "accuracy"
-
-
-Plot = Callable[[DropoutStudy], Figure]
-
-
-@pytest.mark.parametrize(
-    ("plot", "n_lines", "n_patches", "n_bands"),
-    [
-        (plot_value_histograms, 2, 2, 0),  # a histogram per model, +-near_zero lines
-        (plot_top_removal, 4, 0, 2),  # per model: ranked, random mean, random band
-        (plot_reverse_removal, 6, 0, 2),  # ... and a line at units_before_drop
-    ],
-)
-def test_plots(study: DropoutStudy, plot: Plot, n_lines: int, n_patches: int, n_bands: int) -> None:
-    figure = plot(study)
-    assert isinstance(figure, Figure)
-    (axes,) = figure.axes
-    assert len(axes.get_lines()) == n_lines
-    assert len(axes.patches) == n_patches
-    assert len(axes.collections) == n_bands
-    legend = axes.get_legend()
-    assert legend is not None
-    labels = [text.get_text() for text in legend.get_texts()]
-    assert labels[0].startswith("A")
-    assert any(label.startswith("B") for label in labels)
-
-
-def test_reverse_plot_marks_units_before_drop(study: DropoutStudy) -> None:
-    lines = plot_reverse_removal(study).axes[0].get_lines()
-    marks = [float(np.asarray(line.get_xdata())[0]) for line in lines[-2:]]
-    assert marks == [study.models["A"].units_before_drop, study.models["B"].units_before_drop]

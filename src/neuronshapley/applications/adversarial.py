@@ -20,7 +20,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -28,7 +28,6 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from neuronshapley._internal.optional import require
 from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.fairness import split_in_two
 from neuronshapley.applications.repair import repair
@@ -38,9 +37,6 @@ from neuronshapley.pytorch.data import Split
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.units.ablation import evaluation_mode
 from neuronshapley.units.game import NeuronGame
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 # The study's attack: chosen by measurement on the zoo's "digits-cnn" (inputs in [0, 1]), see
 # adversarial_study. The paper's 16/255 of the range moves 8x8 digits too little to fool the
@@ -574,70 +570,6 @@ def _average_ranks(values: NDArray[np.float64]) -> NDArray[np.float64]:
     ranks = np.empty(len(values), dtype=np.float64)
     ranks[order] = np.repeat(mean_rank, ends - starts)
     return ranks
-
-
-def plot_adversarial(study: AdversarialStudy) -> "Figure":
-    """The attacks' success and the clean accuracy as the top adversarial units are removed.
-
-    Args:
-        study: An :func:`adversarial_study`.
-
-    Returns:
-        A figure with one axes: the original attack (values half, red), the same attack on
-        held-out examples, each transfer attack (dashed), the clean accuracy (black), the
-        adversarial examples' true-label accuracy (dotted) and the white-box success on the
-        repaired model (a star).
-    """
-    figure = require("matplotlib.figure", "plot", "plots")
-    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    counts = study.counts
-    ax.plot(
-        counts,
-        study.success_values_half,
-        marker=".",
-        linewidth=2.2,
-        color="tab:red",
-        label="attack success (values half)",
-    )
-    ax.plot(
-        counts, study.success_held_out, marker=".", color="tab:orange", label="attack (held-out)"
-    )
-    # Colours the fixed curves do not use, so that a transfer curve is never mistaken for one.
-    colours = ("tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
-    for number, (name, success) in enumerate(study.transfer_success.items()):
-        ax.plot(
-            counts,
-            success,
-            marker=".",
-            linestyle="--",
-            color=colours[number % len(colours)],
-            label=f"transfer from {name}",
-        )
-    ax.plot(counts, study.clean_accuracy, marker=".", color="black", label="clean accuracy")
-    ax.plot(
-        counts,
-        study.adversarial_true_label_accuracy,
-        marker=".",
-        linestyle=":",
-        color="tab:blue",
-        label="adversarial true-label accuracy",
-    )
-    ax.plot(
-        [study.whitebox_removed],
-        [study.whitebox_success],
-        marker="*",
-        markersize=12,
-        linestyle="none",
-        color="tab:purple",
-        label="white-box attack on the repaired model",
-    )
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"Removing the top adversarial units (epsilon={study.epsilon:g})")
-    ax.set_xlabel("Units removed")
-    ax.set_ylabel("Rate")
-    ax.legend(fontsize="small")
-    return fig
 
 
 # -- checks -------------------------------------------------------------------------------------

@@ -8,17 +8,13 @@ sit deeper in the network.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from neuronshapley._internal.optional import require
 from neuronshapley.applications.removal import RemovalCurve, removal_curve
 from neuronshapley.estimators import ShapleyResult, truncated_shapley
 from neuronshapley.estimators.progress import ProgressCallback
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -157,64 +153,3 @@ def class_specific_units(
         global_mean_depth=_mean_depth(game, global_top),
         layer_names=[layer.path for layer in game.layers],
     )
-
-
-def plot_class_curves(study: ClassStudy) -> "Figure":
-    """Each class's recall as its own top units are removed, against random units.
-
-    Args:
-        study: A :func:`class_specific_units` study.
-
-    Returns:
-        A figure with one axes: a solid line per class (its top units removed) and a dashed
-        line of the same colour (as many random units, mean over the draws).
-    """
-    figure = require("matplotlib.figure", "plot", "plots")
-    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    for i, entry in enumerate(study.per_class):
-        colour = f"C{i % 10}"
-        curve = entry.curve
-        ax.plot(
-            curve.counts,
-            curve.ranked,
-            marker=".",
-            color=colour,
-            label=f"class {entry.target_class}",
-        )
-        ax.plot(curve.counts, curve.random_mean, linestyle="--", color=colour, alpha=0.6)
-    ax.set_title("Recall of each class as its top units are removed (dashed: random units)")
-    ax.set_xlabel("Units removed")
-    ax.set_ylabel("recall of the class")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize="small", ncol=2)
-    return fig
-
-
-def plot_class_depth(study: ClassStudy) -> "Figure":
-    """Where the class-specific top units sit: the mean layer position of each class's top units.
-
-    Args:
-        study: A :func:`class_specific_units` study.
-
-    Returns:
-        A figure with one bar per class and a horizontal line at the global top units' mean
-        position (0 = the first layer).
-    """
-    figure = require("matplotlib.figure", "plot", "plots")
-    fig = figure.Figure(figsize=(6.4, 3.6), layout="constrained")
-    ax = fig.add_subplot()
-    labels = [str(entry.target_class) for entry in study.per_class]
-    ax.bar(labels, [entry.mean_depth for entry in study.per_class], color="tab:blue")
-    ax.axhline(
-        study.global_mean_depth,
-        color="tab:red",
-        linestyle="--",
-        label=f"global top {len(study.global_top)}",
-    )
-    ax.set_yticks(range(len(study.layer_names)), study.layer_names)
-    ax.set_ylim(-0.3, len(study.layer_names) - 0.7)
-    ax.set_title("Mean layer of each class's top units")
-    ax.set_xlabel("class")
-    ax.legend(fontsize="small")
-    return fig

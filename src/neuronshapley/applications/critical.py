@@ -9,12 +9,11 @@ one game.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._internal.optional import require
 from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.baselines import BASELINES
 from neuronshapley.applications.removal import (
@@ -26,9 +25,6 @@ from neuronshapley.applications.removal import (
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import Seed
 from neuronshapley.units.game import NeuronGame
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 _OWNER = "critical_units_study"
 DEFAULT_BASELINES = (
@@ -212,76 +208,3 @@ def _ranked_curves(
         name: replace(template, ranked=values[i], order=order, ranking=f"{name}, highest first")
         for i, (name, order) in enumerate(orders.items())
     }
-
-
-def plot_critical(study: CriticalStudy) -> "Figure":
-    """The metric as the top units of each ranking are removed, with the random band.
-
-    Args:
-        study: A :func:`critical_units_study`.
-
-    Returns:
-        A figure with one axes: one line per ranking (labelled by its name), the random mean
-        (dashed) and a mean +- sd band.
-    """
-    fig, ax = figure_axes()
-    first = next(iter(study.curves.values()))
-    counts = first.counts
-    for name, curve in study.curves.items():
-        style = {"linewidth": 2.2, "color": "tab:red"} if name == "shapley" else {}
-        ax.plot(counts, curve.ranked, marker=".", label=name, **style)
-    _random_band(ax, first)
-    ax.set_title(f"{first.metric} after removing each ranking's top units")
-    ax.set_xlabel("Units removed")
-    ax.set_ylabel(first.metric)
-    ax.legend(fontsize="small")
-    return fig
-
-
-def plot_reverse(study: CriticalStudy) -> "Figure":
-    """The metric as the lowest-valued units are removed first, with the random band.
-
-    Args:
-        study: A :func:`critical_units_study`.
-
-    Returns:
-        A figure with one axes: the reverse curve, random units, the tolerated level
-        ``V(N) - drop`` and a marker at ``units_before_drop``.
-    """
-    fig, ax = figure_axes()
-    curve = study.reverse
-    ax.plot(curve.counts, curve.ranked, marker=".", color="tab:blue", label=curve.ranking)
-    _random_band(ax, curve)
-    ax.axhline(
-        study.full_value - study.drop,
-        color="black",
-        linestyle=":",
-        linewidth=1.0,
-        label=f"full {curve.metric} - {study.drop:g}",
-    )
-    ax.axvline(
-        study.units_before_drop,
-        color="tab:green",
-        linestyle="--",
-        linewidth=1.0,
-        label=f"{study.units_before_drop} units removed",
-    )
-    ax.set_title(f"{curve.metric} as the lowest-valued units are removed")
-    ax.set_xlabel("Units removed")
-    ax.set_ylabel(curve.metric)
-    ax.legend(fontsize="small")
-    return fig
-
-
-def _random_band(ax: Any, curve: RemovalCurve) -> None:
-    mean, std = curve.random_mean, curve.random_std
-    label = f"random (mean ± sd, {curve.n_random} draws)"
-    ax.plot(curve.counts, mean, color="tab:gray", linestyle="--", label=label)
-    ax.fill_between(curve.counts, mean - std, mean + std, color="tab:gray", alpha=0.25, lw=0)
-
-
-def figure_axes() -> tuple["Figure", Any]:
-    """A 6.4 x 4 inch figure with one axes, the size of every study plot."""
-    figure = require("matplotlib.figure", "plot", "plots")
-    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
-    return fig, fig.add_subplot()

@@ -20,13 +20,12 @@ same order of magnitude for models of similar accuracy on the same data.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_float, check_int
-from neuronshapley.applications.critical import figure_axes
 from neuronshapley.applications.removal import (
     RemovalCurve,
     rank_by_score,
@@ -36,9 +35,6 @@ from neuronshapley.applications.removal import (
 from neuronshapley.games.base import Game
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import Seed
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 _OWNER = "dropout_study"
 # The paper's histograms show most values within a tenth of the largest one.
@@ -285,99 +281,3 @@ def _summarize(
         reverse=reverse,
         units_before_drop=units_before_drop(reverse, full_value, drop),
     )
-
-
-def plot_value_histograms(study: DropoutStudy, *, bins: int = 30) -> "Figure":
-    """Overlaid histograms of every model's values, on shared bins (figure 4a).
-
-    Args:
-        study: A :func:`dropout_study`.
-        bins: Number of bins spanning all models' values. Default 30.
-
-    Returns:
-        A figure with one axes: one filled histogram per model (labelled by its name) and two
-        dotted lines at ``-near_zero`` and ``+near_zero``.
-    """
-    check_int(bins, "bins", "plot_value_histograms", min_value=1)
-    fig, ax = figure_axes()
-    everything = np.concatenate([model.values for model in study.models.values()])
-    edges = np.histogram_bin_edges(everything, bins=bins)
-    for i, (name, model) in enumerate(study.models.items()):
-        ax.hist(
-            model.values,
-            bins=edges,
-            histtype="stepfilled",
-            alpha=0.45,
-            color=f"C{i}",
-            edgecolor=f"C{i}",
-            label=f"{name} (sd {model.value_sd:.3g})",
-        )
-    for side in (-1, 1):
-        ax.axvline(side * study.near_zero, color="black", linestyle=":", linewidth=1.0)
-    ax.set_title("Shapley values of the units")
-    ax.set_xlabel("Shapley value")
-    ax.set_ylabel("Units")
-    ax.legend(fontsize="small")
-    return fig
-
-
-def plot_top_removal(study: DropoutStudy) -> "Figure":
-    """The metric as each model's highest-valued units are removed, with random bands (4b).
-
-    Args:
-        study: A :func:`dropout_study`.
-
-    Returns:
-        A figure with one axes: per model, the ranked curve (solid, labelled by the model's
-        name) and its random mean (dashed) with a mean +- sd band.
-    """
-    return _plot_curves(
-        study,
-        {name: model.top for name, model in study.models.items()},
-        "after removing the highest-valued units",
-    )
-
-
-def plot_reverse_removal(study: DropoutStudy) -> "Figure":
-    """The metric as each model's lowest-valued units are removed first (figure 4c).
-
-    Args:
-        study: A :func:`dropout_study`.
-
-    Returns:
-        A figure with one axes: per model, the reverse curve (solid, labelled by the model's
-        name), its random mean (dashed) with a mean +- sd band, and a vertical dotted line at
-        its ``units_before_drop``.
-    """
-    fig = _plot_curves(
-        study,
-        {name: model.reverse for name, model in study.models.items()},
-        "as the lowest-valued units are removed",
-    )
-    ax = fig.axes[0]
-    for i, model in enumerate(study.models.values()):
-        ax.axvline(model.units_before_drop, color=f"C{i}", linestyle=":", linewidth=1.0)
-    return fig
-
-
-def _plot_curves(study: DropoutStudy, curves: dict[str, RemovalCurve], what: str) -> "Figure":
-    fig, ax = figure_axes()
-    metric = next(iter(curves.values())).metric
-    for i, (name, curve) in enumerate(curves.items()):
-        color = f"C{i}"
-        ax.plot(curve.counts, curve.ranked, marker=".", color=color, label=name)
-        mean, std = curve.random_mean, curve.random_std
-        ax.plot(
-            curve.counts,
-            mean,
-            color=color,
-            linestyle="--",
-            linewidth=1.0,
-            label=f"{name}: random units ({curve.n_random} draws)",
-        )
-        ax.fill_between(curve.counts, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-    ax.set_title(f"{metric} {what}")
-    ax.set_xlabel("Units removed")
-    ax.set_ylabel(metric)
-    ax.legend(fontsize="small")
-    return fig

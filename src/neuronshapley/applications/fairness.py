@@ -9,18 +9,14 @@ held-out examples that the values were not computed on.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from neuronshapley._internal.optional import require
 from neuronshapley.pytorch.data import Split
 from neuronshapley.results.result import ShapleyResult
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -147,41 +143,3 @@ def split_in_two(data: Split, seed: int = 0) -> tuple[Split, Split]:
         data.subset(order[:half].sort().values, f"{data.name} (values half)"),
         data.subset(order[half:].sort().values, f"{data.name} (held-out half)"),
     )
-
-
-def plot_fairness(study: FairnessStudy) -> "Figure":
-    """Each group's recall and the overall accuracy as the most negative units are removed.
-
-    Args:
-        study: A :func:`fairness_study`.
-
-    Returns:
-        A figure with one axes: a line per group's recall, the mean group recall (thick) and
-        the overall accuracy (black, dashed), against the number of units removed.
-    """
-    figure = require("matplotlib.figure", "plot", "plots")
-    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
-    ax = fig.add_subplot()
-    removed = [report.n_removed for report in study.reports]
-    recalls = np.array([report.recall for report in study.reports])
-    for g, name in enumerate(study.reports[0].group_names):
-        ax.plot(removed, recalls[:, g], marker=".", label=f"recall {name}")
-    ax.plot(
-        removed,
-        [report.mean_group_recall for report in study.reports],
-        linewidth=2.5,
-        color="tab:red",
-        label="mean group recall",
-    )
-    ax.plot(
-        removed,
-        [report.overall_accuracy for report in study.reports],
-        linestyle="--",
-        color="black",
-        label="overall accuracy",
-    )
-    ax.set_title("Held-out data as the most negative units are removed")
-    ax.set_xlabel("Units removed (most negative value first)")
-    ax.set_ylabel("recall / accuracy")
-    ax.legend(fontsize="small")
-    return fig

@@ -907,6 +907,7 @@ def _repair_section(
 def _unit(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.applications import visualize
     from neuronshapley.report import figure_to_png
+    from neuronshapley.report.units import plot_extremes, plot_maximized
     from neuronshapley.workflows.runs import RunError, game_from_run
 
     prog = "neuronshapley unit"
@@ -920,8 +921,8 @@ def _unit(args: argparse.Namespace, out: TextIO) -> int:
     shape = tuple(game.data.x.shape[1:])
     maximized = visualize.maximize_activation(game, args.unit, shape, seed=0)
     figures = {
-        "extremes.png": visualize.plot_extremes(extremes, game.data),
-        "maximized.png": visualize.plot_maximized(maximized, title=f"{args.unit}: maximised"),
+        "extremes.png": plot_extremes(extremes, game.data),
+        "maximized.png": plot_maximized(maximized, title=f"{args.unit}: maximised"),
     }
     for name, figure in figures.items():
         (target / name).write_bytes(figure_to_png(figure))

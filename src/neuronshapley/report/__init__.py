@@ -1,7 +1,10 @@
 """Reports of a Neuron Shapley run: value tables, plots and a self-contained HTML page.
 
 Plots need the ``plot`` extra (``pip install 'neuronshapley[plot]'``); matplotlib is imported
-by the functions that draw, so importing this package stays light.
+by the functions that draw, so importing this package stays light. Every figure of the package is
+drawn here: a run's (:mod:`~neuronshapley.report.plots`, re-exported below), the paper's studies'
+(:mod:`~neuronshapley.report.studies`) and what a unit sees (:mod:`~neuronshapley.report.units`,
+which imports torch); import the last two from their modules.
 """
 
 from neuronshapley.report.html import (

@@ -269,11 +269,8 @@ def _counts(k: int) -> list[int]:
 def _critical(
     run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.critical import (
-        critical_units_study,
-        plot_critical,
-        plot_reverse,
-    )
+    from neuronshapley.applications.critical import critical_units_study
+    from neuronshapley.report.studies import plot_critical, plot_reverse
 
     game, result = run.game, run.result
     k = min(options.k or 20, game.n_players)
@@ -325,11 +322,8 @@ def _critical(
 def _classes(
     run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.classes import (
-        class_specific_units,
-        plot_class_curves,
-        plot_class_depth,
-    )
+    from neuronshapley.applications.classes import class_specific_units
+    from neuronshapley.report.studies import plot_class_curves, plot_class_depth
 
     game, result, config = run.game, run.result, run.config
     present = sorted(int(c) for c in game.data.y.unique().tolist())
@@ -402,8 +396,9 @@ def _classes(
 def _fairness(
     run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.fairness import fairness_study, plot_fairness, split_in_two
+    from neuronshapley.applications.fairness import fairness_study, split_in_two
     from neuronshapley.estimators import permutation_shapley
+    from neuronshapley.report.studies import plot_fairness
 
     game = run.game
     if game.data.groups is None:
@@ -462,11 +457,8 @@ def _fairness(
 def _adversarial(
     run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.adversarial import (
-        DEFAULT_EPSILON,
-        adversarial_study,
-        plot_adversarial,
-    )
+    from neuronshapley.applications.adversarial import DEFAULT_EPSILON, adversarial_study
+    from neuronshapley.report.studies import plot_adversarial
 
     game, result = run.game, run.result
     sources = _sources(run.config, options.sources)
@@ -570,8 +562,8 @@ OTHER_RUN = "other-run"
 def _dropout(
     run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.dropout import (
-        dropout_study,
+    from neuronshapley.applications.dropout import dropout_study
+    from neuronshapley.report.studies import (
         plot_reverse_removal,
         plot_top_removal,
         plot_value_histograms,
@@ -686,13 +678,8 @@ def _finished_with(directory: Path, config: RunConfig) -> bool:
 def _units(
     run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
 ) -> StudyOutput:
-    from neuronshapley.applications.visualize import (
-        extreme_examples,
-        maximize_activation,
-        plot_extremes,
-        plot_layer_distribution,
-        plot_maximized,
-    )
+    from neuronshapley.applications.visualize import extreme_examples, maximize_activation
+    from neuronshapley.report.units import plot_extremes, plot_layer_distribution, plot_maximized
 
     game, result = run.game, run.result
     k = min(options.k or 20, game.n_players)
