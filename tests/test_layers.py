@@ -3,7 +3,7 @@
 The layers (docs/design.md), lowest first. A module may import from its own layer's package and
 from any layer below; never from a layer above. Imports inside functions count too: a lazy import
 upward is still a dependency upward. The top-level ``neuronshapley/__init__.py`` is the public
-face of every layer and is left out.
+face of every layer and is left out. Drawing is the report's: no layer below it imports matplotlib.
 """
 
 import ast
@@ -132,3 +132,54 @@ def test_no_import_cycles() -> None:
 )
 def test_the_cycle_check_can_fail(graph: dict[str, set[str]], has_cycle: bool) -> None:
     assert (find_cycle(graph) is not None) is has_cycle
+
+
+# -- drawing stays in report/ and above ---------------------------------------------------------
+
+LAZY_IMPORTERS = {"require", "import_module", "__import__"}
+
+
+def imported_packages(source: str) -> set[str]:
+    """The top-level packages ``source`` imports, lazily (``require("a.b", ...)``) included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) in LAZY_IMPORTERS
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value.split(".")[0])
+    return found
+
+
+def test_only_report_and_above_draw() -> None:
+    # applications/ computes, report/ draws: nothing below report may import matplotlib.
+    drawing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        here = layer_of(module_name(path))
+        below_report = here is not None and here[1] < LEVEL["report"]
+        if below_report and "matplotlib" in imported_packages(path.read_text()):
+            drawing.append(f"{module_name(path)} imports matplotlib")
+    assert drawing == []
+
+
+@pytest.mark.parametrize(
+    ("source", "draws"),
+    [
+        ("import matplotlib.pyplot as plt", True),
+        ("from matplotlib.figure import Figure", True),
+        ("if TYPE_CHECKING:\n    from matplotlib.axes import Axes", True),
+        ('figure = require("matplotlib.figure", "plot", "plots")', True),
+        ('figure = importlib.import_module("matplotlib.figure")', True),
+        ("import numpy as np\nfrom neuronshapley.report.studies import plot_critical", False),
+        ('attr = require("captum.attr", "studies", "conductance")', False),
+    ],
+)
+def test_the_matplotlib_check_can_fail(source: str, draws: bool) -> None:
+    assert ("matplotlib" in imported_packages(source)) is draws
