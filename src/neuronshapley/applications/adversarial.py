@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from neuronshapley._internal.devices import model_device
 from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.applications.fairness import split_in_two
 from neuronshapley.applications.repair import repair
@@ -103,7 +104,7 @@ def pgd_attack(
     epsilon, steps, step_size, bounds = _check_recipe(epsilon, steps, step_size, bounds, owner)
     check_int(seed, "seed", owner, min_value=0)
     check_int(batch_size, "batch_size", owner, min_value=1)
-    device = _module_device(model, x.device)
+    device = model_device(model, default=x.device)
     generator = torch.Generator().manual_seed(int(seed))
     # Drawn on the CPU for the whole input at once, so the start does not depend on the device
     # or on batch_size.
@@ -650,17 +651,9 @@ def _points(counts: Any, k: int, n_units: int, owner: str) -> list[int]:
     return sorted({min(int(count), n_units) for count in counts} | {0, min(int(k), n_units)})
 
 
-def _module_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    for buffer in model.buffers():
-        return buffer.device
-    return fallback
-
-
 def _n_classes(model: nn.Module, x: torch.Tensor) -> int:
     """The number of classes the model's logits have, read off one example."""
-    device = _module_device(model, x.device)
+    device = model_device(model, default=x.device)
     with evaluation_mode(model), torch.inference_mode():
         out = model(x[:1].to(device))
     if not isinstance(out, torch.Tensor) or out.dim() != 2:

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from neuronshapley._internal.devices import model_device, resolve_device
 from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.pytorch.data import as_split
 from neuronshapley.units.ablation import evaluation_mode, hooked
@@ -91,7 +92,7 @@ def unit_activations(
     owner = "unit_activations"
     model, layer, index = _resolve(game_or_model, unit, owner)
     check_int(batch_size, "batch_size", owner, min_value=1)
-    inputs = _inputs(game_or_model, data, owner).to(_model_device(model))
+    inputs = _inputs(game_or_model, data, owner).to(model_device(model))
     parts: list[torch.Tensor] = []
     seen: list[torch.Tensor] = []
 
@@ -196,8 +197,9 @@ def maximize_activation(
     sigma = cast(float, check_float(blur_sigma, "blur_sigma", owner, low=0.0))
     decay = cast(float, check_float(weight_decay, "weight_decay", owner, low=0.0, high=1.0))
     seed = cast(int, check_int(seed, "seed", owner, min_value=0))
-    target = torch.device(device) if device is not None else _model_device(model)
-    if target != _model_device(model):
+    source = model_device(model)
+    target = source if device is None else resolve_device(device, owner)
+    if target != source:
         model = copy.deepcopy(model).to(target)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     generator = torch.Generator().manual_seed(seed)
@@ -343,9 +345,3 @@ def _check_shape(input_shape: Any, owner: str) -> tuple[int, ...]:
             f"tuple of positive ints such as (1, 28, 28). Got {input_shape!r} instead."
         )
     return tuple(shape)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
