@@ -116,10 +116,16 @@ def test_model_that_raises(data: Any, reference: Any) -> None:
 
 
 def test_model_that_raises_on_the_reference(model: nn.Module, data: Any) -> None:
-    # Two input channels for a one-channel convolution: it raises with the hooks in place.
+    # Two input channels for a one-channel convolution: it raises with the hooks in place, and
+    # the message blames the reference's shape.
     wrong = torch.zeros(5, 2, 6, 6)
-    with pytest.raises(RuntimeError, match="The model raised RuntimeError while computing the"):
+    with pytest.raises(
+        ValueError,
+        match=r"'reference' parameter of NeuronGame holds examples the model cannot take: "
+        r"shape \(2, 6, 6\) per example .* 'data' examples are shape \(1, 6, 6\)",
+    ) as caught:
         NeuronGame(model, data=data, reference=wrong)
+    assert isinstance(caught.value.__cause__, RuntimeError)
 
 
 class Outputs(nn.Module):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from neuronshapley.pytorch.metrics import MetricError
 from neuronshapley.units import NeuronGame
 from tests.units._models import (
     BUDGET,
@@ -238,7 +239,7 @@ def test_model_untouched_when_the_metric_raises(trip: nn.Module) -> None:
 
     x, y = images(10, seed=1)
     game = NeuronGame(trip, data=(x, y), metric=broken, reference=images(10, seed=2)[0])
-    with pytest.raises(ZeroDivisionError, match="metric broke"):
+    with pytest.raises(MetricError, match="raised ZeroDivisionError on coalition 0: metric broke"):
         game.value(np.ones((1, 4), dtype=bool))
     before.assert_untouched()
 

@@ -145,12 +145,40 @@ def worst_group_accuracy() -> Metric:
     return Metric("worst_group_accuracy", metric, needs_groups=True)
 
 
+class MetricError(RuntimeError):
+    """A user's metric raised; the original exception is the ``__cause__``.
+
+    Attributes:
+        metric: The metric's name.
+        coalition: The row of the batch of coalitions it raised on.
+    """
+
+    def __init__(self, metric: str, coalition: int, error: BaseException) -> None:
+        super().__init__(
+            f"The metric you passed ({metric!r}) raised {type(error).__name__} on coalition "
+            f"{coalition}: {error}"
+        )
+        self.metric = metric
+        self.coalition = coalition
+
+
 def from_user(function: UserMetric, name: str | None = None) -> Metric:
-    """Wrap a callable ``(logits, targets, batch) -> float`` scoring one coalition."""
+    """Wrap a callable ``(logits, targets, batch) -> float`` scoring one coalition.
+
+    The values are made on the CPU, where the user's floats are (the game moves them once per
+    batch). An exception from ``function`` comes out as a :class:`MetricError` naming the
+    coalition (its row in ``logits``), with the original as its ``__cause__``.
+    """
     label = str(name or getattr(function, "__name__", type(function).__name__))
 
     def batched(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
-        values = [_scalar(function(row, targets, batch), label) for row in logits]
+        values = []
+        for row, coalition in enumerate(logits):
+            try:  # free when nothing raises
+                value = function(coalition, targets, batch)
+            except Exception as error:
+                raise MetricError(label, row, error) from error
+            values.append(_scalar(value, label))
         return torch.tensor(values, dtype=torch.float64)
 
     return Metric(label, batched)
@@ -207,14 +235,31 @@ def resolve_metric(metric: Any, owner: str = "NeuronGame") -> Metric:
     )
 
 
-def check_metric_values(values: torch.Tensor, n_coalitions: int, name: str) -> torch.Tensor:
-    """Values of a batched metric, checked: one finite number per coalition."""
+def check_metric_values(
+    values: torch.Tensor, n_coalitions: int, name: str, *, finite: bool = True
+) -> torch.Tensor:
+    """Values of a batched metric, checked: one finite number per coalition.
+
+    ``finite=False`` checks the shape only, which needs no host-device synchronisation: a game
+    on a GPU checks the values once per batch with :func:`check_finite_values` on the copy it
+    brings to the host anyway.
+    """
     if not isinstance(values, torch.Tensor) or values.shape != (n_coalitions,):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ValueError(
             f"The metric {name!r} must return one value per coalition, shape ({n_coalitions},). "
             f"Got {shape} instead."
         )
-    if not torch.isfinite(values).all():
+    if finite and not torch.isfinite(values).all():
         raise ValueError(f"The metric {name!r} returned a non-finite value (NaN or inf).")
     return values
+
+
+def check_finite_values(values: np.ndarray, name: str) -> None:
+    """Refuse a non-finite value among metric values already on the host."""
+    if not np.isfinite(values).all():
+        first = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ValueError(
+            f"The metric {name!r} returned a non-finite value (NaN or inf): "
+            f"{values[first]!r} for coalition {first}."
+        )

@@ -20,6 +20,8 @@ enumeration still uses the whole data.
 """
 
 import copy
+import itertools
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -28,10 +30,23 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from neuronshapley._internal.devices import (
+    available_memory,
+    check_not_meta,
+    model_device,
+    resolve_device,
+)
+from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_choice, check_int
 from neuronshapley.games.base import BaseGame, check_coalitions
 from neuronshapley.pytorch.data import Split, as_split
-from neuronshapley.pytorch.metrics import Metric, check_metric_values, resolve_metric
+from neuronshapley.pytorch.metrics import (
+    Metric,
+    MetricError,
+    check_finite_values,
+    check_metric_values,
+    resolve_metric,
+)
 from neuronshapley.typing import CoalitionMatrix, GameValues
 from neuronshapley.units.ablation import (
     ABLATIONS,
@@ -49,6 +64,8 @@ _OWNER = "NeuronGame"
 _MIN_EXAMPLES_PER_PASS = 16
 _MEMORY_BUDGET = 512 * 2**20
 _CPU_MEMORY_BUDGET = 64 * 2**20
+# A reference sharing at least this fraction of its rows with the evaluation data is warned about.
+_OVERLAP_WARNING = 0.5
 
 
 class NeuronGame(BaseGame):
@@ -66,17 +83,26 @@ class NeuronGame(BaseGame):
         metric: ``"accuracy"``, ``"neg_cross_entropy"``, ``"recall:<class>"``,
             ``"mean_group_recall"``, ``"worst_group_accuracy"``, a
             :class:`~neuronshapley.pytorch.metrics.Metric`, or a callable
-            ``(logits, targets, batch) -> float``. Default ``"accuracy"``.
+            ``(logits, targets, batch) -> float``. Default ``"accuracy"``. An exception from a
+            callable comes out as a ``MetricError`` naming the coalition, with the original as
+            its ``__cause__``.
         ablation: What a removed unit outputs: ``"mean"`` (its per-position mean over
             ``reference``), ``"channel_mean"`` (one scalar mean per unit) or ``"zero"``.
             Default ``"mean"``.
         reference: Examples the means are computed on (needed unless ``ablation="zero"``);
-            they must not be the evaluation data.
-        device: Where to evaluate (``"cpu"``, ``"cuda"``...). Default: the model's device.
+            they must not be the evaluation data: the same tensor (or the same values) is
+            refused, and a ``UserWarning`` is issued when half of its rows or more are also
+            rows of ``data``. Its examples must fit the hooked layers as the data's do (for
+            ``"mean"``, the same shape): a mismatch is a ``ValueError`` at construction.
+        device: Where to evaluate (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or a
+            ``torch.device``). Default: the model's device. A device that does not exist here
+            (``"gpu"``, ``"cuda"`` without a GPU, ``"meta"``, an int) is a ``ValueError``.
         memory_budget: Bytes of activations one forward pass may hold; sets how many coalitions
             and examples share a pass. Default ``None``: 64 MiB on CPU, where larger passes
             fall out of the caches and run slower (an mnist1d CNN ran 2x faster in 64 MiB passes
-            than in 512 MiB ones), and 512 MiB on other devices.
+            than in 512 MiB ones), and 512 MiB on other devices. A budget above the memory
+            available on the device (free RAM on the CPU, free GPU memory on CUDA) is refused
+            with a ``ValueError``, not clamped.
         examples_per_walk: ``None`` (default) scores every coalition on all of ``data``; an int
             m scores each permutation walk on its own m examples drawn without replacement (as
             the original code did with m = 128), see the module notes.
@@ -86,6 +112,10 @@ class NeuronGame(BaseGame):
             prefix, for models whose hooked layers ``torch.fx`` shows to be cuts of the graph
             (see :mod:`neuronshapley.units.reuse`); other models are evaluated the plain way.
             The values are the same either way. Default ``True``.
+
+    Raises:
+        ValueError: among others, when ``data`` or ``reference`` holds NaN or inf (the message
+            gives the count and the first row).
 
     Attributes:
         units: The players, layer by layer.
@@ -126,11 +156,15 @@ class NeuronGame(BaseGame):
         check_int(reference_batch_size, "reference_batch_size", _OWNER, min_value=1)
         unit_set = resolve_units(model, units, _OWNER)
         self.metric: Metric = resolve_metric(metric, _OWNER)
-        self.device = torch.device(device) if device is not None else _model_device(model)
-        if not _same_device(_model_device(model), self.device):
-            model = copy.deepcopy(model).to(self.device)
-        self.model = model
+        _check_model_tensors(model)
+        source = model_device(model)
+        self.device = (
+            resolve_device(source, _OWNER) if device is None else resolve_device(device, _OWNER)
+        )
+        if memory_budget is not None:
+            _check_memory_budget(memory_budget, self.device)
         evaluation = as_split(data, "data", _OWNER)
+        _check_inputs(evaluation.x, "data")
         if reference is None and ablation != "zero":
             raise ValueError(
                 f"ablation={ablation!r} needs the 'reference' parameter of {_OWNER}: examples "
@@ -138,12 +172,12 @@ class NeuronGame(BaseGame):
                 "reference=x_train or a held-out split). Or use ablation='zero'."
             )
         reference_split = evaluation if reference is None else _as_reference(reference)
-        if reference is not None and _same_examples(reference_split.x, evaluation.x):
-            raise ValueError(
-                f"The 'reference' and 'data' parameters of {_OWNER} are the same examples. The "
-                "ablation means must come from other examples than the ones values are "
-                "computed on (e.g. the training split)."
-            )
+        if reference is not None:
+            _check_inputs(reference_split.x, "reference")
+            _check_reference_is_other_data(reference_split.x, evaluation.x)
+        if source != self.device:
+            model = copy.deepcopy(model).to(self.device)
+        self.model = model
         self.data = evaluation.to(self.device)
         self.ablation = ablation
         self.units: UnitSet = unit_set
@@ -172,16 +206,28 @@ class NeuronGame(BaseGame):
                 f"parameter of {_OWNER} has none: pass data=(x, y, groups) or a Split with groups."
             )
         with evaluation_mode(self.model), torch.inference_mode():
-            self.fills, bytes_per_example = _run_model(
-                lambda: compute_fills(
-                    self.model,
-                    self.layers,
-                    reference_split.x.to(self.device),
-                    ablation,
-                    batch_size=reference_batch_size,
-                ),
-                "computing the ablation means on the reference data",
-            )
+            try:
+                self.fills, bytes_per_example = _run_model(
+                    lambda: compute_fills(
+                        self.model,
+                        self.layers,
+                        reference_split.x.to(self.device),
+                        ablation,
+                        batch_size=reference_batch_size,
+                    ),
+                    "computing the ablation means on the reference data",
+                )
+            except RuntimeError as error:
+                if not _same_kind(reference_split.x, evaluation.x):
+                    cause = error.__cause__ or error
+                    raise ValueError(
+                        f"The 'reference' parameter of {_OWNER} holds examples the model cannot "
+                        f"take: {_describe(reference_split.x)}, where the 'data' examples are "
+                        f"{_describe(evaluation.x)}. The model raised {type(cause).__name__} "
+                        f"on them while computing the ablation means: {cause}"
+                    ) from cause
+                raise
+        self._check_fills(reference_split.x)
         self._tiled: torch.Tensor | None = None
         if memory_budget is None:
             memory_budget = _CPU_MEMORY_BUDGET if self.device.type == "cpu" else _MEMORY_BUDGET
@@ -196,6 +242,9 @@ class NeuronGame(BaseGame):
             if self.reuse is None
             else [slice(self._offsets[i], self._offsets[i + 1]) for i in self.reuse.order]
         )
+        # The reference is not kept: its part of the fingerprint is taken now.
+        self._reference_digest = digest(None if reference is None else _array(reference_split.x))
+        self._fingerprint: str | None = None
 
     def _size_passes(self) -> None:
         n_examples = len(self.data)
@@ -222,7 +271,10 @@ class NeuronGame(BaseGame):
             metric: The new metric; default this game's.
         """
         game = copy.copy(self)
-        game.data = as_split(data, "data", f"{_OWNER}.with_data").to(self.device)
+        split = as_split(data, "data", f"{_OWNER}.with_data")
+        _check_inputs(split.x, "data", f"{_OWNER}.with_data")
+        game.data = split.to(self.device)
+        game._fingerprint = None
         game.metric = self.metric if metric is None else resolve_metric(metric, _OWNER)
         game.n_evaluations = 0
         game.n_forward_examples = 0
@@ -277,13 +329,18 @@ class NeuronGame(BaseGame):
             return self.data
         rng = np.random.default_rng(np.random.SeedSequence(self.data_seed, spawn_key=(context,)))
         chosen = rng.choice(len(self.data), self.examples_per_walk, replace=False)
-        return self.data.subset(torch.from_numpy(np.sort(chosen)).to(self.device))
+        return self.data.subset(
+            torch.from_numpy(np.sort(chosen)).to(self.device, non_blocking=True)
+        )
 
     def _evaluate(
         self, coalitions: CoalitionMatrix, groups: list[tuple[NDArray[np.intp], Split]]
     ) -> GameValues:
         """Values of ``coalitions[rows]`` on ``split`` for every ``(rows, split)`` group."""
-        values = torch.empty(len(coalitions), dtype=torch.float64, device=self.device)
+        # Each chunk's values stay where the metric made them (on the device for the built-in
+        # metrics, on the host for a user's floats) and come to the host once per call: no
+        # host-device synchronisation per chunk.
+        parts: list[tuple[NDArray[np.intp], torch.Tensor]] = []
         with (
             evaluation_mode(self.model),
             torch.inference_mode(),
@@ -295,12 +352,20 @@ class NeuronGame(BaseGame):
                     for start in range(0, len(rows), step):
                         chunk = rows[start : start + step]
                         logits = self._logits(coalitions[chunk], split)
-                        values[torch.from_numpy(chunk).to(self.device)] = check_metric_values(
-                            self.metric(logits, split.y, split), len(chunk), self.metric.name
+                        try:
+                            scores = self.metric(logits, split.y, split)
+                        except MetricError as error:  # name the row of the caller's batch
+                            cause = error.__cause__ or error
+                            raise MetricError(
+                                error.metric, int(chunk[error.coalition]), cause
+                            ) from cause
+                        scores = check_metric_values(
+                            scores, len(chunk), self.metric.name, finite=False
                         )
+                        parts.append((chunk, scores))
             finally:
                 self._steps = [None] * len(self.layers)
-        return values.cpu().numpy()  # the one host-device synchronisation per call
+        return _gather(parts, len(coalitions), self.metric.name)
 
     def _logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
         """Logits ``(n_coalitions, n_examples, n_classes)`` with the coalitions' masks applied."""
@@ -339,7 +404,7 @@ class NeuronGame(BaseGame):
             out = self._forward(inputs)
             parts.append(out.view(-1, len(inputs), out.shape[-1]))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        return out[torch.from_numpy(inverse).to(out.device)]
+        return out[torch.from_numpy(inverse).to(out.device, non_blocking=True)]
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return _run_model(lambda: self.model(inputs), "evaluating a coalition")
@@ -390,7 +455,8 @@ class NeuronGame(BaseGame):
         else:  # units not selected as players always stay active
             full = np.ones((len(coalitions), layer.size), dtype=bool)
             full[:, list(layer.indices)] = columns
-        mask = torch.from_numpy(np.ascontiguousarray(full)).to(self.device)
+        # non_blocking: a copy from pageable memory is staged at once, without a stream sync.
+        mask = torch.from_numpy(np.ascontiguousarray(full)).to(self.device, non_blocking=True)
         if layer.group > 1:
             mask = mask.repeat_interleave(layer.group, dim=1)
         return mask
@@ -481,6 +547,67 @@ class NeuronGame(BaseGame):
             )
         return n_classes
 
+    def fingerprint(self) -> str:
+        """A SHA-256 hex digest of what sets the game's values.
+
+        It covers the unit names, the model's weights and buffers, the evaluation data (inputs,
+        labels, groups), the reference, the metric's name, the ablation, ``examples_per_walk``
+        and ``data_seed``; not the device, the memory budget or prefix reuse, which change how
+        the values are computed but not what they are. Computed once per game (the model and
+        data are fixed after construction; :meth:`with_data` makes a new game).
+        """
+        if self._fingerprint is None:
+            data = self.data
+            self._fingerprint = digest(
+                "NeuronGame",
+                self.player_names,
+                [(layer.path, layer.kind, layer.size, layer.group) for layer in self.layers],
+                {key: _array(value) for key, value in self.model.state_dict().items()},
+                self.ablation,
+                self._reference_digest,
+                _array(data.x),
+                _array(data.y),
+                None if data.groups is None else _array(data.groups),
+                self.metric.name,
+                self.examples_per_walk,
+                self.data_seed,
+            )
+        return self._fingerprint
+
+    def _check_fills(self, reference: torch.Tensor) -> None:
+        """Refuse fills (from the reference) that do not fit the layers' outputs on the data."""
+        misfits: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
+
+        def checker(index: int) -> Any:
+            def check(activation: torch.Tensor) -> torch.Tensor:
+                fill, shape = self.fills[index], tuple(activation.shape[1:])
+                try:
+                    fits = tuple(torch.broadcast_shapes(fill.shape, shape)) == shape
+                except RuntimeError:
+                    fits = False
+                if not fits:
+                    misfits.append((self.layers[index].path, tuple(fill.shape), shape))
+                return activation
+
+            return check
+
+        sample = self.data.x[:2]
+        with (
+            evaluation_mode(self.model),
+            torch.inference_mode(),
+            hooked(self.model, self.layers, [checker(i) for i in range(len(self.layers))]),
+        ):
+            _run_model(lambda: self.model(sample), "checking it on the evaluation data")
+        if misfits:
+            path, fill_shape, shape = misfits[0]
+            raise ValueError(
+                f"The 'reference' parameter of {_OWNER} holds examples that do not fit the "
+                f"hooked layers as the data's do: {_describe(reference)}, where the 'data' "
+                f"examples are {_describe(self.data.x)}. The ablation means of module {path!r} "
+                f"have shape {fill_shape}, its output on the data {shape}. Pass reference "
+                f"examples of the data's shape (or ablation='channel_mean', one mean per unit)."
+            )
+
     def __repr__(self) -> str:
         return (
             f"NeuronGame({type(self.model).__name__}, {self.n_players} units in "
@@ -497,28 +624,126 @@ class _Step(NamedTuple):
     mask: torch.Tensor | None  # keep-mask per outgoing block, (n_out, units); None: keep all
 
 
+def _gather(
+    parts: list[tuple[NDArray[np.intp], torch.Tensor]], n_coalitions: int, metric: str
+) -> GameValues:
+    """The values of every chunk in one host array: one transfer per device, one check."""
+    values = np.empty(n_coalitions, dtype=np.float64)
+    by_device: dict[torch.device, list[tuple[NDArray[np.intp], torch.Tensor]]] = {}
+    for part in parts:
+        by_device.setdefault(part[1].device, []).append(part)
+    for same in by_device.values():
+        host = torch.cat([scores.double() for _, scores in same]).cpu().numpy()
+        values[np.concatenate([rows for rows, _ in same])] = host
+    check_finite_values(values, metric)
+    return values
+
+
+def _check_model_tensors(model: nn.Module) -> None:
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        raise ValueError(
+            f"The 'model' passed to {_OWNER} has tensors on the 'meta' device: shapes without "
+            "values, which cannot be evaluated. Load its weights on a real device (e.g. "
+            "model.to_empty(device='cpu') then load_state_dict), then choose where to evaluate "
+            "with the 'device' parameter."
+        )
+
+
+def _check_memory_budget(budget: int, device: torch.device) -> None:
+    free = available_memory(device)
+    if free is not None and budget > free:
+        raise ValueError(
+            f"The 'memory_budget' parameter of {_OWNER} must be at most the memory available "
+            f"on {device} ({free / 2**30:.1f} GiB). Got {budget} ({budget / 2**30:.1f} GiB) "
+            "instead."
+        )
+
+
+def _check_inputs(x: torch.Tensor, name: str, owner: str = _OWNER) -> None:
+    """Refuse meta inputs and inputs holding NaN or inf (checked once, at construction)."""
+    check_not_meta(x, f"{name!r} inputs", owner)
+    if not (x.is_floating_point() or x.is_complex()):
+        return
+    bad = ~torch.isfinite(x)
+    count = int(bad.sum())
+    if count:
+        first = int(bad.reshape(len(x), -1).any(dim=1).int().argmax())
+        raise ValueError(
+            f"The {name!r} parameter of {owner} must hold finite inputs. Got {count} non-finite "
+            f"entr{'y' if count == 1 else 'ies'} (NaN or inf), the first in row {first}."
+        )
+
+
+def _check_reference_is_other_data(reference: torch.Tensor, data: torch.Tensor) -> None:
+    """Refuse the evaluation inputs as reference; warn when most reference rows are among them."""
+    same_memory = (
+        reference.device == data.device
+        and reference.data_ptr() == data.data_ptr()
+        and reference.shape == data.shape
+        and reference.stride() == data.stride()
+    )
+    if same_memory or _same_examples(reference, data):
+        raise ValueError(
+            f"The 'reference' and 'data' parameters of {_OWNER} are the same examples. The "
+            "ablation means must come from other examples than the ones values are "
+            "computed on (e.g. the training split)."
+        )
+    if reference.shape[1:] != data.shape[1:]:
+        return
+    shared = int(np.isin(_row_hashes(reference, data.dtype), _row_hashes(data, data.dtype)).sum())
+    fraction = shared / len(reference)
+    if fraction >= _OVERLAP_WARNING:
+        warnings.warn(
+            f"{fraction:.0%} of the rows of the 'reference' parameter of {_OWNER} ({shared} of "
+            f"{len(reference)}) are also rows of its 'data' parameter. The ablation means "
+            "should come from other examples than the ones values are computed on (e.g. the "
+            "training split).",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+# Odd 64-bit multipliers of the row hash (any fixed odd numbers do; these are random).
+_MULTIPLIERS = np.random.default_rng(20200601).integers(0, 2**63, size=1024, dtype=np.uint64) | 1
+
+
+def _row_hashes(x: torch.Tensor, dtype: torch.dtype) -> NDArray[np.uint64]:
+    """A 64-bit hash of every row's bytes (as ``dtype``), vectorised: sum of words x multipliers."""
+    rows = x.detach().to("cpu", dtype).reshape(len(x), -1).contiguous().view(torch.uint8)
+    raw = rows.numpy()
+    pad = -raw.shape[1] % 8
+    if pad:
+        raw = np.pad(raw, ((0, 0), (0, pad)))
+    words = np.ascontiguousarray(raw).view(np.uint64)
+    n_words = words.shape[1]
+    # Distinct odd multipliers for every word position (beyond 1024 words: shifted by position).
+    positions = np.arange(n_words, dtype=np.uint64)
+    multipliers = np.resize(_MULTIPLIERS, n_words) + (positions // 1024) * 2
+    with np.errstate(over="ignore"):
+        return (words * multipliers).sum(axis=1, dtype=np.uint64)
+
+
 def _same_examples(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b.to(a.device)))
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    # "cuda" means the current CUDA device: the same as "cuda:0" when that is current.
-    if a.type != b.type:
-        return False
-    if a.type == "cuda" and (a.index is None or b.index is None):
-        current = torch.cuda.current_device()
-        return (a.index if a.index is not None else current) == (
-            b.index if b.index is not None else current
-        )
-    return a.index in (None, 0) and b.index in (None, 0) if a.type == "cpu" else a.index == b.index
+def _same_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    for buffer in model.buffers():
-        return buffer.device
-    return torch.device("cpu")
+def _describe(x: torch.Tensor) -> str:
+    return f"shape {tuple(x.shape[1:])} per example ({x.dtype})"
+
+
+def _array(tensor: Any) -> Any:
+    """A tensor as a numpy array on the CPU, for hashing (dtypes numpy lacks as raw bytes)."""
+    if not isinstance(tensor, torch.Tensor):
+        return repr(tensor)
+    tensor = tensor.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:  # bfloat16 and the like: their bytes, with the dtype named
+        return (str(tensor.dtype), tensor.contiguous().view(torch.uint8).numpy())
 
 
 def _as_reference(reference: Any) -> Split:

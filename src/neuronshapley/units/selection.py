@@ -245,7 +245,11 @@ def resolve_units(model: nn.Module, units: Any, owner: str = "NeuronGame") -> Un
     elif isinstance(units, str):
         unit_set = _merge(model, _match_pattern(model, units, owner))
     elif callable(units):
-        paths = [name for name, module in model.named_modules() if name and units(name, module)]
+        paths = [
+            name
+            for name, module in model.named_modules()
+            if name and _selects(units, name, module, owner)
+        ]
         unit_set = _merge(model, (_layer(model, path, None, owner) for path in paths))
     elif isinstance(units, Sequence) and all(isinstance(unit, str) for unit in units):
         unit_set = _merge(
@@ -263,6 +267,17 @@ def resolve_units(model: nn.Module, units: Any, owner: str = "NeuronGame") -> Un
             f"modules: {_listing(ablatable_modules(model))}."
         )
     return unit_set
+
+
+def _selects(selector: UnitSelector, name: str, module: nn.Module, owner: str) -> bool:
+    """``selector(name, module)``; an exception from it says which module it raised on."""
+    try:
+        return bool(selector(name, module))
+    except Exception as error:
+        raise RuntimeError(
+            f"The units selector you passed to {owner} raised {type(error).__name__} on module "
+            f"{name!r} ({type(module).__name__}): {error}"
+        ) from error
 
 
 def conv_filters(model: nn.Module, pattern: str = "*") -> UnitSet:
