@@ -1,0 +1,58 @@
+"""NeuronGame on a CUDA GPU gives the CPU's values (skipped where no GPU is available)."""
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from neuronshapley.units import NeuronGame
+from tests.units._models import Snapshot, fitted, images, mean_logit_0, random_coalitions
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU: torch.cuda.is_available() is False on this machine",
+    ),
+]
+
+
+def both(**options: Any) -> tuple[NeuronGame, NeuronGame]:
+    model = fitted("cnn")
+    data, reference = images(40, seed=1), images(30, seed=2)[0]
+    cpu = NeuronGame(model, data=data, reference=reference, **options)
+    snapshot = Snapshot(model)
+    gpu = NeuronGame(model, data=data, reference=reference, device="cuda", **options)
+    snapshot.assert_untouched()  # the model was copied to the GPU, not moved
+    assert gpu.model is not model and gpu.device.type == "cuda"
+    return cpu, gpu
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "neg_cross_entropy", mean_logit_0])
+@pytest.mark.parametrize("reuse_prefixes", [True, False])
+def test_cuda_values_match_the_cpu(metric: Any, reuse_prefixes: bool) -> None:
+    cpu, gpu = both(metric=metric, reuse_prefixes=reuse_prefixes, memory_budget=2**20)
+    coalitions = random_coalitions(50, cpu.n_players, seed=0)
+    np.testing.assert_allclose(gpu.value(coalitions), cpu.value(coalitions), atol=1e-5)
+
+
+def test_cuda_values_in_contexts_match_the_cpu() -> None:
+    cpu, gpu = both(examples_per_walk=16, data_seed=3)
+    coalitions = random_coalitions(30, cpu.n_players, seed=1)
+    contexts = np.repeat(np.arange(3), 10)
+    np.testing.assert_allclose(
+        gpu.value_in_contexts(coalitions, contexts),
+        cpu.value_in_contexts(coalitions, contexts),
+        atol=1e-5,
+    )
+
+
+def test_cuda_game_has_the_cpu_fingerprint() -> None:
+    cpu, gpu = both()
+    assert gpu.fingerprint() == cpu.fingerprint()
+
+
+def test_cuda_memory_budget_beyond_the_gpu() -> None:
+    with pytest.raises(ValueError, match=r"'memory_budget' .* memory available on cuda:"):
+        both(memory_budget=2**62)
