@@ -447,6 +447,17 @@ def test_load_of_a_directory_with_only_the_json(tmp_path: Path) -> None:
     result = ns.exact_shapley(soum())
     result.save(tmp_path)
     (tmp_path / "result.npz").unlink()
-    assert json.loads((tmp_path / "result.json").read_text())["format_version"] == 1
+    assert json.loads((tmp_path / "result.json").read_text())["format_version"] == 2
     with pytest.raises(FileNotFoundError, match=r"result\.json and result\.npz"):
         ns.ShapleyResult.load(tmp_path)
+
+
+def test_a_plain_callable_that_raises_is_named_with_its_error_as_cause() -> None:
+    def broken(coalitions: np.ndarray) -> np.ndarray:
+        return coalitions.sum(axis=1) / 0 if coalitions.shape[0] < 0 else 1 / 0
+
+    with pytest.raises(
+        RuntimeError, match=r"The game function you passed \(broken\) raised ZeroDivisionError"
+    ) as error:
+        ns.permutation_shapley(broken, n_players=4, n_permutations=2, seed=0)
+    assert isinstance(error.value.__cause__, ZeroDivisionError)

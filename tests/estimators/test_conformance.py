@@ -362,8 +362,7 @@ def test_resume_with_larger_budget_equals_one_run(
     first_budget = max(1, int(first_share * whole.n_evaluations))
     first = estimator.run(make_game(), seed=4, max_evaluations=first_budget, checkpoint=tmp_path)
     assert first.stop_reason == "max_evaluations"
-    assert (tmp_path / "state.json").is_file()
-    assert (tmp_path / "state.npz").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.npz"]
     resumed = estimator.run(make_game(), seed=4, max_evaluations=300, resume=tmp_path)
     assert_same_result(resumed, whole)
     assert resumed.params == whole.params
@@ -406,7 +405,7 @@ def test_numpy_integer_arguments_with_checkpoint(estimator: Estimator, tmp_path:
     plain = estimator.run(soum(), seed=0, max_evaluations=200, **python_ints)
     result = estimator.run(soum(), seed=0, max_evaluations=200, checkpoint=tmp_path, **options)
     assert result.n_evaluations == plain.n_evaluations
-    assert (tmp_path / "state.json").is_file()
+    assert (tmp_path / "checkpoint.npz").is_file()
 
 
 # -- plain callables --------------------------------------------------------------------------

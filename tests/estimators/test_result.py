@@ -253,7 +253,7 @@ def test_load_rejects_a_wrong_format_version(tmp_path: Path, version: object) ->
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = version
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=rf"format version {version!r}; .* reads version 1"):
+    with pytest.raises(ValueError, match=rf"format version {version!r}; .* reads versions 1, 2"):
         ns.ShapleyResult.load(tmp_path)
 
 
@@ -276,3 +276,66 @@ def test_top_and_bottom_have_a_table_view() -> None:
     assert list(frame["name"]) == [row.name for row in top]
     assert frame["value"].tolist() == [row.value for row in top]
     assert result.bottom(1).to_frame()["value"].iloc[0] == result.values.min()
+
+
+# -- damaged files: one clear line, never a traceback or a wrong table ------------------------
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "garbled":
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]))
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "wrong shape":
+        path.write_text("[1, 2, 3]" if path.suffix == ".json" else '{"values": 1}')
+
+
+@pytest.mark.parametrize("file", ["result.json", "result.npz"])
+@pytest.mark.parametrize("how", ["truncated", "garbled", "empty", "wrong shape"])
+def test_a_damaged_file_is_one_clear_error(tmp_path: Path, file: str, how: str) -> None:
+    make_result().save(tmp_path)
+    _damage(tmp_path / file, how)
+    with pytest.raises(ValueError, match=rf"{file}") as error:
+        ns.ShapleyResult.load(tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_files_of_two_different_saves_are_not_read_as_one(tmp_path: Path) -> None:
+    """A save cut between its two files (or files copied from elsewhere) is refused."""
+    three, four = tmp_path / "three", tmp_path / "four"
+    ns.ShapleyResult.from_values([1.0, 2.0, 3.0]).save(three)
+    ns.ShapleyResult.from_values([1.0, 2.0, 3.0, 4.0]).save(four)
+    (three / "result.npz").write_bytes((four / "result.npz").read_bytes())
+    with pytest.raises(ValueError, match=r"does not belong to .*result\.json"):
+        ns.ShapleyResult.load(three)
+
+
+def test_arrays_that_disagree_in_length_are_refused() -> None:
+    with pytest.raises(ValueError, match="3 player names for 2 values"):
+        ns.ShapleyResult.from_values([1.0, 2.0], player_names=["a", "b", "c"])
+
+
+def test_from_values_builds_an_exact_result_with_groups(tmp_path: Path) -> None:
+    result = ns.ShapleyResult.from_values(
+        [0.5, -1.0, 2.0], ["conv1:0", "conv1:1", "fc:0"], groups=["conv1", "conv1", "fc"]
+    )
+    assert [row.name for row in result.top(2)] == ["fc:0", "conv1:0"]
+    np.testing.assert_array_equal(result.ci_low, result.values)
+    result.save(tmp_path)
+    loaded = ns.ShapleyResult.load(tmp_path)
+    assert loaded.groups == ["conv1", "conv1", "fc"]
+    assert loaded.interval_guarantee == "given values"
+
+
+def test_the_interval_guarantee_says_per_player_or_simultaneous() -> None:
+    game = ns.games.AdditiveGame([1.0, 2.0, 3.0])
+    per_player = ns.permutation_shapley(game, n_permutations=4, seed=0, value_range=3.0)
+    assert per_player.interval_guarantee.startswith("95% for each player on its own")
+    assert "finite-sample" in per_player.interval_guarantee
+    joint = ns.permutation_shapley(game, n_permutations=4, seed=0, union_bound=True, bound="normal")
+    assert joint.interval_guarantee.startswith("95% for all players at once")
+    assert "asymptotic" in joint.interval_guarantee

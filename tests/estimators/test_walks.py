@@ -3,8 +3,18 @@
 import numpy as np
 import pytest
 
+import neuronshapley as ns
 from neuronshapley import games
-from neuronshapley.estimators.walks import Truncation, Walk, permutation
+from neuronshapley.estimators.options import Sampling
+from neuronshapley.estimators.walks import (
+    Endpoints,
+    Evaluator,
+    Truncation,
+    Walk,
+    Walker,
+    WalkRange,
+    permutation,
+)
 from neuronshapley.results.stats import RunningStats
 
 
@@ -122,3 +132,48 @@ def test_welford_matches_numpy() -> None:
         stats.add(np.arange(3), row)
     np.testing.assert_allclose(stats.mean, samples.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(stats.variance, samples.var(axis=0, ddof=1), rtol=1e-12)
+
+
+# -- the engine seam: a range of permutations is an idempotent unit of work -------------------
+
+
+def _walker(game: games.BaseGame, entropy: int, *, antithetic: bool = False) -> Walker:
+    """A fresh walker, as a worker elsewhere would build one from the run's parameters."""
+    # V(N) and V(empty) in one batch, as the run evaluates them (a game's arithmetic may
+    # depend on the batch it is given, in the last bits).
+    both = np.zeros((2, game.n_players), dtype=bool)
+    both[0] = True
+    v_full, v_empty = game.value(both)
+    endpoints = Endpoints(float(v_full), float(v_empty))
+    sampling = Sampling(antithetic=antithetic, batch_size=32, n_walks=8)
+    return Walker(Evaluator(game), entropy, endpoints, sampling, truncation=None)
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_ranges_walked_anywhere_and_merged_in_order_equal_the_run(antithetic: bool) -> None:
+    game = games.sparse_soum(30, n_large=3, seed=0)
+    run = ns.permutation_shapley(game, n_permutations=24, seed=7, antithetic=antithetic)
+    # Three "workers", each with its own walker, take the ranges out of order.
+    outcomes = {
+        first: _walker(game, 7, antithetic=antithetic).walk(WalkRange(first, 8))
+        for first in (16, 0, 8)
+    }
+    merged = RunningStats.zeros(30)
+    for first in sorted(outcomes):
+        merged = merged.merge(outcomes[first].stats)
+    np.testing.assert_array_equal(merged.mean, run.values)
+    np.testing.assert_array_equal(merged.count, run.n_samples)
+    np.testing.assert_array_equal(merged.variance, run.variance)
+    assert sum(o.n_evaluations for o in outcomes.values()) + 2 == run.n_evaluations
+
+
+def test_walking_a_range_twice_gives_the_same_statistics() -> None:
+    game = games.sparse_soum(30, n_large=3, seed=0)
+    sampled = np.zeros(30, dtype=bool)
+    sampled[[1, 5, 7]] = True
+    first = _walker(game, 3).walk(WalkRange(40, 6, sampled))
+    again = _walker(game, 3).walk(WalkRange(40, 6, sampled))
+    assert first.complete and again.complete
+    for name in ("count", "mean", "m2"):
+        np.testing.assert_array_equal(getattr(first.stats, name), getattr(again.stats, name))
+    assert set(np.flatnonzero(first.stats.count)) == {1, 5, 7}

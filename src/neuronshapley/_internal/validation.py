@@ -66,6 +66,13 @@ def check_float(
     return x
 
 
+def check_bool(value: Any, name: str, owner: str) -> bool:
+    """Return ``value`` if it is a bool (not an int or a string that looks like one)."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"The {name!r} parameter of {owner} must be a bool. Got {value!r} instead.")
+    return bool(value)
+
+
 def check_choice(value: Any, name: str, owner: str, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:

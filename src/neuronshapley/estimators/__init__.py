@@ -1,22 +1,50 @@
-"""Shapley value estimators: exact, Monte Carlo, truncated, and the TMAB top-k bandit."""
+"""Shapley value estimators: exact, Monte Carlo, truncated, and the TMAB top-k bandit.
 
-from neuronshapley.estimators.bandit import tmab_shapley, undecided_players
+The sampling estimators share one engine: ``walks.Walker.walk`` walks a range of permutations
+into mergeable statistics (the pure step), and ``driver.run_rounds`` plans rounds, merges them,
+checkpoints (``checkpoint``) and reports ``Progress``.
+"""
+
+from neuronshapley.estimators.bandit import TopKRace, tmab_shapley, undecided_players
 from neuronshapley.estimators.exact import exact_banzhaf, exact_shapley
+from neuronshapley.estimators.options import (
+    Budget,
+    Persistence,
+    RoundPlan,
+    Sampling,
+    Stop,
+    Truncation,
+)
 from neuronshapley.estimators.permutation import permutation_shapley, truncated_shapley
 from neuronshapley.estimators.progress import Progress, ProgressCallback
-from neuronshapley.estimators.walks import Truncation
-from neuronshapley.results.bounds import confidence_halfwidth
-from neuronshapley.results.result import RankedPlayer, Ranking, ShapleyResult
-from neuronshapley.results.stats import RunningStats
+from neuronshapley.estimators.walks import RangeStats, Walker, WalkRange
+from neuronshapley.results import (
+    IntervalRule,
+    RankedPlayer,
+    Ranking,
+    RunningStats,
+    ShapleyResult,
+    confidence_halfwidth,
+)
 
 __all__ = [
+    "Budget",
+    "IntervalRule",
+    "Persistence",
     "Progress",
     "ProgressCallback",
+    "RangeStats",
     "RankedPlayer",
     "Ranking",
+    "RoundPlan",
     "RunningStats",
+    "Sampling",
     "ShapleyResult",
+    "Stop",
+    "TopKRace",
     "Truncation",
+    "WalkRange",
+    "Walker",
     "confidence_halfwidth",
     "exact_banzhaf",
     "exact_shapley",

@@ -19,16 +19,27 @@ top k as soon as the intervals say so; ``threshold="kth"`` is the paper's rule.
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._internal.validation import check_choice, check_float, check_int
-from neuronshapley.estimators.driver import Plan, ProgressCallback, make_spec, run_rounds
-from neuronshapley.estimators.walks import WalkState
+from neuronshapley._internal.validation import check_bool, check_choice, check_float, check_int
+from neuronshapley.estimators.driver import run_rounds, sampling_spec
+from neuronshapley.estimators.options import (
+    Budget,
+    Persistence,
+    RoundPlan,
+    Sampling,
+    Stop,
+    Truncation,
+)
+from neuronshapley.estimators.progress import ProgressCallback
+from neuronshapley.estimators.state import RunState
 from neuronshapley.games.base import Game, as_game
-from neuronshapley.results.result import ShapleyResult, interval_halfwidth
+from neuronshapley.results.bounds import IntervalRule
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.typing import PlayerValues
 
 
@@ -130,57 +141,68 @@ def tmab_shapley(
         players and the threshold(s) at the end.
     """
     owner = "tmab_shapley"
-    game = as_game(game, n_players, owner)
-    identity = {
-        "k": k,
-        "delta": delta,
-        "tol": tol,
-        "side": side,
-        "threshold": threshold,
-        "adaptive": adaptive,
-        "bound": bound,
-        "value_range": value_range,
-        "union_bound": union_bound,
-        "truncation": truncation,
-        "truncation_mode": truncation_mode,
-        "patience": patience,
-        "batch_size": batch_size,
-        "n_walks": n_walks,
-    }
-    spec = make_spec(
+    spec = sampling_spec(
         owner,
-        game,
-        identity,
-        seed=seed,
-        max_evaluations=max_evaluations,
-        max_seconds=max_seconds,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=progress,
+        as_game(game, n_players, owner),
+        seed,
+        progress,
+        sampling=Sampling.from_arguments(owner, False, batch_size, n_walks),
+        interval=IntervalRule(bound, delta, value_range, union_bound).check(owner),
+        truncation=Truncation.from_arguments(owner, truncation, truncation_mode, patience),
+        budget=Budget.from_arguments(owner, None, max_evaluations, max_seconds),
+        persistence=Persistence.from_arguments(owner, checkpoint, checkpoint_every, resume),
+        identity={"k": k, "tol": tol, "side": side, "threshold": threshold, "adaptive": adaptive},
     )
-    n = game.n_players
-    if n < 2:
-        raise ValueError(f"{owner} needs at least 2 players to separate a top k. Got {n}.")
-    check_int(k, "k", owner, min_value=1, max_value=n - 1)
-    check_float(tol, "tol", owner, low=0.0)
-    check_choice(side, "side", owner, ("top", "bottom", "both"))
-    check_choice(threshold, "threshold", owner, ("midpoint", "kth"))
-    if tol == 0 and max_evaluations is None and max_seconds is None:
+    race = TopKRace.from_arguments(owner, spec.game.n_players, k, tol, side, threshold, adaptive)
+    if race.tol == 0 and not spec.budget.bounded:
         raise ValueError(
             f"With tol=0, {owner} may never stop (tied values straddle the threshold forever): "
             "give max_evaluations or max_seconds, or a tol > 0."
         )
+    return run_rounds(spec, lambda state: race.plan(state, spec.interval, spec.sampling.n_walks))
 
-    def plan(state: WalkState) -> tuple[Plan, int]:
-        half, _ = interval_halfwidth(state.stats, identity)
+
+@dataclass(frozen=True)
+class TopKRace:
+    """TMAB's rule: which players are still undecided about the top (or bottom) ``k``.
+
+    Attributes:
+        k: How many players to separate.
+        tol: Values closer than ``tol`` to the threshold count as ties.
+        side: ``"top"``, ``"bottom"`` or ``"both"``.
+        threshold: ``"midpoint"`` or ``"kth"`` (see the module notes).
+        adaptive: Sample only undecided players (``False``: every player, plain Monte Carlo).
+    """
+
+    k: int
+    tol: float
+    side: str
+    threshold: str
+    adaptive: bool
+
+    @classmethod
+    def from_arguments(
+        cls, owner: str, n_players: int, k: Any, tol: Any, side: Any, threshold: Any, adaptive: Any
+    ) -> "TopKRace":
+        if n_players < 2:
+            raise ValueError(
+                f"{owner} needs at least 2 players to separate a top k. Got {n_players}."
+            )
+        check_int(k, "k", owner, min_value=1, max_value=n_players - 1)
+        check_float(tol, "tol", owner, low=0.0)
+        check_choice(side, "side", owner, ("top", "bottom", "both"))
+        check_choice(threshold, "threshold", owner, ("midpoint", "kth"))
+        check_bool(adaptive, "adaptive", owner)
+        return cls(int(k), float(tol), str(side), str(threshold), bool(adaptive))
+
+    def plan(self, state: RunState, interval: IntervalRule, n_walks: int) -> RoundPlan | Stop:
+        """The next round: the undecided players, or stop once none is left."""
+        half, _ = interval.halfwidth(state.stats)
         undecided, cuts = undecided_players(
-            state.stats.mean, half, k=k, side=side, tol=tol, rule=threshold
+            state.stats.mean, half, k=self.k, side=self.side, tol=self.tol, rule=self.threshold
         )
         n_undecided = int(undecided.sum())
         state.extra.update(n_undecided=n_undecided, thresholds=cuts)
         if n_undecided == 0:
-            return "separated", 0
-        return (undecided if adaptive else None), n_walks
-
-    return run_rounds(spec, plan)
+            return Stop("separated")
+        return RoundPlan(n_walks, undecided if self.adaptive else None)

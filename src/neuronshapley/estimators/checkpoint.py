@@ -1,10 +1,202 @@
-"""A sampling run's state on disk: one atomic file that carries the game's fingerprint."""
+"""A sampling run's state on disk: one atomic file that carries the game's fingerprint.
 
+The checkpoint is ``checkpoint.npz`` in the run's checkpoint directory: the statistics' arrays
+and, in the same file, the run's record as JSON (estimator, seed, parameters, fingerprint of the
+game, counters). It is written through the one atomic writer, so it cannot tear: a kill at any
+moment leaves the previous checkpoint or the new one. Loading refuses a checkpoint of another
+estimator, seed, parameter set or game, and reports a damaged file in one line.
+"""
+
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuronshapley._internal.files import atomic_write, json_text, jsonable
+from neuronshapley.estimators.state import RunState
+from neuronshapley.estimators.walks import Endpoints
+from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_FILE = "checkpoint.npz"
+CHECKPOINT_VERSION = 2
 
 
 def has_checkpoint(directory: str | Path) -> bool:
     """Whether ``directory`` holds a checkpoint (``checkpoint=`` of an estimator wrote one)."""
     return (Path(directory) / CHECKPOINT_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint holds: which run it is (owner, seed, parameters, game) and its state."""
+
+    owner: str
+    entropy: int
+    identity: dict[str, Any]
+    fingerprint: str
+    state: RunState
+    elapsed_seconds: float
+
+    @staticmethod
+    def peek_entropy(directory: str | Path) -> int | None:
+        """The seed recorded in ``directory``'s checkpoint (``None`` if there is none)."""
+        path = Path(directory) / CHECKPOINT_FILE
+        if not path.is_file():
+            return None
+        return int(_read(path)[0]["entropy"])
+
+
+def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
+    """Write ``checkpoint`` to ``directory/checkpoint.npz`` in one atomic step."""
+    state = checkpoint.state
+    stats = state.stats
+    endpoints = state.endpoints
+    record = {
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "estimator": checkpoint.owner,
+        "entropy": checkpoint.entropy,
+        "identity": checkpoint.identity,
+        "game_fingerprint": checkpoint.fingerprint,
+        "n_players": stats.n_players,
+        "next_permutation": state.next_permutation,
+        "n_evaluations": state.n_evaluations,
+        "v_full": None if endpoints is None else endpoints.v_full,
+        "v_empty": None if endpoints is None else endpoints.v_empty,
+        "n_walks_truncated": state.n_walks_truncated,
+        "removed_fraction_sum": state.removed_fraction_sum,
+        "sample_min": stats.sample_min,
+        "sample_max": stats.sample_max,
+        "extra": state.extra,
+        "elapsed_seconds": checkpoint.elapsed_seconds,
+    }
+    arrays: dict[str, Any] = {"count": stats.count, "mean": stats.mean, "m2": stats.m2}
+    path = atomic_write(
+        directory / CHECKPOINT_FILE,
+        lambda file: np.savez(file, record=np.array(json_text(record)), **arrays),
+    )
+    # A process killed inside a write leaves its temporary file (only that, never a torn
+    # checkpoint). One run owns this directory's checkpoint, so what is left is stale.
+    for stale in directory.glob(f".{CHECKPOINT_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(
+    directory: str | Path,
+    *,
+    owner: str,
+    n_players: int,
+    entropy: int,
+    identity: dict[str, Any],
+    fingerprint: str,
+) -> Checkpoint:
+    """Read ``directory``'s checkpoint, refusing one of another run or another game."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The 'resume' parameter of {owner} points at {directory}, which holds no "
+            f"checkpoint ({CHECKPOINT_FILE}, written when checkpoint= is given)."
+        )
+    record, arrays = _read(path)
+    if record["estimator"] != owner:
+        raise ValueError(
+            f"The checkpoint in {directory} was written by {record['estimator']}, not {owner}."
+        )
+    if record["n_players"] != n_players:
+        raise ValueError(
+            f"The checkpoint in {directory} is for {record['n_players']} players; the game has "
+            f"{n_players}."
+        )
+    if record["game_fingerprint"] != fingerprint:
+        raise ValueError(
+            f"The checkpoint in {directory} belongs to another game: the players match in "
+            "number, but the game differs (its model weights, data, metric or ablation). "
+            "Resume it with the game it was made with, or start a new run."
+        )
+    if record["entropy"] != entropy:
+        raise ValueError(
+            f"The checkpoint in {directory} was made with seed {record['entropy']}; this call "
+            f"has seed {entropy}. Resume with the same seed (or seed=None to take the saved one)."
+        )
+    saved_identity, wanted = record["identity"], jsonable(identity)
+    for key, value in wanted.items():
+        if saved_identity.get(key) != value:
+            raise ValueError(
+                f"The checkpoint in {directory} was made with {key}={saved_identity.get(key)!r}; "
+                f"this call has {key}={value!r}. Resume with the same parameters (only the "
+                "budgets may change)."
+            )
+    stats = RunningStats(
+        arrays["count"],
+        arrays["mean"],
+        arrays["m2"],
+        _number(record["sample_min"], math.inf),
+        _number(record["sample_max"], -math.inf),
+    )
+    endpoints = None if record["v_full"] is None else Endpoints(record["v_full"], record["v_empty"])
+    state = RunState(
+        stats,
+        next_permutation=int(record["next_permutation"]),
+        n_evaluations=int(record["n_evaluations"]),
+        endpoints=endpoints,
+        n_walks_truncated=int(record["n_walks_truncated"]),
+        removed_fraction_sum=float(record["removed_fraction_sum"]),
+        extra=dict(record["extra"]),
+    )
+    return Checkpoint(
+        owner, entropy, identity, fingerprint, state, float(record["elapsed_seconds"])
+    )
+
+
+_FIELDS = (
+    "estimator",
+    "entropy",
+    "identity",
+    "game_fingerprint",
+    "n_players",
+    "next_permutation",
+    "n_evaluations",
+    "v_full",
+    "v_empty",
+    "n_walks_truncated",
+    "removed_fraction_sum",
+    "sample_min",
+    "sample_max",
+    "extra",
+    "elapsed_seconds",
+)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The record and arrays of a checkpoint file; a damaged file is one clear ``ValueError``."""
+    try:
+        # Our own handle: np.load leaks its file when it fails on a damaged one.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            record = json.loads(str(data["record"]))
+            arrays = {name: np.asarray(data[name]) for name in ("count", "mean", "m2")}
+    except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, JSON
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(
+            f"The checkpoint {path} is damaged and cannot be read ({type(error).__name__}"
+            f"{': ' + reason if reason else ''}); start the run again without resuming."
+        ) from None
+    problem = None
+    if not isinstance(record, dict) or record.get("checkpoint_version") != CHECKPOINT_VERSION:
+        problem = "it has an unknown checkpoint version"
+    elif missing := [name for name in _FIELDS if name not in record]:
+        problem = f"its record lacks {', '.join(missing)}"
+    elif any(len(array) != record["n_players"] for array in arrays.values()):
+        problem = f"its arrays do not hold {record['n_players']} entries, one per player"
+    if problem is not None:
+        raise ValueError(
+            f"The checkpoint {path} cannot be resumed: {problem}; start the run again without "
+            "resuming."
+        )
+    return record, arrays
+
+
+def _number(value: Any, default: float) -> float:
+    return default if value is None else float(value)

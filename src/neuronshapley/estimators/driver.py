@@ -1,31 +1,40 @@
-"""What the sampling estimators share: argument checks, seeding, the round loop, checkpoints."""
+"""The driver loop of the sampling estimators: rounds, decisions, checkpoints, progress.
 
-import json
+The work itself is the pure step :meth:`Walker.walk` (permutations j..j+m -> mergeable
+statistics). The driver asks the estimator's planner for the next round (a :class:`RoundPlan` or a
+:class:`Stop`), has the round walked, merges its statistics into the run's state in the order of
+the permutations, checkpoints, and reports progress. A round cut short by a budget is not merged
+into the checkpoint, so a resumed run walks it again and ends where an uninterrupted run ends.
+
+Ctrl-C (``KeyboardInterrupt``, Python's own cancellation) ends a run cleanly with the state of
+the last complete round; the estimators install no signal handlers. Which signals mean "stop"
+(the command line also treats SIGTERM so) is the caller's policy.
+"""
+
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
-from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley._internal.validation import check_choice, check_float, check_int
+from neuronshapley._internal.validation import check_int
+from neuronshapley.estimators.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from neuronshapley.estimators.options import (
+    Budget,
+    Persistence,
+    RoundPlan,
+    Sampling,
+    Stop,
+    Truncation,
+)
 from neuronshapley.estimators.progress import Progress, ProgressCallback
-from neuronshapley.estimators.walks import Evaluator, Truncation, WalkSampler, WalkState
-from neuronshapley.games.base import Game
-from neuronshapley.results.bounds import BOUNDS
+from neuronshapley.estimators.state import RunState
+from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, WalkRange
+from neuronshapley.games.base import Game, game_fingerprint, player_groups
+from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import ShapleyResult, result_from_stats
-from neuronshapley.results.stats import RunningStats
-
-CHECKPOINT_VERSION = 1
-
-# A round asks for its permutations' sampled players once: None means every player; a string
-# means stop now, for that reason.
-Plan = NDArray[np.bool_] | None | str
 
 
 def seed_entropy(seed: Any, owner: str) -> int:
@@ -38,144 +47,249 @@ def seed_entropy(seed: Any, owner: str) -> int:
     return int(seed)
 
 
-def check_truncation(
-    owner: str, truncation: Any, truncation_mode: Any, patience: Any
-) -> Truncation | None:
-    """Build the truncation rule, or ``None`` when ``truncation`` is ``None``."""
-    check_choice(truncation_mode, "truncation_mode", owner, ("relative", "absolute"))
-    check_int(patience, "patience", owner, min_value=1)
-    if truncation is None:
-        return None
-    if truncation_mode == "relative":
-        check_float(truncation, "truncation", owner, low=0.0, high=1.0, include_high=False)
-    else:
-        check_float(truncation, "truncation", owner)
-    return Truncation(float(truncation), truncation_mode, int(patience))
+Planner = Callable[[RunState], RoundPlan | Stop]
+"""An estimator's rule: from the run's state, the next round or the reason to stop."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunSpec:
-    """One sampling run: what identifies it (for resuming) and how it is carried out."""
+    """One sampling run: the game, the typed options, and what identifies it for resuming.
+
+    Attributes:
+        owner: The estimator's name (in messages, results and checkpoints).
+        game: The game.
+        entropy: Root of the permutation stream.
+        identity: The parameters a resumed run must share (JSON types; recorded in the result).
+        sampling: How permutations are walked.
+        interval: How intervals are computed.
+        truncation: Early truncation, or ``None``.
+        budget: When to stop regardless of the planner.
+        persistence: Checkpoint and resume directories.
+        progress: Called after every round, or ``None``.
+    """
 
     owner: str
     game: Game
     entropy: int
     identity: dict[str, Any]
+    sampling: Sampling
+    interval: IntervalRule
     truncation: Truncation | None
-    antithetic: bool
-    batch_size: int
-    n_walks: int
-    max_evaluations: int | None
-    max_seconds: float | None
-    checkpoint: str | os.PathLike[str] | None
-    checkpoint_every: float
-    resume: str | os.PathLike[str] | None
+    budget: Budget
+    persistence: Persistence
     progress: ProgressCallback | None = None
 
 
-def make_spec(
+def run_identity(
+    sampling: Sampling, interval: IntervalRule, truncation: Truncation | None
+) -> dict[str, Any]:
+    """The parameters every sampling run is identified by (flat, as ``ShapleyResult.params``)."""
+    return {
+        "truncation": None if truncation is None else truncation.threshold,
+        "truncation_mode": "relative" if truncation is None else truncation.mode,
+        "patience": 5 if truncation is None else truncation.patience,
+        "antithetic": sampling.antithetic,
+        "delta": interval.delta,
+        "bound": interval.bound,
+        "value_range": interval.value_range,
+        "union_bound": interval.union_bound,
+        "batch_size": sampling.batch_size,
+        "n_walks": sampling.n_walks,
+    }
+
+
+def sampling_spec(
     owner: str,
     game: Game,
-    identity: dict[str, Any],
-    *,
     seed: Any,
-    max_evaluations: Any,
-    max_seconds: Any,
-    checkpoint: str | os.PathLike[str] | None,
-    checkpoint_every: Any,
-    resume: str | os.PathLike[str] | None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressCallback | None,
+    *,
+    sampling: Sampling,
+    interval: IntervalRule,
+    truncation: Truncation | None,
+    budget: Budget,
+    persistence: Persistence,
+    identity: dict[str, Any] | None = None,
 ) -> RunSpec:
-    """Validate what every sampling estimator takes and describe the run.
-
-    ``identity`` holds the parameters that define the run (a resumed run must match them):
-    at least ``delta``, ``bound``, ``value_range``, ``union_bound``, ``truncation``,
-    ``truncation_mode``, ``patience``, ``batch_size`` and ``n_walks``.
-    """
-    check_float(
-        identity["delta"], "delta", owner, low=0.0, high=1.0, include_low=False, include_high=False
-    )
-    check_choice(identity["bound"], "bound", owner, BOUNDS)
-    check_float(
-        identity["value_range"], "value_range", owner, low=0.0, include_low=False, allow_none=True
-    )
-    for flag in ("union_bound", "antithetic", "adaptive"):
-        if not isinstance(identity.get(flag, False), bool):
-            raise TypeError(
-                f"The {flag!r} parameter of {owner} must be a bool. Got {identity[flag]!r}."
-            )
-    check_int(max_evaluations, "max_evaluations", owner, min_value=1, allow_none=True)
-    check_float(max_seconds, "max_seconds", owner, low=0.0, include_low=False, allow_none=True)
-    check_int(identity["batch_size"], "batch_size", owner, min_value=1)
-    check_int(identity["n_walks"], "n_walks", owner, min_value=1)
-    check_float(checkpoint_every, "checkpoint_every", owner, low=0.0)
-    rule = check_truncation(
-        owner, identity["truncation"], identity["truncation_mode"], identity["patience"]
-    )
+    """The spec of a sampling run from validated options (``identity``: the estimator's own)."""
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"The 'progress' parameter of {owner} must be a callable or None. Got {progress!r}."
+        )
     return RunSpec(
         owner=owner,
         game=game,
-        entropy=resume_entropy(seed, resume, owner),
-        identity=identity,
-        truncation=rule,
-        antithetic=identity.get("antithetic", False),
-        batch_size=identity["batch_size"],
-        n_walks=identity["n_walks"],
-        max_evaluations=max_evaluations,
-        max_seconds=max_seconds,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
+        entropy=run_entropy(seed, persistence, owner),
+        identity={**(identity or {}), **run_identity(sampling, interval, truncation)},
+        sampling=sampling,
+        interval=interval,
+        truncation=truncation,
+        budget=budget,
+        persistence=persistence,
         progress=progress,
     )
 
 
-def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> ShapleyResult:
-    """Walk rounds of permutations until ``plan`` says stop or the budget is spent.
+def run_entropy(seed: Any, persistence: Persistence, owner: str) -> int:
+    """The seed of a run: given, or (when resuming with ``seed=None``) the checkpoint's."""
+    if persistence.resume is not None and seed is None:
+        saved = Checkpoint.peek_entropy(persistence.resume)
+        if saved is not None:
+            return saved
+    return seed_entropy(seed, owner)
 
-    ``plan(state)`` returns the players to sample in the next round (or a stop reason) and the
-    number of permutations in it.
 
-    Ctrl-C (``KeyboardInterrupt``) ends the run cleanly: the state of the last complete round is
-    checkpointed (a resumed run repeats the interrupted round) and returned with the stop reason
-    ``"interrupted"``.
-    """
+def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
+    """Walk rounds of permutations until ``plan`` says stop or the budget is spent."""
     game = spec.game
-    if spec.checkpoint is not None:
-        # Fail before spending the budget, not when saving at the end.
-        directory = Path(spec.checkpoint)
-        if directory.exists() and not directory.is_dir():
-            raise ValueError(
-                f"The 'checkpoint' parameter of {spec.owner} must be a directory; {directory} "
-                "is a file."
-            )
-        directory.mkdir(parents=True, exist_ok=True)
-    state, elapsed_before = _start_state(spec)
-    budget = None if spec.max_evaluations is None else spec.max_evaluations - state.n_evaluations
-    evaluator = Evaluator(game, max(budget, 0) if budget is not None else None, spec.max_seconds)
-    sampler = WalkSampler(
-        evaluator,
-        spec.entropy,
-        state,
-        truncation=spec.truncation,
-        antithetic=spec.antithetic,
-        batch_size=spec.batch_size,
-    )
+    fingerprint = game_fingerprint(game)
+    persistence = spec.persistence
+    if persistence.checkpoint is not None:
+        persistence.checkpoint.mkdir(parents=True, exist_ok=True)
+    if persistence.resume is None:
+        state, elapsed_before = RunState.fresh(game.n_players), 0.0
+    else:
+        saved = load_checkpoint(
+            persistence.resume,
+            owner=spec.owner,
+            n_players=game.n_players,
+            entropy=spec.entropy,
+            identity=spec.identity,
+            fingerprint=fingerprint,
+        )
+        state, elapsed_before = saved.state, saved.elapsed_seconds
+    max_evaluations = spec.budget.max_evaluations
+    budget = None if max_evaluations is None else max(max_evaluations - state.n_evaluations, 0)
+    evaluator = Evaluator(game, budget, spec.budget.max_seconds)
+    loop = _Loop(spec, plan, evaluator, state, elapsed_before, fingerprint)
     try:
-        stop_reason = _loop(spec, plan, sampler, evaluator, elapsed_before)
-        resumable = state
+        stop_reason = loop.run()
     except KeyboardInterrupt:  # Ctrl-C: keep the last complete round
-        stop_reason, resumable = "interrupted", sampler.resumable
+        stop_reason = "interrupted"
+        loop.reported = loop.resumable
     elapsed = elapsed_before + evaluator.elapsed()
-    if spec.checkpoint is not None:
-        save_checkpoint(spec, sampler.resumable, elapsed)
-    state = resumable
+    if persistence.checkpoint is not None:
+        loop.save(elapsed)
+    return _result(spec, loop.reported, stop_reason, elapsed, fingerprint)
+
+
+class _Loop:
+    """The rounds of one call: ``resumable`` is the last complete state, ``reported`` what the
+    result shows (the resumable state plus a round a budget cut short, whose marginals are
+    unbiased samples of the players removed first)."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        plan: Planner,
+        evaluator: Evaluator,
+        state: RunState,
+        elapsed_before: float,
+        fingerprint: str,
+    ) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.evaluator = evaluator
+        self.resumable = state
+        self.reported = state
+        self.elapsed_before = elapsed_before
+        self.fingerprint = fingerprint
+
+    def run(self) -> str:
+        spec = self.spec
+        endpoints = self.resumable.endpoints or self._endpoints()
+        if endpoints is None:
+            return "max_evaluations"
+        walker = Walker(self.evaluator, spec.entropy, endpoints, spec.sampling, spec.truncation)
+        last_saved = time.perf_counter()
+        while True:
+            decision = self.plan(self.resumable)
+            if isinstance(decision, Stop):
+                return decision.reason
+            if self._out_of_permutations():
+                return "n_permutations"
+            if self.evaluator.out_of_time():
+                return "max_seconds"
+            work = self._next_range(decision)
+            outcome = walker.walk(work)
+            state = self.resumable.absorb(outcome)
+            self.reported = state
+            if not outcome.complete:
+                return walker.stop_reason or "budget"
+            self.resumable = state
+            elapsed = self.elapsed_before + self.evaluator.elapsed()
+            if spec.progress is not None:
+                spec.progress(
+                    Progress(
+                        n_evaluations=state.n_evaluations,
+                        n_permutations=state.next_permutation,
+                        elapsed_seconds=elapsed,
+                        values=state.stats.mean,
+                        n_undecided=state.extra.get("n_undecided"),
+                        max_evaluations=spec.budget.max_evaluations,
+                        max_seconds=spec.budget.max_seconds,
+                    )
+                )
+            every = spec.persistence.checkpoint_every
+            if spec.persistence.checkpoint is not None and (
+                time.perf_counter() - last_saved >= every
+            ):
+                self.save(elapsed)
+                last_saved = time.perf_counter()
+
+    def _endpoints(self) -> Endpoints | None:
+        """Evaluate V(N) and V(empty) once per run; ``None`` if the budget does not allow it."""
+        remaining = self.evaluator.remaining()
+        if remaining is not None and remaining < 2:
+            return None
+        n = self.spec.game.n_players
+        coalitions = np.zeros((2, n), dtype=bool)
+        coalitions[0] = True
+        v_full, v_empty = self.evaluator(coalitions)
+        endpoints = Endpoints(float(v_full), float(v_empty))
+        self.resumable.endpoints = endpoints
+        self.resumable.n_evaluations += 2
+        return endpoints
+
+    def _out_of_permutations(self) -> bool:
+        limit = self.spec.budget.n_permutations
+        return limit is not None and self.resumable.next_permutation >= limit
+
+    def _next_range(self, decision: RoundPlan) -> WalkRange:
+        first = self.resumable.next_permutation
+        count = decision.n_permutations
+        limit = self.spec.budget.n_permutations
+        if limit is not None:
+            count = min(count, limit - first)
+        return WalkRange(first, count, decision.sampled)
+
+    def save(self, elapsed: float) -> None:
+        directory = self.spec.persistence.checkpoint
+        if directory is None:
+            return
+        save_checkpoint(
+            directory,
+            Checkpoint(
+                owner=self.spec.owner,
+                entropy=self.spec.entropy,
+                identity=self.spec.identity,
+                fingerprint=self.fingerprint,
+                state=self.resumable,
+                elapsed_seconds=elapsed,
+            ),
+        )
+
+
+def _result(
+    spec: RunSpec, state: RunState, stop_reason: str, elapsed: float, fingerprint: str
+) -> ShapleyResult:
     params = dict(spec.identity)
-    params.update(max_evaluations=spec.max_evaluations, max_seconds=spec.max_seconds)
+    params.update(max_evaluations=spec.budget.max_evaluations, max_seconds=spec.budget.max_seconds)
+    endpoints = state.endpoints
     diagnostics = {
         "n_permutations": state.next_permutation,
-        "v_full": state.v_full,
-        "v_empty": state.v_empty,
+        "v_full": endpoints.v_full if endpoints else math.nan,
+        "v_empty": endpoints.v_empty if endpoints else math.nan,
         "n_walks_truncated": state.n_walks_truncated,
         "mean_removed_fraction_at_truncation": (
             state.removed_fraction_sum / state.n_walks_truncated
@@ -186,7 +300,8 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
     }
     return result_from_stats(
         state.stats,
-        player_names=list(game.player_names),
+        rule=spec.interval,
+        player_names=list(spec.game.player_names),
         n_evaluations=state.n_evaluations,
         estimator=spec.owner,
         params=params,
@@ -194,147 +309,6 @@ def run_rounds(spec: RunSpec, plan: Callable[[WalkState], tuple[Plan, int]]) -> 
         stop_reason=stop_reason,
         elapsed_seconds=elapsed,
         diagnostics=diagnostics,
+        groups=player_groups(spec.game),
+        game_fingerprint=fingerprint,
     )
-
-
-def _loop(
-    spec: RunSpec,
-    plan: Callable[[WalkState], tuple[Plan, int]],
-    sampler: WalkSampler,
-    evaluator: Evaluator,
-    elapsed_before: float,
-) -> str:
-    """Run rounds until a stop reason; ``sampler.resumable`` tracks the last complete state."""
-    state = sampler.state
-    if not sampler.evaluate_endpoints():
-        return "max_evaluations"
-    last_saved = time.perf_counter()
-    while True:
-        sampled, size = plan(state)
-        if isinstance(sampled, str):
-            sampler.resumable = state
-            return sampled
-        if evaluator.out_of_time():
-            sampler.resumable = state
-            return "max_seconds"
-        sampler.resumable = state.copy()
-        if not sampler.run_round(size, sampled):
-            return sampler.stop_reason or "budget"
-        sampler.resumable = state
-        elapsed = elapsed_before + evaluator.elapsed()
-        if spec.progress is not None:
-            spec.progress(
-                Progress(
-                    n_evaluations=state.n_evaluations,
-                    n_permutations=state.next_permutation,
-                    elapsed_seconds=elapsed,
-                    values=state.stats.mean,
-                    n_undecided=state.extra.get("n_undecided"),
-                    max_evaluations=spec.max_evaluations,
-                    max_seconds=spec.max_seconds,
-                )
-            )
-        if (
-            spec.checkpoint is not None
-            and time.perf_counter() - last_saved >= spec.checkpoint_every
-        ):
-            save_checkpoint(spec, state, elapsed)
-            last_saved = time.perf_counter()
-
-
-def _start_state(spec: RunSpec) -> tuple[WalkState, float]:
-    if spec.resume is None:
-        return WalkState(RunningStats.zeros(spec.game.n_players)), 0.0
-    return load_checkpoint(spec)
-
-
-def save_checkpoint(spec: RunSpec, state: WalkState, elapsed: float) -> None:
-    """Write ``state`` to ``spec.checkpoint`` as ``state.json`` + ``state.npz`` (atomically)."""
-    directory = Path(spec.checkpoint)  # type: ignore[arg-type]
-    directory.mkdir(parents=True, exist_ok=True)
-    stats = state.stats
-    meta = {
-        "checkpoint_version": CHECKPOINT_VERSION,
-        "estimator": spec.owner,
-        "identity": spec.identity,
-        "entropy": spec.entropy,
-        "n_players": stats.n_players,
-        "next_permutation": state.next_permutation,
-        "n_evaluations": state.n_evaluations,
-        "v_full": state.v_full,
-        "v_empty": state.v_empty,
-        "n_walks_truncated": state.n_walks_truncated,
-        "removed_fraction_sum": state.removed_fraction_sum,
-        "sample_min": stats.sample_min,
-        "sample_max": stats.sample_max,
-        "extra": state.extra,
-        "elapsed_seconds": elapsed,
-    }
-    atomic_write(
-        directory / "state.npz",
-        lambda f: np.savez(f, count=stats.count, mean=stats.mean, m2=stats.m2),
-    )
-    atomic_write(directory / "state.json", json_text(meta).encode())
-
-
-def load_checkpoint(spec: RunSpec) -> tuple[WalkState, float]:
-    """Read the state written by :func:`save_checkpoint`, refusing one from a different run."""
-    directory = Path(spec.resume)  # type: ignore[arg-type]
-    meta_path, array_path = directory / "state.json", directory / "state.npz"
-    if not meta_path.is_file() or not array_path.is_file():
-        raise FileNotFoundError(
-            f"The 'resume' parameter of {spec.owner} points at {directory}, which holds no "
-            "checkpoint (state.json and state.npz, written when checkpoint= is given)."
-        )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{meta_path} has an unknown checkpoint version.")
-    if meta["estimator"] != spec.owner:
-        raise ValueError(
-            f"The checkpoint in {directory} was written by {meta['estimator']}, not {spec.owner}."
-        )
-    if meta["n_players"] != spec.game.n_players:
-        raise ValueError(
-            f"The checkpoint in {directory} is for {meta['n_players']} players; the game has "
-            f"{spec.game.n_players}."
-        )
-    if meta["entropy"] != spec.entropy:
-        raise ValueError(
-            f"The checkpoint in {directory} was made with seed {meta['entropy']}; this call has "
-            f"seed {spec.entropy}. Resume with the same seed (or seed=None to take the saved one)."
-        )
-    for key, value in spec.identity.items():
-        if meta["identity"].get(key) != value:
-            raise ValueError(
-                f"The checkpoint in {directory} was made with {key}={meta['identity'].get(key)!r}; "
-                f"this call has {key}={value!r}. Resume with the same parameters (only the "
-                "budgets may change)."
-            )
-    with np.load(array_path, allow_pickle=False) as data:
-        stats = RunningStats(
-            data["count"],
-            data["mean"],
-            data["m2"],
-            meta["sample_min"] if meta["sample_min"] is not None else math.inf,
-            meta["sample_max"] if meta["sample_max"] is not None else -math.inf,
-        )
-    state = WalkState(
-        stats,
-        next_permutation=meta["next_permutation"],
-        n_evaluations=meta["n_evaluations"],
-        v_full=meta["v_full"] if meta["v_full"] is not None else math.nan,
-        v_empty=meta["v_empty"] if meta["v_empty"] is not None else math.nan,
-        n_walks_truncated=meta["n_walks_truncated"],
-        removed_fraction_sum=meta["removed_fraction_sum"],
-        extra=meta["extra"],
-    )
-    return state, float(meta["elapsed_seconds"])
-
-
-def resume_entropy(seed: Any, resume: Any, owner: str) -> int:
-    """The seed of a run: given, or (when resuming with ``seed=None``) the checkpoint's."""
-    if resume is not None and seed is None:
-        meta_path = Path(resume) / "state.json"
-        if meta_path.is_file():
-            return int(json.loads(meta_path.read_text())["entropy"])
-    return seed_entropy(seed, owner)

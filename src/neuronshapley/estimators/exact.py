@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_int
 from neuronshapley.estimators.walks import Evaluator
-from neuronshapley.games.base import Game, as_game
+from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.result import ShapleyResult
 
 MAX_EXACT_PLAYERS = 25
@@ -113,4 +113,6 @@ def _exact(
         seed=None,
         stop_reason="complete",
         elapsed_seconds=time.perf_counter() - started,
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
     )

@@ -11,10 +11,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from neuronshapley._internal.validation import check_int
-from neuronshapley.estimators.driver import Plan, ProgressCallback, make_spec, run_rounds
-from neuronshapley.estimators.walks import WalkState
+from neuronshapley.estimators.driver import run_rounds, sampling_spec
+from neuronshapley.estimators.options import Budget, Persistence, RoundPlan, Sampling, Truncation
+from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.games.base import Game, as_game
+from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import ShapleyResult
 
 
@@ -82,7 +83,18 @@ def truncated_shapley(
     Returns:
         A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped.
     """
-    return _permutation_run("truncated_shapley", **locals())
+    return _permutation_run(
+        "truncated_shapley",
+        game,
+        n_players,
+        seed,
+        progress,
+        sampling=(antithetic, batch_size, n_walks),
+        interval=IntervalRule(bound, delta, value_range, union_bound),
+        truncation=(truncation, truncation_mode, patience),
+        budget=(n_permutations, max_evaluations, max_seconds),
+        persistence=(checkpoint, checkpoint_every, resume),
+    )
 
 
 def permutation_shapley(
@@ -115,78 +127,56 @@ def permutation_shapley(
         A ``ShapleyResult``.
     """
     return _permutation_run(
-        "permutation_shapley", truncation=None, truncation_mode="relative", patience=5, **locals()
+        "permutation_shapley",
+        game,
+        n_players,
+        seed,
+        progress,
+        sampling=(antithetic, batch_size, n_walks),
+        interval=IntervalRule(bound, delta, value_range, union_bound),
+        truncation=(None, "relative", 5),
+        budget=(n_permutations, max_evaluations, max_seconds),
+        persistence=(checkpoint, checkpoint_every, resume),
     )
 
 
 def _permutation_run(
     owner: str,
-    *,
     game: Game | Callable[..., Any],
-    n_permutations: int | None,
-    truncation: float | None,
-    truncation_mode: str,
-    patience: int,
-    antithetic: bool,
-    delta: float,
-    bound: str,
-    value_range: float | None,
-    union_bound: bool,
-    max_evaluations: int | None,
-    max_seconds: float | None,
-    batch_size: int,
-    n_walks: int,
-    seed: Any,
     n_players: int | None,
-    checkpoint: str | os.PathLike[str] | None,
-    checkpoint_every: float,
-    resume: str | os.PathLike[str] | None,
+    seed: Any,
     progress: ProgressCallback | None,
+    *,
+    sampling: tuple[Any, Any, Any],
+    interval: IntervalRule,
+    truncation: tuple[Any, Any, Any],
+    budget: tuple[Any, Any, Any],
+    persistence: tuple[Any, Any, Any],
 ) -> ShapleyResult:
-    game = as_game(game, n_players, owner)
-    identity = {
-        "truncation": truncation,
-        "truncation_mode": truncation_mode,
-        "patience": patience,
-        "antithetic": antithetic,
-        "delta": delta,
-        "bound": bound,
-        "value_range": value_range,
-        "union_bound": union_bound,
-        "batch_size": batch_size,
-        "n_walks": n_walks,
-    }
-    spec = make_spec(
+    """Validate the arguments into typed options, then walk rounds of ``n_walks`` permutations."""
+    spec = sampling_spec(
         owner,
-        game,
-        identity,
-        seed=seed,
-        max_evaluations=max_evaluations,
-        max_seconds=max_seconds,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=progress,
+        as_game(game, n_players, owner),
+        seed,
+        progress,
+        sampling=Sampling.from_arguments(owner, *sampling),
+        interval=interval.check(owner),
+        truncation=Truncation.from_arguments(owner, *truncation),
+        budget=Budget.from_arguments(owner, *budget),
+        persistence=Persistence.from_arguments(owner, *persistence),
     )
-    check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
-    if n_permutations is None and max_evaluations is None and max_seconds is None:
+    if not spec.budget.bounded:
         raise ValueError(
             f"{owner} needs a stopping rule: give n_permutations, max_evaluations or max_seconds."
         )
-    if antithetic and (n_walks % 2 or (n_permutations is not None and n_permutations % 2)):
+    n_permutations = spec.budget.n_permutations
+    if spec.sampling.antithetic and n_permutations is not None and n_permutations % 2:
         raise ValueError(
             f"With antithetic=True, the 'n_walks' and 'n_permutations' parameters of {owner} must "
-            f"be even (each permutation walks with its reverse). Got n_walks={n_walks}, "
-            f"n_permutations={n_permutations}."
+            f"be even (each permutation walks with its reverse). Got n_walks="
+            f"{spec.sampling.n_walks}, n_permutations={n_permutations}."
         )
-
-    def plan(state: WalkState) -> tuple[Plan, int]:
-        done = state.next_permutation
-        if n_permutations is not None and done >= n_permutations:
-            return "n_permutations", 0
-        left = n_walks if n_permutations is None else min(n_walks, n_permutations - done)
-        return None, left
-
-    result = run_rounds(spec, plan)
+    every_player = RoundPlan(spec.sampling.n_walks)
+    result = run_rounds(spec, lambda state: every_player)
     result.params["n_permutations"] = n_permutations
     return result

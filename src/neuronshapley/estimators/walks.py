@@ -21,53 +21,19 @@ PyTorch model) answers many coalitions per call. Permutation number j is drawn f
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from neuronshapley.estimators.options import Sampling, Truncation
 from neuronshapley.games.base import BaseGame, Game, check_values
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
-# With truncation, the fewest rows a walk gets in a shared batch (see WalkSampler._walk).
+# With truncation, the fewest rows a walk gets in a shared batch (see Walker._walk).
 MIN_SHARE = 8
-
-
-@dataclass(frozen=True)
-class Truncation:
-    """When a walk counts the network as dead (appendix B of Ghorbani & Zou 2020).
-
-    Attributes:
-        threshold: In ``"relative"`` mode a coalition is dead when it keeps at most this fraction
-            of the full network's gain over the empty one, (V - V(empty)) / (V(N) - V(empty)) <=
-            threshold; this works for metrics where higher or lower is better. In ``"absolute"``
-            mode it is dead when V <= threshold.
-        mode: ``"relative"`` or ``"absolute"``.
-        patience: Consecutive dead evaluations after which the walk stops.
-    """
-
-    threshold: float
-    mode: str = "relative"
-    patience: int = 5
-
-    def dead(self, values: GameValues, v_full: float, v_empty: float) -> NDArray[np.bool_]:
-        """Which of ``values`` count as a dead network."""
-        level, below = self.dead_level(v_full, v_empty)
-        return values <= level if below else values >= level
-
-    def dead_level(self, v_full: float, v_empty: float) -> tuple[float, bool]:
-        """The test ``dead`` reduces to: ``V <= level`` if the flag is true, else ``V >= level``.
-
-        Solving the relative rule for V once per run keeps it to one comparison per batch.
-        """
-        if self.mode == "absolute":
-            return self.threshold, True
-        gain = v_full - v_empty
-        if gain == 0.0:  # no gain to lose: the progress fraction is undefined, never truncate
-            return -np.inf, True
-        return v_empty + self.threshold * gain, gain > 0
 
 
 def uses_contexts(game: Game) -> bool:
@@ -250,84 +216,90 @@ class Walk:
         return self.order[measured], contributions
 
 
+@dataclass(frozen=True)
+class WalkRange:
+    """A unit of work: permutations ``first .. first + count - 1`` of a run's stream.
+
+    A range is identified by its indices, so it is the same work wherever and however often it
+    runs: walking it twice gives the same statistics, and ranges merge exactly.
+
+    Attributes:
+        first: Index of the first permutation.
+        count: Number of permutations (even with antithetic sampling, from an even ``first``).
+        sampled: Players whose marginals are recorded (``None``: every player).
+    """
+
+    first: int
+    count: int
+    sampled: NDArray[np.bool_] | None = None
+
+
 @dataclass
-class WalkState:
-    """Everything a run of walks needs to continue: statistics, counters, endpoint values."""
+class RangeStats:
+    """What walking a :class:`WalkRange` measured: mergeable statistics and counters.
 
+    Attributes:
+        work: The range walked.
+        stats: The marginals of its sampled players.
+        n_evaluations: Coalitions it evaluated (including any the truncation did not use).
+        n_walks_truncated: Its walks that ended early on a dead network.
+        removed_fraction_sum: Sum over those walks of the fraction of players removed.
+        complete: ``False`` if a budget stopped it part way (its marginals are then those of
+            the walks' first steps only, and a resumed run walks the whole range again).
+    """
+
+    work: WalkRange
     stats: RunningStats
-    next_permutation: int = 0
-    n_evaluations: int = 0
-    v_full: float = float("nan")
-    v_empty: float = float("nan")
-    n_walks_truncated: int = 0
-    removed_fraction_sum: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def copy(self) -> "WalkState":
-        return WalkState(
-            self.stats.copy(),
-            self.next_permutation,
-            self.n_evaluations,
-            self.v_full,
-            self.v_empty,
-            self.n_walks_truncated,
-            self.removed_fraction_sum,
-            dict(self.extra),
-        )
+    n_evaluations: int
+    n_walks_truncated: int
+    removed_fraction_sum: float
+    complete: bool
 
 
-class WalkSampler:
-    """Walks rounds of permutations and folds their marginals into running statistics.
+@dataclass(frozen=True)
+class Endpoints:
+    """V(N) and V(empty), evaluated once per run: the two ends of every walk."""
+
+    v_full: float
+    v_empty: float
+
+
+class Walker:
+    """Walks ranges of permutations of one run: the pure step a scheduler drives.
+
+    ``walk(work)`` depends only on the game, the run's ``entropy``, its endpoints, the sampling
+    options and the range, so a range can be walked anywhere (a resumed run, another worker)
+    and give the same :class:`RangeStats`. The walker only keeps buffers between calls.
 
     Args:
         evaluator: The game behind its budget.
         entropy: Root of the permutation stream.
-        state: Where the run stands (fresh or resumed).
+        endpoints: V(N) and V(empty) of the run.
+        sampling: How permutations are walked (antithetic pairs, batch size).
         truncation: Early truncation rule, or ``None``.
-        antithetic: Pair each permutation with its reverse and record the pair's mean.
-        batch_size: Coalitions per call to the game.
     """
 
     def __init__(
         self,
         evaluator: Evaluator,
         entropy: int,
-        state: WalkState,
-        *,
+        endpoints: Endpoints,
+        sampling: Sampling,
         truncation: Truncation | None,
-        antithetic: bool,
-        batch_size: int,
     ) -> None:
         self.evaluator = evaluator
         self.entropy = entropy
-        self.state = state
+        self.endpoints = endpoints
         self.truncation = truncation
-        self.antithetic = antithetic
-        self.batch_size = batch_size
-        self.n_players = state.stats.n_players
+        self.antithetic = sampling.antithetic
+        self.batch_size = sampling.batch_size
+        self.n_players = evaluator.game.n_players
         self.stop_reason: str | None = None
-        # The last state a resumed run may start from: rounds cut short are repeated.
-        self.resumable = state
         # One mask buffer for the whole run: a fresh one per batch costs more in page faults
         # than building the masks. Games must copy coalitions they keep (see games.base.Game).
-        self._buffer = np.empty((batch_size, self.n_players), dtype=bool)
+        self._buffer = np.empty((self.batch_size, self.n_players), dtype=bool)
         self.contexts = uses_contexts(evaluator.game)
-        self._context_buffer = np.empty(batch_size, dtype=np.int64)
-
-    def evaluate_endpoints(self) -> bool:
-        """Evaluate V(N) and V(empty) once per run; ``False`` if the budget does not allow it."""
-        if not np.isnan(self.state.v_full):
-            return True
-        remaining = self.evaluator.remaining()
-        if remaining is not None and remaining < 2:
-            self.stop_reason = "max_evaluations"
-            return False
-        coalitions = np.zeros((2, self.n_players), dtype=bool)
-        coalitions[0] = True
-        v_full, v_empty = self.evaluator(coalitions)
-        self.state.v_full, self.state.v_empty = float(v_full), float(v_empty)
-        self.state.n_evaluations += 2
-        return True
+        self._context_buffer = np.empty(self.batch_size, dtype=np.int64)
 
     def _context(self, walk_number: int) -> int | None:
         # An antithetic pair is one sample: both walks share their data.
@@ -341,29 +313,33 @@ class WalkSampler:
         base = permutation(self.entropy, walk_number // 2, self.n_players)
         return base[::-1].copy() if walk_number % 2 else base
 
-    def run_round(self, n_permutations: int, sampled: NDArray[np.bool_] | None) -> bool:
-        """Walk the next ``n_permutations`` permutations; ``False`` if the budget ran out.
+    def walk(self, work: WalkRange) -> RangeStats:
+        """Walk the permutations of ``work`` and return what they measured.
 
-        With ``antithetic`` the count must be even. On a budget stop the marginals already
-        measured still enter the statistics (they are unbiased samples), while ``state`` is
-        not advanced past the round, so a resumed run repeats the round exactly.
+        If the budget runs out part way, the marginals measured so far are returned with
+        ``complete=False`` (unbiased samples of the players removed first in each walk).
         """
-        state = self.state
-        first = state.next_permutation
         walks = [
-            Walk(self._order(first + j), sampled, self._context(first + j))
-            for j in range(n_permutations)
+            Walk(self._order(j), work.sampled, self._context(j))
+            for j in range(work.first, work.first + work.count)
         ]
         evaluated_before = self.evaluator.n_evaluations
-        completed = self._walk(walks)
-        self._commit(walks, sampled)
-        state.n_evaluations += self.evaluator.n_evaluations - evaluated_before
-        if completed:
-            state.next_permutation = first + n_permutations
-        return completed
+        complete = self._walk(walks)
+        stats = RunningStats.zeros(self.n_players)
+        self._collect(walks, work.sampled, stats)
+        truncated = [walk.truncated_at for walk in walks if walk.truncated_at is not None]
+        return RangeStats(
+            work=work,
+            stats=stats,
+            n_evaluations=self.evaluator.n_evaluations - evaluated_before,
+            n_walks_truncated=len(truncated),
+            removed_fraction_sum=float(sum(t / self.n_players for t in truncated)),
+            complete=complete,
+        )
 
     def _walk(self, walks: list[Walk]) -> bool:
-        state, evaluator = self.state, self.evaluator
+        evaluator, truncation = self.evaluator, self.truncation
+        v_full, v_empty = self.endpoints.v_full, self.endpoints.v_empty
         active = [walk for walk in walks if not walk.done]
         while active:
             remaining = evaluator.remaining()
@@ -385,7 +361,7 @@ class WalkSampler:
                 # that dies mid-chunk wastes the rest of its chunk, so chunks stay small (but
                 # not below MIN_SHARE rows, or the Python work per walk would dominate).
                 share = min(left, max(-(-left // (len(active) - j)), MIN_SHARE))
-                take = left if self.truncation is None else share
+                take = left if truncation is None else share
                 count = walk.fill(coalitions[row:], take)
                 if walk.context is not None:
                     self._context_buffer[row : row + count] = walk.context
@@ -399,10 +375,7 @@ class WalkSampler:
             for walk, start, count in filled:
                 if start < row:
                     walk.receive(
-                        values[start : min(start + count, row)],
-                        self.truncation,
-                        state.v_full,
-                        state.v_empty,
+                        values[start : min(start + count, row)], truncation, v_full, v_empty
                     )
             if cut:
                 # Even if every walk finished, this round did not pay for its full batches, so
@@ -412,17 +385,14 @@ class WalkSampler:
             active = [walk for walk in active if not walk.done]
         return True
 
-    def _commit(self, walks: list[Walk], sampled: NDArray[np.bool_] | None) -> None:
-        state = self.state
-        v_full, v_empty = state.v_full, state.v_empty
+    def _collect(
+        self, walks: list[Walk], sampled: NDArray[np.bool_] | None, stats: RunningStats
+    ) -> None:
+        v_full, v_empty = self.endpoints.v_full, self.endpoints.v_empty
         measured = [walk.marginals(sampled, v_full, v_empty) for walk in walks]
-        for walk in walks:
-            if walk.truncated_at is not None:
-                state.n_walks_truncated += 1
-                state.removed_fraction_sum += walk.truncated_at / self.n_players
         if not self.antithetic:
             for players, contributions in measured:
-                state.stats.add(players, contributions)
+                stats.add(players, contributions)
             return
         for (players_a, values_a), (players_b, values_b) in zip(
             measured[0::2], measured[1::2], strict=True
@@ -435,4 +405,4 @@ class WalkSampler:
             seen[players_a] += 1
             seen[players_b] += 1
             both = np.flatnonzero(seen == 2)
-            state.stats.add(both, total[both] / 2.0)
+            stats.add(both, total[both] / 2.0)

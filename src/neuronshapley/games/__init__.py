@@ -7,6 +7,7 @@ from neuronshapley.games.base import (
     as_game,
     check_coalitions,
     check_values,
+    game_fingerprint,
 )
 from neuronshapley.games.closed_form import (
     SOUM,
@@ -39,5 +40,6 @@ __all__ = [
     "check_values",
     "corner_detector_game",
     "dataset_pricing_game",
+    "game_fingerprint",
     "sparse_soum",
 ]

@@ -38,6 +38,13 @@ class Game(Protocol):
         ...
 
 
+def player_groups(game: Game) -> list[str] | None:
+    """Each player's group (a unit's layer, a feature's group, a data point's source), if the
+    game states them as ``player_groups``; results carry them to reports and tables."""
+    groups = getattr(game, "player_groups", None)
+    return None if groups is None else [str(group) for group in groups]
+
+
 def game_fingerprint(game: Game) -> str:
     """What identifies ``game``: its own ``fingerprint()`` if it has one, else its type and players.
 
@@ -192,7 +199,17 @@ class CallableGame(BaseGame):
         self.function = function
 
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
-        return self.function(coalitions)
+        try:
+            return self.function(coalitions)
+        except Exception as error:
+            # The user's function failed, not the estimator: say so, and on which coalition.
+            name = getattr(self.function, "__name__", type(self.function).__name__)
+            first = np.flatnonzero(coalitions[0]).tolist()
+            raise RuntimeError(
+                f"The game function you passed ({name}) raised {type(error).__name__} on a "
+                f"batch of {len(coalitions)} coalitions (the first holds players {first}): "
+                f"{error}"
+            ) from error
 
     def fingerprint(self) -> str:
         """The function's name and code (not what a closure captured) and the players."""

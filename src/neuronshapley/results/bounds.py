@@ -11,10 +11,14 @@ interval of width R, the half-width never needs to exceed R. ``normal`` is the C
 z_{1-delta/2} sqrt(var / t): tighter, asymptotic, without a finite-sample guarantee.
 """
 
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import NDArray
+
+from neuronshapley._internal.validation import check_bool, check_choice, check_float
+from neuronshapley.results.stats import RunningStats
 
 BOUNDS = ("bernstein", "normal")
 
@@ -52,3 +56,61 @@ def confidence_halfwidth(
     z = NormalDist().inv_cdf(1.0 - delta / 2.0)
     half[many] = z * np.sqrt(variance[many] / t[many])
     return half
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    """How a sampling run turns its statistics into intervals, and what those intervals promise.
+
+    Attributes:
+        bound: ``"bernstein"`` (empirical Bernstein, finite-sample) or ``"normal"`` (CLT,
+            asymptotic).
+        delta: Each interval fails with probability at most ``delta`` (``union_bound``: all of
+            them together), in (0, 1).
+        value_range: Range R of a marginal contribution; ``None`` takes the observed range of
+            all samples, a heuristic that voids the finite-sample guarantee.
+        union_bound: Divide ``delta`` among the players, so all intervals hold at once.
+    """
+
+    bound: str = "bernstein"
+    delta: float = 0.05
+    value_range: float | None = None
+    union_bound: bool = False
+
+    def check(self, owner: str) -> "IntervalRule":
+        """This rule if every field is valid; else an error naming the parameter of ``owner``."""
+        check_float(
+            self.delta, "delta", owner, low=0.0, high=1.0, include_low=False, include_high=False
+        )
+        check_choice(self.bound, "bound", owner, BOUNDS)
+        check_float(
+            self.value_range, "value_range", owner, low=0.0, include_low=False, allow_none=True
+        )
+        check_bool(self.union_bound, "union_bound", owner)
+        return IntervalRule(
+            self.bound,
+            float(self.delta),
+            None if self.value_range is None else float(self.value_range),
+            self.union_bound,
+        )
+
+    def halfwidth(self, stats: RunningStats) -> tuple[NDArray[np.float64], float]:
+        """Half-width of each player's interval, and the range R it used."""
+        value_range = stats.observed_range if self.value_range is None else self.value_range
+        delta = self.delta / (stats.n_players if self.union_bound else 1)
+        half = confidence_halfwidth(
+            stats.count, stats.variance, delta=delta, bound=self.bound, value_range=value_range
+        )
+        return half, float(value_range)
+
+    @property
+    def guarantee(self) -> str:
+        """What the intervals promise, in words (printed beside them)."""
+        scope = "all players at once" if self.union_bound else "each player on its own"
+        if self.bound == "normal":
+            kind = "asymptotic (normal approximation), no finite-sample guarantee"
+        elif self.value_range is None:
+            kind = "empirical Bernstein with the observed range (a heuristic range)"
+        else:
+            kind = f"finite-sample (empirical Bernstein, range {self.value_range:g})"
+        return f"{100 * (1 - self.delta):g}% for {scope}, at a fixed sample size; {kind}"

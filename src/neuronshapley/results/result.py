@@ -1,7 +1,8 @@
 """``ShapleyResult``: the values, their uncertainty, and how they were made.
 
-Saved as a directory holding ``result.json`` (names, parameters, counts) and ``result.npz``
-(arrays), loaded without pickle. Results of sampling estimators keep their sufficient statistics
+Saved as a directory holding ``result.npz`` (arrays) and ``result.json`` (names, groups,
+parameters, counts, and a hash of the arrays, so that the two files of different saves are never
+read as one), loaded without pickle. Results of sampling estimators keep their sufficient statistics
 (count, mean, variance), so two runs over disjoint permutations merge exactly.
 """
 
@@ -9,6 +10,7 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,11 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley.results.bounds import confidence_halfwidth
+from neuronshapley._internal.fingerprint import digest
+from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import PlayerValues
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
 
 
@@ -62,6 +66,8 @@ class ShapleyResult:
         n_samples: Marginal-contribution samples behind each estimate.
         variance: Sample variance of each player's marginal contributions.
         player_names: One name per player.
+        groups: One group per player (the layer of a unit, the group of a feature, the source
+            of a training point), or ``None``.
         n_evaluations: Coalitions the estimator evaluated.
         estimator: Name of the estimator function.
         params: The estimator's parameters (JSON types only).
@@ -70,6 +76,8 @@ class ShapleyResult:
         elapsed_seconds: Wall time of the run (summed over resumed parts).
         sample_range: Smallest and largest marginal sample seen, or ``None``.
         diagnostics: Estimator-specific counters (truncated walks, undecided players, ...).
+        game_fingerprint: What identifies the game the values are of (``game_fingerprint``),
+            so results of different games are never merged; ``None`` if unknown.
     """
 
     values: PlayerValues
@@ -87,10 +95,80 @@ class ShapleyResult:
     elapsed_seconds: float
     sample_range: tuple[float, float] | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    groups: list[str] | None = None
+    game_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.values)
+        for name in _ARRAYS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"ShapleyResult: {name} has {len(getattr(self, name))} entries for {n} "
+                    "players; every array holds one entry per player."
+                )
+        if len(self.player_names) != n:
+            raise ValueError(
+                f"ShapleyResult: {len(self.player_names)} player names for {n} values."
+            )
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"ShapleyResult: {len(self.groups)} groups for {n} players.")
+
+    @classmethod
+    def from_values(
+        cls,
+        values: Any,
+        player_names: Sequence[str] | None = None,
+        *,
+        groups: Sequence[str] | None = None,
+        estimator: str = "given",
+        params: dict[str, Any] | None = None,
+    ) -> "ShapleyResult":
+        """A result holding known values (exact, or a baseline's scores) without uncertainty.
+
+        Args:
+            values: One number per player.
+            player_names: One name per player. Default ``p0, p1, ...``.
+            groups: One group per player (e.g. the layer of each unit). Default ``None``.
+            estimator: What made the values (e.g. ``"weight_norm"``). Default ``"given"``.
+            params: How they were made (JSON types). Default ``{}``.
+        """
+        array = np.array(values, dtype=np.float64)
+        if array.ndim != 1 or not np.isfinite(array).all():
+            raise ValueError(
+                "The 'values' parameter of ShapleyResult.from_values must be a 1-d array of "
+                f"finite numbers. Got shape {array.shape}"
+                + ("" if array.ndim != 1 else " with non-finite entries")
+                + " instead."
+            )
+        n = len(array)
+        names = [f"p{i}" for i in range(n)] if player_names is None else list(player_names)
+        return cls(
+            values=array,
+            stderr=np.zeros(n),
+            ci_low=array.copy(),
+            ci_high=array.copy(),
+            n_samples=np.zeros(n, dtype=np.int64),
+            variance=np.zeros(n),
+            player_names=names,
+            n_evaluations=0,
+            estimator=estimator,
+            params=dict(params or {}),
+            seed=None,
+            stop_reason="given",
+            elapsed_seconds=0.0,
+            groups=None if groups is None else [str(g) for g in groups],
+        )
 
     @property
     def n_players(self) -> int:
         return len(self.values)
+
+    @property
+    def interval_guarantee(self) -> str:
+        """What ``ci_low``/``ci_high`` promise, in words (per player or all at once, and how)."""
+        if "bound" not in self.params:
+            return "exact values: no sampling error" if self.n_evaluations else "given values"
+        return interval_rule(self.params).guarantee
 
     # -- rankings --------------------------------------------------------------------------
     def top_indices(self, k: int) -> NDArray[np.intp]:
@@ -167,9 +245,13 @@ class ShapleyResult:
         """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         meta = {
             "format_version": FORMAT_VERSION,
+            "arrays_sha256": digest(arrays),
             "player_names": self.player_names,
+            "groups": self.groups,
+            "game_fingerprint": self.game_fingerprint,
             "n_evaluations": int(self.n_evaluations),
             "estimator": self.estimator,
             "params": self.params,
@@ -179,9 +261,10 @@ class ShapleyResult:
             "sample_range": list(self.sample_range) if self.sample_range else None,
             "diagnostics": self.diagnostics,
         }
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
-        atomic_write(directory / "result.json", json_text(meta).encode())
+        # The arrays first, the record that names their hash last: a save cut between the two
+        # leaves files that load refuses, never a silent mix of two saves.
         atomic_write(directory / "result.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(directory / "result.json", json_text(meta).encode())
         return directory
 
     @classmethod
@@ -194,27 +277,47 @@ class ShapleyResult:
                 f"{directory} is not a saved ShapleyResult: expected result.json and result.npz "
                 "in it (written by ShapleyResult.save)."
             )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("it does not hold a JSON object")
+        except (OSError, ValueError) as error:
+            raise ValueError(_damaged(meta_path, error)) from None
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"{meta_path} has format version {meta.get('format_version')!r}; this version "
-                f"of neuronshapley reads version {FORMAT_VERSION}."
+                f"of neuronshapley reads versions {', '.join(map(str, READABLE_VERSIONS))}."
             )
-        with np.load(array_path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in _ARRAYS}
-        sample_range = meta["sample_range"]
-        return cls(
-            **arrays,
-            player_names=list(meta["player_names"]),
-            n_evaluations=meta["n_evaluations"],
-            estimator=meta["estimator"],
-            params=meta["params"],
-            seed=meta["seed"],
-            stop_reason=meta["stop_reason"],
-            elapsed_seconds=meta["elapsed_seconds"],
-            sample_range=tuple(sample_range) if sample_range else None,
-            diagnostics=meta["diagnostics"],
-        )
+        try:
+            # Our own handle: np.load leaks its file when it fails on a damaged one.
+            with open(array_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+                arrays = {name: np.asarray(data[name]) for name in _ARRAYS}
+        except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, ...
+            raise ValueError(_damaged(array_path, error)) from None
+        expected = meta.get("arrays_sha256")
+        if expected is not None and digest(arrays) != expected:
+            raise ValueError(
+                f"{array_path} does not belong to {meta_path} (their contents come from "
+                "different saves, e.g. a save cut short); save the result again."
+            )
+        try:
+            sample_range = meta["sample_range"]
+            return cls(
+                **arrays,
+                player_names=[str(name) for name in meta["player_names"]],
+                n_evaluations=int(meta["n_evaluations"]),
+                estimator=str(meta["estimator"]),
+                params=dict(meta["params"]),
+                seed=meta["seed"],
+                stop_reason=str(meta["stop_reason"]),
+                elapsed_seconds=float(meta["elapsed_seconds"]),
+                sample_range=tuple(sample_range) if sample_range else None,
+                diagnostics=dict(meta["diagnostics"]),
+                groups=meta.get("groups"),
+                game_fingerprint=meta.get("game_fingerprint"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(_damaged(meta_path, error)) from None
 
     # -- merging ---------------------------------------------------------------------------
     def stats(self) -> RunningStats:
@@ -233,6 +336,16 @@ class ShapleyResult:
             raise ValueError("Exact results have no sampling error to pool; nothing to merge.")
         if self.player_names != other.player_names:
             raise ValueError("Cannot merge results of games with different players.")
+        if (
+            self.game_fingerprint is not None
+            and other.game_fingerprint is not None
+            and self.game_fingerprint != other.game_fingerprint
+        ):
+            raise ValueError(
+                "Cannot merge results of different games: their players have the same names, "
+                "but the games differ (model weights, data, metric or ablation; see "
+                "ShapleyResult.game_fingerprint)."
+            )
         if self.estimator != other.estimator:
             raise ValueError(
                 f"Cannot merge results of {self.estimator} and {other.estimator}: their samples "
@@ -254,6 +367,7 @@ class ShapleyResult:
         stats = self.stats().merge(other.stats())
         return result_from_stats(
             stats,
+            rule=interval_rule(self.params),
             player_names=self.player_names,
             n_evaluations=self.n_evaluations + other.n_evaluations,
             estimator=self.estimator,
@@ -265,6 +379,8 @@ class ShapleyResult:
                 "merged_seeds": sorted(self.seeds() + other.seeds()),
                 "merged_from": [self.diagnostics, other.diagnostics],
             },
+            groups=self.groups,
+            game_fingerprint=self.game_fingerprint or other.game_fingerprint,
         )
 
     def seeds(self) -> list[int]:
@@ -298,6 +414,7 @@ class ShapleyResult:
 def result_from_stats(
     stats: RunningStats,
     *,
+    rule: IntervalRule,
     player_names: list[str],
     n_evaluations: int,
     estimator: str,
@@ -306,15 +423,17 @@ def result_from_stats(
     stop_reason: str,
     elapsed_seconds: float,
     diagnostics: dict[str, Any],
+    groups: list[str] | None = None,
+    game_fingerprint: str | None = None,
 ) -> ShapleyResult:
-    """Build a result from sampling statistics, with intervals from ``params``' bound settings.
+    """Build a result from sampling statistics, with intervals from ``rule``.
 
-    ``params`` must hold ``bound``, ``delta``, ``value_range`` (``None``: the observed range of
-    all samples) and ``union_bound`` (divide ``delta`` among the players).
+    ``params`` (recorded in the result) must hold the rule's fields, so that a merged result
+    recomputes the same kind of intervals.
     """
     variance = stats.variance
     count = stats.count
-    half, value_range = interval_halfwidth(stats, params)
+    half, value_range = rule.halfwidth(stats)
     stderr = np.where(count > 0, np.sqrt(variance / np.maximum(count, 1)), np.inf)
     seen = stats.sample_min <= stats.sample_max
     return ShapleyResult(
@@ -333,16 +452,21 @@ def result_from_stats(
         elapsed_seconds=float(elapsed_seconds),
         sample_range=(stats.sample_min, stats.sample_max) if seen else None,
         diagnostics=dict(diagnostics, value_range_used=float(value_range)),
+        groups=groups,
+        game_fingerprint=game_fingerprint,
     )
 
 
-def interval_halfwidth(stats: RunningStats, params: dict[str, Any]) -> tuple[PlayerValues, float]:
-    """Confidence half-width per player under ``params``' bound settings, and the range used."""
-    value_range = params["value_range"]
-    if value_range is None:
-        value_range = stats.observed_range
-    delta = params["delta"] / (stats.n_players if params["union_bound"] else 1)
-    half = confidence_halfwidth(
-        stats.count, stats.variance, delta=delta, bound=params["bound"], value_range=value_range
+def interval_rule(params: dict[str, Any]) -> IntervalRule:
+    """The interval rule recorded in a sampling result's ``params``."""
+    return IntervalRule(
+        params["bound"], params["delta"], params["value_range"], params["union_bound"]
     )
-    return half, float(value_range)
+
+
+def _damaged(path: Path, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{path} is damaged and cannot be read ({type(error).__name__}: {reason}); "
+        "compute or save the result again."
+    )

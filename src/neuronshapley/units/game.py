@@ -120,6 +120,7 @@ class NeuronGame(BaseGame):
     Attributes:
         units: The players, layer by layer.
         unit_layers: The layer (module path) of every player.
+        player_groups: The same, as every game states its players' groups (results carry them).
         n_forward_examples: Example-forward passes asked for so far (coalitions x examples),
             whether or not prefix reuse computed fewer.
         reuse: The prefix-reuse plan, or ``None`` when the model is evaluated the plain way.
@@ -183,6 +184,8 @@ class NeuronGame(BaseGame):
         self.units: UnitSet = unit_set
         self.layers: tuple[Layer, ...] = unit_set.layers
         self.unit_layers = unit_set.unit_layers
+        # The group of each player, carried into results: a unit's layer.
+        self.player_groups = list(self.unit_layers)
         super().__init__(unit_set.n_units, unit_set.names)
         self.n_forward_examples = 0
 

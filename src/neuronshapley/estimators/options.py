@@ -1,0 +1,189 @@
+"""The options of a sampling run as types: each group validated once, at the boundary.
+
+The public estimators (``permutation_shapley``, ``truncated_shapley``, ``tmab_shapley``) keep
+their keyword arguments for users; inside, the arguments become these frozen dataclasses, and a
+round of the driver loop is a :class:`RoundPlan` or a :class:`Stop`, never a bare string.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley._internal.validation import check_bool, check_choice, check_float, check_int
+from neuronshapley.typing import GameValues
+
+TRUNCATION_MODES = ("relative", "absolute")
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """When a walk counts the network as dead (appendix B of Ghorbani & Zou 2020).
+
+    Attributes:
+        threshold: In ``"relative"`` mode a coalition is dead when it keeps at most this fraction
+            of the full network's gain over the empty one, (V - V(empty)) / (V(N) - V(empty)) <=
+            threshold; this works for metrics where higher or lower is better. In ``"absolute"``
+            mode it is dead when V <= threshold.
+        mode: ``"relative"`` or ``"absolute"``.
+        patience: Consecutive dead evaluations after which the walk stops.
+    """
+
+    threshold: float
+    mode: str = "relative"
+    patience: int = 5
+
+    @classmethod
+    def from_arguments(
+        cls, owner: str, threshold: Any, mode: Any, patience: Any
+    ) -> "Truncation | None":
+        """The rule for an estimator's ``truncation``, ``truncation_mode`` and ``patience``."""
+        check_choice(mode, "truncation_mode", owner, TRUNCATION_MODES)
+        check_int(patience, "patience", owner, min_value=1)
+        if threshold is None:
+            return None
+        if mode == "relative":
+            check_float(threshold, "truncation", owner, low=0.0, high=1.0, include_high=False)
+        else:
+            check_float(threshold, "truncation", owner)
+        return cls(float(threshold), str(mode), int(patience))
+
+    def dead(self, values: GameValues, v_full: float, v_empty: float) -> NDArray[np.bool_]:
+        """Which of ``values`` count as a dead network."""
+        level, below = self.dead_level(v_full, v_empty)
+        return values <= level if below else values >= level
+
+    def dead_level(self, v_full: float, v_empty: float) -> tuple[float, bool]:
+        """The test ``dead`` reduces to: ``V <= level`` if the flag is true, else ``V >= level``.
+
+        Solving the relative rule for V once per run keeps it to one comparison per batch.
+        """
+        if self.mode == "absolute":
+            return self.threshold, True
+        gain = v_full - v_empty
+        if gain == 0.0:  # no gain to lose: the progress fraction is undefined, never truncate
+            return -np.inf, True
+        return v_empty + self.threshold * gain, gain > 0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How permutations are walked.
+
+    Attributes:
+        antithetic: Walk each permutation and its reverse; the pair's mean is one sample.
+        batch_size: Coalitions per call to the game.
+        n_walks: Permutations per round; their coalitions share batches, and a round is the
+            unit of work that is checkpointed (and, on a cluster, sent to a worker).
+    """
+
+    antithetic: bool = False
+    batch_size: int = 32
+    n_walks: int = 8
+
+    @classmethod
+    def from_arguments(
+        cls, owner: str, antithetic: Any, batch_size: Any, n_walks: Any
+    ) -> "Sampling":
+        check_bool(antithetic, "antithetic", owner)
+        check_int(batch_size, "batch_size", owner, min_value=1)
+        check_int(n_walks, "n_walks", owner, min_value=1)
+        if antithetic and n_walks % 2:
+            raise ValueError(
+                f"With antithetic=True, the 'n_walks' parameter of {owner} must be even (each "
+                f"permutation walks with its reverse). Got n_walks={n_walks}."
+            )
+        return cls(bool(antithetic), int(batch_size), int(n_walks))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When a run stops, whatever its estimator's own rule says.
+
+    Attributes:
+        n_permutations: Permutations to walk in all (``None``: no limit).
+        max_evaluations: Coalition evaluations in all, over resumed parts (``None``: no limit).
+        max_seconds: Wall time of this call (``None``: no limit).
+    """
+
+    n_permutations: int | None = None
+    max_evaluations: int | None = None
+    max_seconds: float | None = None
+
+    @classmethod
+    def from_arguments(
+        cls, owner: str, n_permutations: Any, max_evaluations: Any, max_seconds: Any
+    ) -> "Budget":
+        check_int(n_permutations, "n_permutations", owner, min_value=1, allow_none=True)
+        check_int(max_evaluations, "max_evaluations", owner, min_value=1, allow_none=True)
+        check_float(max_seconds, "max_seconds", owner, low=0.0, include_low=False, allow_none=True)
+        return cls(
+            None if n_permutations is None else int(n_permutations),
+            None if max_evaluations is None else int(max_evaluations),
+            None if max_seconds is None else float(max_seconds),
+        )
+
+    @property
+    def bounded(self) -> bool:
+        return (
+            self.n_permutations is not None
+            or self.max_evaluations is not None
+            or self.max_seconds is not None
+        )
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """Where a run keeps its state.
+
+    Attributes:
+        checkpoint: Directory to save the state in, or ``None``.
+        checkpoint_every: Seconds between saves (and one at the end).
+        resume: Directory of a checkpoint to continue from, or ``None``.
+    """
+
+    checkpoint: Path | None = None
+    checkpoint_every: float = 60.0
+    resume: Path | None = None
+
+    @classmethod
+    def from_arguments(
+        cls, owner: str, checkpoint: Any, checkpoint_every: Any, resume: Any
+    ) -> "Persistence":
+        check_float(checkpoint_every, "checkpoint_every", owner, low=0.0)
+        for name, value in (("checkpoint", checkpoint), ("resume", resume)):
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise TypeError(
+                    f"The {name!r} parameter of {owner} must be a directory path or None. "
+                    f"Got {value!r} instead."
+                )
+        directory = None if checkpoint is None else Path(checkpoint)
+        if directory is not None and directory.exists() and not directory.is_dir():
+            # Fail before spending the budget, not when saving at the end.
+            raise ValueError(
+                f"The 'checkpoint' parameter of {owner} must be a directory; {directory} is a file."
+            )
+        return cls(directory, float(checkpoint_every), None if resume is None else Path(resume))
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The next round: walk ``n_permutations`` permutations, recording ``sampled`` players.
+
+    Attributes:
+        n_permutations: Permutations in the round (at least 1).
+        sampled: Players whose marginals the round records (``None``: every player).
+    """
+
+    n_permutations: int
+    sampled: NDArray[np.bool_] | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The run is over, for ``reason`` (e.g. ``"separated"``, ``"n_permutations"``)."""
+
+    reason: str

@@ -1,0 +1,49 @@
+"""The state of a sampling run between rounds: what a checkpoint holds and a resume restores."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuronshapley.estimators.walks import Endpoints, RangeStats
+from neuronshapley.results.stats import RunningStats
+
+
+@dataclass
+class RunState:
+    """Where a run stands: merged statistics, counters, the endpoint values.
+
+    Attributes:
+        stats: The marginals of every complete round, merged in permutation order.
+        next_permutation: Index of the first permutation not yet walked.
+        n_evaluations: Coalitions evaluated by the run (over resumed parts).
+        endpoints: V(N) and V(empty), once evaluated.
+        n_walks_truncated: Walks that ended early on a dead network.
+        removed_fraction_sum: Sum over those walks of the fraction of players removed.
+        extra: The planner's diagnostics (e.g. TMAB's undecided players), JSON types.
+    """
+
+    stats: RunningStats
+    next_permutation: int = 0
+    n_evaluations: int = 0
+    endpoints: Endpoints | None = None
+    n_walks_truncated: int = 0
+    removed_fraction_sum: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, n_players: int) -> "RunState":
+        return cls(RunningStats.zeros(n_players))
+
+    def absorb(self, outcome: RangeStats) -> "RunState":
+        """This state with ``outcome`` merged in; past it only if the range was complete."""
+        complete = outcome.complete
+        return RunState(
+            stats=self.stats.merge(outcome.stats),
+            next_permutation=(
+                outcome.work.first + outcome.work.count if complete else self.next_permutation
+            ),
+            n_evaluations=self.n_evaluations + outcome.n_evaluations,
+            endpoints=self.endpoints,
+            n_walks_truncated=self.n_walks_truncated + outcome.n_walks_truncated,
+            removed_fraction_sum=self.removed_fraction_sum + outcome.removed_fraction_sum,
+            extra=dict(self.extra),
+        )
