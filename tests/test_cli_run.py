@@ -173,7 +173,7 @@ def test_corrupt_checkpoint_on_resume(
 ) -> None:
     out = tmp_path / "run"
     assert _run(factory, out, "--budget", "300") == 0
-    (out / "checkpoint" / "state.json").write_text("{not json")
+    (out / "checkpoint" / "checkpoint.npz").write_bytes(b"not a zip")
     capsys.readouterr()
     assert _run(factory, out, "--resume") == 2
     assert "cannot continue from" in capsys.readouterr().err
@@ -182,7 +182,7 @@ def test_corrupt_checkpoint_on_resume(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--model", "nope.py:model"], r"the file nope.py does not exist"),
+        (["--model", "nope.py:model"], r"the file \S*nope.py does not exist"),
         (["--model", "digits-cnnn"], r"neither a bundled model"),
         (["--units", "conv*"], r"matches no ablatable module"),
         (["--units", "1"], r"is a ReLU, whose units cannot be ablated"),
@@ -253,7 +253,7 @@ def test_ctrl_c_writes_outputs_and_resume_finishes(
     assert record["status"] == "interrupted"
     assert "continue with --resume" in printed
     assert (out / "values.csv").is_file()
-    assert (out / "checkpoint" / "state.json").is_file()
+    assert (out / "checkpoint" / "checkpoint.npz").is_file()
     assert (
         main(
             [

@@ -22,6 +22,7 @@ without pickled code (``torch.load(weights_only=True)``). The file is a dict::
         "format_version": 1,
         "spec": {
             "model": "digits-cnn" | "path/to/file.py:factory",  # how to build the base network
+            "model_sha256": "...",                 # optional: the factory file's SHA-256
             ...,                                   # anything else the caller recorded (JSON)
             "wrapped": [{"path": "conv2", "channel_dim": 1, "on_input": False}, ...],
             "added_biases": ["conv3", ...],        # Conv/Linear given a bias by folding
@@ -30,7 +31,9 @@ without pickled code (``torch.load(weights_only=True)``). The file is a dict::
     }
 
 Loading builds the base network (a bundled model's architecture, untrained, or the user's
-factory), wraps the listed modules in :class:`Ablated`, gives the listed modules a bias, and
+factory: loading then runs the factory file's code; a relative path is resolved from the file's
+folder, and a file whose SHA-256 no longer matches ``model_sha256`` is refused), wraps the
+listed modules in :class:`Ablated`, gives the listed modules a bias, and
 loads the ``state_dict`` strictly.
 """
 
@@ -45,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuronshapley._internal.specs import absolute_spec, file_digest, is_spec
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.units.ablation import evaluation_mode
 from neuronshapley.units.game import NeuronGame
@@ -309,7 +313,9 @@ def save_repaired(model: nn.Module, path: str | Path, *, recipe: dict[str, Any])
         recipe: How to rebuild the base network: ``{"model": <bundled name or
             "path/to/file.py:factory">}``, plus anything else to keep with the model (JSON
             types: the removed units, the run, the metric...). The factory must build the same
-            architecture as the repaired model's base.
+            architecture as the repaired model's base. A factory's path is stored absolute
+            (resolved from the current directory) with its file's SHA-256 (``model_sha256``),
+            so that loading later refuses a file that changed.
 
     Returns:
         The path written.
@@ -335,6 +341,10 @@ def save_repaired(model: nn.Module, path: str | Path, *, recipe: dict[str, Any])
         for name, module in model.named_modules()
         if getattr(module, _ADDED_BIAS, False)
     ]
+    recipe = dict(recipe)
+    if is_spec(recipe["model"]):
+        recipe["model"] = absolute_spec(recipe["model"])
+        recipe.setdefault("model_sha256", file_digest(recipe["model"]))
     spec = {**recipe, "wrapped": wrapped, "added_biases": added}
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     target = Path(path)
@@ -370,7 +380,10 @@ def load_repaired(path: str | Path, *, map_location: str | torch.device = "cpu")
             f"this neuronshapley reads version {FORMAT_VERSION}."
         )
     spec, state = saved["spec"], saved["state_dict"]
-    model = _build_base(spec["model"])
+    sha256 = spec.get("model_sha256")
+    model = _build_base(
+        spec["model"], base=Path(path).parent, sha256=sha256 if isinstance(sha256, str) else None
+    )
     for name in spec["added_biases"]:
         module = model.get_submodule(name)
         weight = getattr(module, "weight", None)
@@ -398,18 +411,25 @@ def load_repaired(path: str | Path, *, map_location: str | torch.device = "cpu")
     return model.to(map_location).eval()
 
 
-def _build_base(spec: str) -> nn.Module:
-    """The base network, untrained: a bundled architecture or the user's factory."""
+def _build_base(spec: str, *, base: Path, sha256: str | None) -> nn.Module:
+    """The base network, untrained: a bundled architecture or the user's factory.
+
+    A factory's file (this runs its code) is resolved relative to the repaired model's folder
+    and refused if it no longer has the SHA-256 recorded in the file.
+    """
     from neuronshapley import zoo
-    from neuronshapley.workflows.runs import load_factory
+    from neuronshapley._internal.specs import SpecError, load_spec
     from neuronshapley.zoo import models
     from neuronshapley.zoo.recipes import RECIPES
 
     if spec in RECIPES:
         recipe = RECIPES[spec]
         return models.build(recipe.architecture, recipe.architecture_params)
-    if ":" in spec and spec.rsplit(":", 1)[0].endswith(".py"):
-        made = load_factory(spec, "model")
+    if is_spec(spec):
+        try:
+            made = load_spec(spec, "model", base=base, sha256=sha256)
+        except SpecError as error:
+            raise ValueError(f"Cannot rebuild the repaired model's base: {error}") from error
         model = made[0] if isinstance(made, tuple) else made
         if not isinstance(model, nn.Module):
             raise ValueError(f"The factory {spec} gave a {type(model).__name__}, not a Module.")

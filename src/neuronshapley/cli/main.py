@@ -16,8 +16,10 @@ tracebacks are kept for bugs.
 """
 
 import argparse
+import math
+import signal
 import sys
-import zipfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +27,13 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
-from neuronshapley.estimators import Progress, ShapleyResult, tmab_shapley
-from neuronshapley.games import sparse_soum
+from neuronshapley.estimators import Progress, ShapleyResult
 
 USAGE_ERROR = 2
 # The demo table stays readable for any k; precision still counts all k.
 _MAX_DEMO_ROWS = 25
 _STOP_REASONS = {
-    "interrupted": "Ctrl-C; --resume continues",
+    "interrupted": "Ctrl-C or SIGTERM; --resume continues",
     "separated": "no player left undecided",
     "max_evaluations": "evaluation budget spent",
     "max_seconds": "time budget spent",
@@ -170,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--top",
         metavar="N",
         type=_int_at_least(0),
-        default=10,
-        help="rows of largest values (default: 10)",
+        default=None,
+        help="rows of largest values (default: the run's k; 10 for a saved ShapleyResult)",
     )
     show.add_argument(
         "--bottom",
@@ -302,8 +303,8 @@ def _float_in(low: float, high: float | None) -> Callable[[str], float]:
             number = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {rule}. Got {text!r} instead.") from None
-        if not (number > low and (high is None or number < high)):
-            raise argparse.ArgumentTypeError(f"must be {rule}. Got {text} instead.")
+        if not (number > low and (high is None or number < high)) or not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"must be {rule} (finite). Got {text} instead.")
         return number
 
     parse.__name__ = rule
@@ -460,29 +461,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if args.command in ("run", "demo"):
-            return _run(args, sys.stdout)
-        if args.command == "repair":
-            return _repair(args, sys.stdout)
-        if args.command == "unit":
-            return _unit(args, sys.stdout)
-        if args.command == "synthetic":
-            return _demo(args, sys.stdout)
-        if args.command == "show":
-            return _show(args, sys.stdout)
-        if args.command == "study":
-            return _study(args, sys.stdout)
-        raise UsageError(
-            "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
-            "synthetic "
-            "(see 'neuronshapley --help')"
-        )
+        with _sigterm_as_ctrl_c():
+            return _dispatch(parser, argv)
     except UsageError as error:
         print(error, file=sys.stderr)
         return USAGE_ERROR
     except SystemExit as stop:  # --help
         return stop.code if isinstance(stop.code, int) else 0
+    except KeyboardInterrupt:  # outside the sampling, which handles it itself
+        print("neuronshapley: interrupted", file=sys.stderr)
+        return 130
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Turn SIGTERM into ``KeyboardInterrupt`` for the command, so a kill is handled as Ctrl-C.
+
+    The sampling ends cleanly (outputs written, status "interrupted", ``--resume`` continues);
+    the previous handler is put back afterwards. Only the main thread may set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args = parser.parse_args(argv)
+    if args.command in ("run", "demo"):
+        return _run(args, sys.stdout)
+    if args.command == "repair":
+        return _repair(args, sys.stdout)
+    if args.command == "unit":
+        return _unit(args, sys.stdout)
+    if args.command == "synthetic":
+        return _demo(args, sys.stdout)
+    if args.command == "show":
+        return _show(args, sys.stdout)
+    if args.command == "study":
+        return _study(args, sys.stdout)
+    raise UsageError(
+        "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
+        "synthetic "
+        "(see 'neuronshapley --help')"
+    )
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -498,32 +528,17 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     if target is not None and target.exists() and not target.is_dir():
         raise UsageError(f"{prog}: error: --out must be a directory; {target} is a file.")
 
-    game = sparse_soum(n_players=players, n_large=k, seed=seed)
-    truth = game.shapley_values()
-    value_range = game.marginal_range()
-    call = f"tmab_shapley(k={k}, delta=0.05, tol=1e-3, value_range={value_range:.4g}, seed={seed})"
+    from neuronshapley.workflows.synthetic import synthetic_check
+
     print("neuronshapley synthetic: TMAB-Shapley on a game with known Shapley values", file=out)
     print(
         f"  game: sparse_soum(n_players={players}, n_large={k}, seed={seed})",
         file=out,
     )
-    print(f"Running {call} ...", file=out, flush=True)
-
-    def run(adaptive: bool) -> ShapleyResult:
-        return tmab_shapley(
-            game,
-            k=k,
-            delta=0.05,
-            tol=1e-3,
-            value_range=value_range,
-            seed=seed,
-            adaptive=adaptive,
-        )
-
-    result = run(adaptive=True)
-    true_top = set(np.argsort(-truth, kind="stable")[:k].tolist())
+    print(f"Running tmab_shapley(k={k}, delta=0.05, tol=1e-3, seed={seed}) ...", file=out)
+    check = synthetic_check(players, k, seed, compare=args.compare)
+    result, truth, true_top, hits = check.result, check.truth, check.true_top, check.hits
     found = result.top(k)
-    hits = sum(row.player_index in true_top for row in found)
     interval = f"{100 * (1 - 0.05):g}% interval"
     rows = [("rank", "player", "estimate", interval, "true value", f"in true top-{k}")]
     for row in found[:_MAX_DEMO_ROWS]:
@@ -550,11 +565,11 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     print(f"Stop reason: {result.stop_reason} ({_explain(result.stop_reason)})", file=out)
     print(f"Elapsed: {result.elapsed_seconds:.2f} s", file=out)
 
-    if args.compare:
+    plain = check.plain
+    if plain is not None:
         print(file=out)
-        print("Plain Monte Carlo, same stopping rule (adaptive=False) ...", file=out, flush=True)
-        plain = run(adaptive=False)
-        plain_hits = len(true_top.intersection(plain.top_indices(k).tolist()))
+        print("Plain Monte Carlo, same stopping rule (adaptive=False):", file=out)
+        plain_hits = check.plain_hits
         print(
             f"Evaluations: {plain.n_evaluations:,} (stopped: {plain.stop_reason}, "
             f"{plain.elapsed_seconds:.2f} s), precision {plain_hits / k:.2f}",
@@ -586,7 +601,7 @@ def _explain(stop_reason: str) -> str:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.workflows.runs import RunConfig, RunError, execute
+    from neuronshapley.workflows.runs import RunConfig, RunError, execute, load_result
 
     prog = f"neuronshapley {args.command}"
     if args.resume and args.overwrite and args.command == "run":
@@ -618,13 +633,22 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 log=lambda line: print(f"  {line}", file=out, flush=True),
                 on_game=names,
             )
+            result = load_result(args.out, record)
         except RunError as error:
             raise UsageError(f"{prog}: error: {error}") from None
-    _print_run(record, Path(args.out), out)
+    _print_run(record, result, Path(args.out), out)
     return 0
 
 
-def _print_run(record: dict[str, Any], directory: Path, out: TextIO) -> None:
+def _print_run(
+    record: dict[str, Any],
+    result: ShapleyResult | None,
+    directory: Path,
+    out: TextIO,
+    *,
+    top: int | None = None,
+    bottom: int = 0,
+) -> None:
     metric = record.get("metric", "metric")
     k = record["config"]["k"]
     print(file=out)
@@ -645,25 +669,29 @@ def _print_run(record: dict[str, Any], directory: Path, out: TextIO) -> None:
             f"± {record['without_random_k_std']:.4f} ({record['config']['n_random']} draws)",
             file=out,
         )
-    result_path = directory / "result.json"
-    if result_path.is_file():
-        result = ShapleyResult.load(directory)
+    if result is not None:
         layer_of = _layers_from_csv(directory / "values.csv")
-        print(file=out)
-        print(f"Top {k} units (of {result.n_players}):", file=out)
-        rows = [("rank", "unit", "layer", "value", "interval", "samples")]
-        for row in result.top(k):
-            rows.append(
-                (
-                    str(row.rank),
-                    row.name,
-                    layer_of.get(row.name, ""),
-                    f"{row.value:.4f}",
-                    f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
-                    f"{int(result.n_samples[row.player_index]):,}",
+        for label, ranked in (
+            ("Top", result.top(k if top is None else top)),
+            ("Bottom", result.bottom(bottom)),
+        ):
+            if not ranked:
+                continue
+            print(file=out)
+            print(f"{label} {len(ranked)} units (of {result.n_players}):", file=out)
+            rows = [("rank", "unit", "layer", "value", "interval", "samples")]
+            for row in ranked:
+                rows.append(
+                    (
+                        str(row.rank),
+                        row.name,
+                        layer_of.get(row.name, ""),
+                        f"{row.value:.4f}",
+                        f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
+                        f"{int(result.n_samples[row.player_index]):,}",
+                    )
                 )
-            )
-        _print_table(rows, out, right=(True, False, False, True, False, True))
+            _print_table(rows, out, right=(True, False, False, True, False, True))
     print(file=out)
     report = directory / "report.html"
     if report.is_file():
@@ -676,10 +704,11 @@ def _print_run(record: dict[str, Any], directory: Path, out: TextIO) -> None:
 def _layers_from_csv(path: Path) -> dict[str, str]:
     import csv
 
-    if not path.is_file():
+    try:
+        with open(path, newline="") as handle:
+            return {row["unit"]: row["layer"] for row in csv.DictReader(handle)}
+    except (OSError, KeyError, ValueError, csv.Error):  # the layers are a nicety: leave them out
         return {}
-    with open(path, newline="") as handle:
-        return {row["unit"]: row["layer"] for row in csv.DictReader(handle)}
 
 
 @contextmanager
@@ -758,43 +787,25 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
 
 # -- study ---------------------------------------------------------------------------------------
 def _study(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.workflows.runs import RUN_FILE, RunConfig, RunError, execute, read_run
-    from neuronshapley.workflows.studies import StudyOptions, run_study
+    from neuronshapley.workflows.runs import RunError
+    from neuronshapley.workflows.studies import StudyOptions, ensure_run, run_study
 
     prog = f"neuronshapley study {args.name}"
     directory = Path(args.run)
     try:
-        if not (directory / RUN_FILE).is_file():
-            if args.model is None:
-                raise RunError(
-                    f"--run {directory} holds no run; make one with 'neuronshapley run', or "
-                    "pass --model to make it first."
-                )
-            config = RunConfig(
-                model=args.model,
-                truncation=DEFAULT_TRUNCATION,
+        if args.model is not None and not (directory / "run.json").is_file():
+            print(f"{prog}: making the run {directory}/ first", file=out, flush=True)
+        with _progress_display(out, enabled=not args.no_progress, k=10) as (progress, names):
+            ensure_run(
+                directory,
+                args.model,
                 budget=args.budget,
                 seed=args.seed,
+                truncation=DEFAULT_TRUNCATION,
+                progress=progress,
+                log=lambda line: print(f"  {line}", file=out, flush=True),
+                on_game=names,
             )
-            print(f"{prog}: making the run {directory}/ first", file=out, flush=True)
-            with _progress_display(out, enabled=not args.no_progress, k=config.k) as (
-                progress,
-                names,
-            ):
-                execute(
-                    config,
-                    directory,
-                    progress=progress,
-                    log=lambda line: print(f"  {line}", file=out, flush=True),
-                    on_game=names,
-                )
-        elif args.model is not None:
-            made_with = read_run(directory).get("config", {}).get("model")
-            if made_with != args.model:
-                raise RunError(
-                    f"--model {args.model}: the run in {directory} is of {made_with}; drop "
-                    "--model to study it, or choose another --run directory."
-                )
         options = StudyOptions(
             k=args.k,
             budget=args.budget,
@@ -828,107 +839,39 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- repair and unit ------------------------------------------------------------------------------
 def _repair(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.applications.repair import repair, save_repaired, select_units
-    from neuronshapley.workflows.runs import RunError, game_from_run
+    from neuronshapley.workflows.exports import repair_run
+    from neuronshapley.workflows.runs import RunError
 
     prog = "neuronshapley repair"
     try:
-        game, result, config = game_from_run(args.run)
-        spec = args.remove if ":" in args.remove.split(",")[0] else args.remove.split(",")
-        removed = select_units(result, spec)
-    except (RunError, ValueError, TypeError) as error:
+        done = repair_run(args.run, args.remove, args.out)
+    except RunError as error:
         raise UsageError(f"{prog}: error: {error}") from None
-    if not removed:
-        raise UsageError(f"{prog}: error: --remove {args.remove} selects no unit of {args.run}.")
-    target = Path(args.out) if args.out else Path(args.run) / "repaired.pt"
-    try:
-        model = repair(game, removed)
-    except ValueError as error:  # e.g. heads of an nn.MultiheadAttention
-        raise UsageError(f"{prog}: error: {error}") from None
-    save_repaired(
-        model,
-        target,
-        recipe={
-            "model": config.model,
-            "removed": removed,
-            "run": str(args.run),
-            "metric": config.metric,
-            "ablation": config.ablation,
-        },
+    print(f"Removed {len(done.removed)} units: {', '.join(done.removed)}", file=out)
+    print(
+        f"{done.metric} on the run's data: {done.before:.4f} before, {done.after:.4f} after",
+        file=out,
     )
-    before, after = game.value_without([]), game.value_without(removed)
-    metric = game.metric.name
-    print(f"Removed {len(removed)} units: {', '.join(removed)}", file=out)
-    print(f"{metric} on the run's data: {before:.4f} before, {after:.4f} after", file=out)
-    print(f"Saved {target} (load with neuronshapley.applications.repair.load_repaired)", file=out)
-    _repair_section(game, result, config, Path(args.run), removed, target, before, after)
+    print(
+        f"Saved {done.target} (load with neuronshapley.applications.repair.load_repaired)",
+        file=out,
+    )
     print(f"Added the 'Repaired model' section to {Path(args.run) / 'report.html'}", file=out)
     return 0
 
 
-def _repair_section(
-    game: Any,
-    result: ShapleyResult,
-    config: Any,
-    run: Path,
-    removed: list[str],
-    target: Path,
-    before: float,
-    after: float,
-) -> None:
-    from neuronshapley.workflows.studies import StudiedRun, StudyOutput, save_study
-
-    metric = game.metric.name
-    values = dict(zip(result.player_names, result.values, strict=True))
-    layer_of = dict(zip(game.player_names, game.unit_layers, strict=True))
-    output = StudyOutput(
-        heading="Repaired model",
-        text=(
-            f"{len(removed)} units removed and the model saved as {target} (reload it with "
-            "neuronshapley.applications.repair.load_repaired: no hooks; ablations folded into "
-            f"the weights where exact, else an Ablated wrapper). {metric} on the run's data: "
-            f"{before:.4f} before, {after:.4f} after."
-        ),
-        table=[
-            {"unit": name, "layer": layer_of[name], "value": float(values[name])}
-            for name in removed
-        ],
-        headline={"removed": removed, "file": str(target), "before": before, "after": after},
-    )
-    save_study(
-        StudiedRun(run, game, result, config),
-        "repair",
-        output,
-        settings={"remove": removed, "out": str(target)},
-        seconds=0.0,
-    )
-
-
 def _unit(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.applications import visualize
-    from neuronshapley.report import figure_to_png
-    from neuronshapley.report.units import plot_extremes, plot_maximized
-    from neuronshapley.workflows.runs import RunError, game_from_run
+    from neuronshapley.workflows.exports import draw_unit
+    from neuronshapley.workflows.runs import RunError
 
     prog = "neuronshapley unit"
     try:
-        game, _, _ = game_from_run(args.run)
-        extremes = visualize.extreme_examples(game, args.unit, k=args.k)
-    except (RunError, ValueError, TypeError) as error:
+        view = draw_unit(args.run, args.unit, args.k, args.out)
+    except RunError as error:
         raise UsageError(f"{prog}: error: {error}") from None
-    target = Path(args.out) if args.out else Path(args.run) / "units" / args.unit.replace(":", "_")
-    target.mkdir(parents=True, exist_ok=True)
-    shape = tuple(game.data.x.shape[1:])
-    maximized = visualize.maximize_activation(game, args.unit, shape, seed=0)
-    figures = {
-        "extremes.png": plot_extremes(extremes, game.data),
-        "maximized.png": plot_maximized(maximized, title=f"{args.unit}: maximised"),
-    }
-    for name, figure in figures.items():
-        (target / name).write_bytes(figure_to_png(figure))
-    print(f"{args.unit}: most active examples {extremes.indices_top.tolist()}", file=out)
-    print(f"{args.unit}: least active examples {extremes.indices_bottom.tolist()}", file=out)
-    print(f"Wrote {', '.join(str(target / name) for name in figures)}", file=out)
+    print(f"{args.unit}: most active examples {view.most_active}", file=out)
+    print(f"{args.unit}: least active examples {view.least_active}", file=out)
+    print(f"Wrote {', '.join(str(path) for path in view.files)}", file=out)
     return 0
 
 
@@ -938,23 +881,36 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
     directory = Path(args.directory)
     if not directory.is_dir():
         raise UsageError(f"{prog}: error: DIR must be a directory; {directory} does not exist.")
-    if (directory / "run.json").is_file():
-        from neuronshapley.workflows.runs import RunError, read_run
+    from neuronshapley.workflows.runs import RUN_FILE, RunError, load_result, read_run
 
-        try:
-            record = read_run(directory)
-        except RunError as error:
-            raise UsageError(f"{prog}: error: {error}") from None
-        print(f"Run in {directory}: {record.get('source', record['config']['model'])}", file=out)
-        _print_run(record, directory, out)
-        return 0
+    record = None
     try:
-        result = ShapleyResult.load(directory)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-        raise UsageError(f"{prog}: error: cannot read {directory}: {error}") from None
+        if (directory / RUN_FILE).is_file():
+            record = read_run(directory)
+        result = load_result(directory, record)
+        if result is not None:
+            for option, count in (("--top", args.top), ("--bottom", args.bottom)):
+                if count is not None and count > result.n_players:
+                    raise RunError(
+                        f"{option} must be at most the number of players ({result.n_players}). "
+                        f"Got {count} instead."
+                    )
+    except RunError as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    if record is not None:
+        print(f"Run in {directory}: {record.get('source', record['config']['model'])}", file=out)
+        _print_run(record, result, directory, out, top=args.top, bottom=args.bottom)
+        if result is not None:
+            _write_csv(result, args.csv, prog, out)
+        elif args.csv is not None:
+            raise UsageError(f"{prog}: error: --csv: the run in {directory} has no values yet.")
+        return 0
+    if result is None:  # only a run record can say "no values yet"
+        raise UsageError(f"{prog}: error: {directory} holds no values.")
+    top = 10 if args.top is None else args.top
     print(repr(result), file=out)
     for label, ranked in (
-        (f"Top {args.top}", result.top(args.top)),
+        (f"Top {top}", result.top(top)),
         (f"Bottom {args.bottom}", result.bottom(args.bottom)),
     ):
         if not ranked:
@@ -975,14 +931,19 @@ def _show(args: argparse.Namespace, out: TextIO) -> int:
                 )
             )
         _print_table(rows, out, right=(True, False, True, True, False, True))
-    if args.csv is not None:
-        try:
-            result.to_csv(args.csv)
-        except OSError as error:
-            raise UsageError(f"{prog}: error: cannot write --csv {args.csv}: {error}") from None
-        print(file=out)
-        print(f"Wrote {result.n_players} rows to {args.csv}", file=out)
+    _write_csv(result, args.csv, prog, out)
     return 0
+
+
+def _write_csv(result: ShapleyResult, path: str | None, prog: str, out: TextIO) -> None:
+    if path is None:
+        return
+    try:
+        result.to_csv(path)
+    except OSError as error:
+        raise UsageError(f"{prog}: error: cannot write --csv {path}: {error}") from None
+    print(file=out)
+    print(f"Wrote {result.n_players} rows to {path}", file=out)
 
 
 def _print_table(rows: Sequence[Sequence[str]], out: TextIO, right: Sequence[bool]) -> None:

@@ -2,42 +2,55 @@
 
 A run directory holds:
 
-- ``run.json``: the configuration, the status (``running``, ``interrupted``, ``complete``) and
-  the headline numbers;
+- ``run.json``: the configuration, the status (``running``, ``interrupted``, ``complete``), the
+  SHA-256 of the model and data files it was made with, and the headline numbers;
+- ``manifest.json``: every file the run and its studies wrote, with its SHA-256
+  (:mod:`neuronshapley.workflows.manifest`);
 - ``checkpoint/``: the estimator's state, for ``--resume``;
 - ``result.json`` + ``result.npz``: the :class:`~neuronshapley.ShapleyResult`;
 - ``values.csv``: unit, layer, value, stderr, interval and samples of every unit;
 - PNG plots and ``report.html``, a self-contained summary page;
 - ``studies/<name>/``: studies run on the values (:mod:`neuronshapley.workflows.studies`),
-  each a section of ``report.html``. A run that changes its values (``overwrite``,
-  ``resume``) deletes them.
+  each a section of ``report.html``. A run that changes its values (``overwrite``, a
+  ``resume`` that samples more) deletes them.
 
-A directory that holds a different run is never overwritten without ``overwrite=True``.
+A directory that holds a different run is never overwritten without ``overwrite=True``, and only
+files listed in the manifest (and unchanged since) are ever deleted or replaced.
 """
 
 import dataclasses
-import importlib.util
 import json
+import math
 import os
-import shutil
-import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from neuronshapley._internal.files import atomic_write, json_text, jsonable
+from neuronshapley._internal.specs import SpecError, absolute_spec, file_digest, is_spec, load_spec
 from neuronshapley.estimators import ShapleyResult, tmab_shapley
+from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
 from neuronshapley.estimators.progress import ProgressCallback
+from neuronshapley.workflows.manifest import (
+    MANIFEST_FILE,
+    delete_ours,
+    digest,
+    foreign,
+    record_files,
+)
+from neuronshapley.workflows.pages import STUDIES_DIR as STUDIES_DIR
+from neuronshapley.workflows.pages import write_report as write_report
 
 RUN_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
-STUDIES_DIR = "studies"
 RUN_FORMAT = 1
-# Files a run writes; --overwrite removes these and nothing else.
+STATUSES = ("running", "interrupted", "complete")
+# Files a run writes at the top of its directory (besides run.json and manifest.json).
 _OUTPUTS = (
-    RUN_FILE,
     "result.json",
     "result.npz",
     "values.csv",
@@ -47,6 +60,8 @@ _OUTPUTS = (
     "top_units_by_layer.png",
     "removal_curve.png",
 )
+# Files of a study in studies/<name>/ (for runs made before manifest.json existed).
+_LEGACY_STUDY_FILES = ("study.json", "section.json", "table.csv", "*.png")
 
 
 class RunError(Exception):
@@ -100,60 +115,61 @@ class RunConfig:
         return fields
 
 
-def load_factory(spec: str, what: str) -> Any:
-    """Call the function named by ``"path/to/file.py:function"`` and return what it returns."""
-    path_text, _, name = spec.rpartition(":")
-    if not path_text or not name or not path_text.endswith(".py"):
-        raise RunError(
-            f"--{what} must be a bundled name or 'path/to/file.py:function'. Got {spec!r}."
-        )
-    path = Path(path_text)
-    if not path.is_file():
-        raise RunError(f"--{what}: the file {path} does not exist.")
-    module_name = f"_neuronshapley_user_{what}_{abs(hash(path.resolve()))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise RunError(f"--{what}: cannot import {path} as a Python file.")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module
+def resolved_config(config: RunConfig, base: str | Path | None = None) -> RunConfig:
+    """``config`` with its file specs made absolute (relative to ``base``, default the cwd).
+
+    A run stores its specs absolute, so that loading it again later (``study``, ``repair``,
+    ``unit``) never depends on the current directory.
+    """
+    data = None if config.data is None else absolute_spec(config.data, base)
+    return dataclasses.replace(config, model=absolute_spec(config.model, base), data=data)
+
+
+def code_digests(config: RunConfig) -> dict[str, str]:
+    """The SHA-256 of each file spec of ``config`` (``{"model": ..., "data": ...}``)."""
+    digests = {}
+    for what, spec in (("model", config.model), ("data", config.data)):
+        if spec is not None and is_spec(spec):
+            sha = file_digest(spec)
+            if sha is not None:
+                digests[what] = sha
+    return digests
+
+
+def load_factory(
+    spec: str, what: str, *, base: str | Path | None = None, sha256: str | None = None
+) -> Any:
+    """Call the function named by ``"path/to/file.py:function"`` (this runs the file's code).
+
+    See :func:`neuronshapley._internal.specs.load_spec`; its errors become :class:`RunError`.
+    """
     try:
-        loader_spec.loader.exec_module(module)
-    except Exception as error:
-        raise RunError(
-            f"--{what}: importing {path} raised {type(error).__name__}: {error}"
-        ) from error
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        names = [n for n in vars(module) if callable(vars(module)[n]) and not n.startswith("_")]
-        raise RunError(
-            f"--{what}: {path} has no function {name!r}. "
-            f"Functions there: {', '.join(names) or 'none'}."
-        )
-    try:
-        return factory()
-    except Exception as error:
-        raise RunError(f"--{what}: {spec} raised {type(error).__name__}: {error}") from error
+        return load_spec(spec, what, base=base, sha256=sha256)
+    except SpecError as error:
+        raise RunError(str(error)) from error
 
 
 def is_factory(spec: str) -> bool:
     """Whether a model spec names ``path/to/file.py:function`` (else a bundled model)."""
-    return ":" in spec and spec.rsplit(":", 1)[0].endswith(".py")
+    return is_spec(spec)
 
 
-def load_model(spec: str) -> tuple[Any, Any, str]:
+def load_model(spec: str, *, sha256: str | None = None) -> tuple[Any, Any, str]:
     """The model a spec names, the data it brings (or ``None``) and where it came from.
 
     Args:
         spec: A bundled model name or ``path/to/file.py:function`` returning an ``nn.Module``
-            or a ``(module, bundle)`` pair.
+            or a ``(module, bundle)`` pair (its code is run).
+        sha256: The file's SHA-256 when the run was made; a changed file is refused. Default
+            ``None``: not checked.
     """
     from torch import nn
 
     from neuronshapley import zoo
 
     bundle: Any = None
-    if is_factory(spec):
-        made = load_factory(spec, "model")
+    if is_spec(spec):
+        made = load_factory(spec, "model", sha256=sha256)
         model, bundle = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
         source = f"model from {spec}"
     else:
@@ -169,13 +185,19 @@ def load_model(spec: str) -> tuple[Any, Any, str]:
     return model, bundle, source
 
 
-def load_model_and_data(config: RunConfig) -> tuple[Any, Any, Any, str]:
-    """The model, evaluation data, reference data and a description of where they came from."""
+def load_model_and_data(
+    config: RunConfig, *, digests: dict[str, str] | None = None
+) -> tuple[Any, Any, Any, str]:
+    """The model, evaluation data, reference data and a description of where they came from.
+
+    ``digests`` (from a saved run) makes a model or data file that changed since an error.
+    """
     from neuronshapley.pytorch.data import Bundle
 
-    model, bundle, source = load_model(config.model)
+    digests = digests or {}
+    model, bundle, source = load_model(config.model, sha256=digests.get("model"))
     if config.data is not None:
-        bundle = load_factory(config.data, "data")
+        bundle = load_factory(config.data, "data", sha256=digests.get("data"))
         source += f", data from {config.data}"
     if isinstance(bundle, Bundle):
         return model, bundle.test, bundle.reference, source
@@ -187,59 +209,160 @@ def load_model_and_data(config: RunConfig) -> tuple[Any, Any, Any, str]:
     )
 
 
-def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> None:
-    """Check that ``out`` may receive this run; clear our old outputs with ``overwrite``."""
+def check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written (under a file, read-only, /proc), writing nothing.
+
+    The nearest existing folder of ``out`` is probed with a temporary file, removed at once.
+    """
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file, not a directory.")
-    record = out / RUN_FILE
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunError(f"--out {out}: {existing} is a file, so no directory can be made under it.")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".neuronshapley-probe-")
+    except OSError as error:
+        raise RunError(
+            f"--out {out}: cannot write in {existing} ({error.strerror or error}); choose a "
+            "writable directory."
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`execute` does with a run directory, decided before anything is written.
+
+    Attributes:
+        previous: The run record already there, or ``None``.
+        resume: Continue from the checkpoint (else start from the beginning).
+        replace: Delete the previous run's files (ours only) once the new record is written.
+        legacy: The previous run predates ``manifest.json``: its known outputs are adopted.
+    """
+
+    previous: dict[str, Any] | None
+    resume: bool
+    replace: bool
+    legacy: bool
+
+
+def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: bool) -> Plan:
+    """Check that ``out`` may receive this run and decide what to do with what it holds.
+
+    Nothing is written or deleted here; :func:`execute` deletes the old run's files (those in
+    its manifest, unchanged since) only after the new run record is written.
+    """
+    check_out(out)
+    record_path = out / RUN_FILE
+    has_manifest = (out / MANIFEST_FILE).is_file()
     if resume:
-        if not record.is_file():
+        if not record_path.is_file():
             raise RunError(f"--resume: {out} holds no run to resume (no {RUN_FILE}).")
         saved = read_run(out)
-        if saved.get("config", {}).get("identity") != jsonable(config.identity()):
-            differences = _differences(
-                saved.get("config", {}).get("identity", {}), config.identity()
-            )
-            raise RunError(
-                f"--resume: the run in {out} was made with other settings ({differences}); "
-                "resume it with the same settings, or start anew with --overwrite."
-            )
-        if not (out / CHECKPOINT_DIR / "state.json").is_file():
-            raise RunError(f"--resume: {out} has no checkpoint to continue from.")
-        # The values are about to change: studies of the old ones would be stale.
-        shutil.rmtree(out / STUDIES_DIR, ignore_errors=True)
-        return
-    if out.is_dir() and any(out.iterdir()):
-        if not record.is_file():
+        _check_same_run(out, saved, config, "--resume")
+        if not has_checkpoint(out / CHECKPOINT_DIR):
+            if saved["status"] != "running":
+                raise RunError(f"--resume: {out} has no checkpoint to continue from.")
+            # Killed before its first checkpoint: start it again from the beginning.
+            plan = Plan(saved, resume=False, replace=True, legacy=not has_manifest)
+        else:
+            spent = saved.get("n_evaluations")
+            if config.budget is not None and isinstance(spent, int) and spent > config.budget:
+                raise RunError(
+                    f"--budget {config.budget} is below the {spent:,} evaluations the run in "
+                    f"{out} has already spent; pass a --budget above {spent:,} to continue it."
+                )
+            plan = Plan(saved, resume=True, replace=False, legacy=not has_manifest)
+    elif out.is_dir() and any(out.iterdir()):
+        if not record_path.is_file():
             raise RunError(
                 f"--out {out} is not empty and is not a neuronshapley run; choose another "
                 "directory."
             )
-        if not overwrite:
+        try:
+            saved = read_run(out)
+        except RunError:
+            if not (overwrite and has_manifest):
+                raise
+            saved = None  # our run, with a damaged record: --overwrite replaces it
+        killed_early = (
+            saved is not None
+            and saved["status"] == "running"
+            and not has_checkpoint(out / CHECKPOINT_DIR)
+            and saved["config"].get("identity") == jsonable(config.identity())
+        )
+        if not overwrite and not killed_early:
             raise RunError(
                 f"--out {out} already holds a run; pass --resume to continue it or --overwrite to "
                 "replace it."
             )
-        for name in _OUTPUTS:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-        shutil.rmtree(out / STUDIES_DIR, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+        plan = Plan(saved, resume=False, replace=True, legacy=not has_manifest)
+    else:
+        return Plan(None, resume=False, replace=False, legacy=False)
+    if not plan.legacy:
+        names = [*_OUTPUTS, *(() if plan.resume else [f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])]
+        others = foreign(out, names)
+        if others:
+            raise RunError(
+                f"--out {out}: {others[0]} was not written by this run (or was changed since) "
+                "and the run would replace it; move it away, or choose another directory."
+            )
+    return plan
+
+
+def _check_same_run(out: Path, saved: dict[str, Any], config: RunConfig, option: str) -> None:
+    if saved["config"].get("identity") != jsonable(config.identity()):
+        differences = _differences(saved["config"].get("identity", {}), config.identity())
+        raise RunError(
+            f"{option}: the run in {out} was made with other settings ({differences}); "
+            "resume it with the same settings, or start anew with --overwrite."
+        )
+
+
+def _checkpoint_files(out: Path) -> list[str]:
+    folder = out / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return [f"{CHECKPOINT_DIR}/{path.name}" for path in sorted(folder.iterdir()) if path.is_file()]
 
 
 def read_run(out: Path) -> dict[str, Any]:
-    """The ``run.json`` of a run directory."""
+    """The ``run.json`` of a run directory, checked; a damaged one is a one-line RunError."""
+    path = out / RUN_FILE
+    advice = f"make the run again with 'neuronshapley run --overwrite --out {out}'"
     try:
-        record = json.loads((out / RUN_FILE).read_text())
-    except (OSError, ValueError) as error:
-        raise RunError(f"cannot read {out / RUN_FILE}: {error}") from None
-    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
-        raise RunError(f"{out / RUN_FILE} is not a neuronshapley run record.")
-    return record
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"cannot read {path}: {error}; {advice}.") from None
+    except ValueError:
+        raise RunError(f"{path} is damaged (not valid JSON); {advice}.") from None
+    problem = _record_problem(record)
+    if problem is not None:
+        raise RunError(f"{path} is not a readable neuronshapley run record ({problem}); {advice}.")
+    return dict(record)
+
+
+def _record_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    if record.get("format") != RUN_FORMAT:
+        return f"format {record.get('format')!r}, expected {RUN_FORMAT}"
+    if record.get("status") not in STATUSES:
+        return f"status {record.get('status')!r}"
+    config = record.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str):
+        return "no configuration"
+    if not isinstance(config.get("k"), int) or not isinstance(config.get("identity"), dict):
+        return "an incomplete configuration"
+    return None
 
 
 def write_run(out: Path, record: dict[str, Any]) -> None:
     atomic_write(out / RUN_FILE, json_text(record).encode())
+    record_files(out, [RUN_FILE])
 
 
 def execute(
@@ -254,41 +377,63 @@ def execute(
 ) -> dict[str, Any]:
     """Run Neuron Shapley (TMAB) as configured and write the run directory ``out``.
 
+    Every check (the directory, the model, the data, the settings) happens before anything is
+    written. File specs are stored absolute, with the SHA-256 of their files.
+
     Args:
         config: What to compute.
         out: The run directory.
-        resume: Continue the run in ``out`` from its checkpoint. Default False.
+        resume: Continue the run in ``out`` from its checkpoint. Default False. A run killed
+            before its first checkpoint starts again from the beginning (also without
+            ``resume`` or ``overwrite``). A ``budget`` below the evaluations already spent is
+            refused.
         overwrite: Replace the run in ``out``. Default False.
         progress: Called after every round of the estimator. Default None.
         log: Where one-line messages go. Default ``print``.
         on_game: Called with the unit names once the game is built. Default None.
 
     Returns:
-        The run record written to ``run.json`` (configuration, status, headline numbers).
+        The record written to ``run.json`` (configuration, status, headline numbers).
     """
     from neuronshapley.applications.removal import removal_curve
 
     directory = Path(out)
-    prepare_directory(directory, config, resume=resume, overwrite=overwrite)
+    config = resolved_config(config)
+    plan = prepare_directory(directory, config, resume=resume, overwrite=overwrite)
+    previous = plan.previous or {}
+    digests = previous.get("code") if plan.resume else None
     started = time.perf_counter()
-    model, data, reference, source = load_model_and_data(config)
+    model, data, reference, source = load_model_and_data(config, digests=digests)
     game = build_game(config, model, data, reference)
     if config.k >= game.n_players:
         raise RunError(
             f"--k {config.k} must be smaller than the number of units ({game.n_players})."
         )
+    _check_metric(config, game)
     log(f"{source}: {game!r}")
     if on_game is not None:
         on_game(game.player_names)
+    forward_before = int(previous.get("n_forward_examples", 0)) if plan.resume else 0
     record: dict[str, Any] = {
         "format": RUN_FORMAT,
         "status": "running",
         "config": {"identity": config.identity(), **dataclasses.asdict(config)},
+        "code": digests if digests is not None else code_digests(config),
         "source": source,
         "n_units": game.n_players,
         "layers": {layer.path: len(layer.indices) for layer in game.layers},
+        "n_forward_examples": forward_before,
     }
+    if plan.resume and "n_evaluations" in previous:
+        record["n_evaluations"] = previous["n_evaluations"]
+    directory.mkdir(parents=True, exist_ok=True)
+    if plan.legacy:
+        _adopt_legacy_files(directory)
     write_run(directory, record)
+    if plan.replace:  # the new record is written: the old run's files may go
+        delete_ours(directory, keep=[RUN_FILE])
+    checkpoint = directory / CHECKPOINT_DIR
+    before = {name: digest(directory / name) for name in _checkpoint_files(directory)}
     try:
         result = tmab_shapley(
             game,
@@ -299,30 +444,71 @@ def execute(
             max_evaluations=config.budget,
             max_seconds=config.max_seconds,
             seed=config.seed,
-            checkpoint=directory / CHECKPOINT_DIR,
+            checkpoint=checkpoint,
             checkpoint_every=30.0,
-            resume=directory / CHECKPOINT_DIR if resume else None,
+            resume=checkpoint if plan.resume else None,
             progress=progress,
         )
-    except (ValueError, FileNotFoundError) as error:
-        if resume:
+    except (
+        ValueError,
+        FileNotFoundError,
+        OSError,
+        EOFError,
+        KeyError,
+        zipfile.BadZipFile,
+    ) as error:
+        if plan.resume:
             raise RunError(
-                f"--resume: cannot continue from {directory / CHECKPOINT_DIR}: {error}"
+                f"--resume: cannot continue from {checkpoint}: {error}; make the run again with "
+                "--overwrite."
             ) from error
         raise
+    record_files(
+        directory,
+        [n for n in _checkpoint_files(directory) if digest(directory / n) != before.get(n)],
+    )
     result.save(directory)
+    record_files(directory, ["result.json", "result.npz"])
+    if plan.resume and result.n_evaluations != previous.get("n_evaluations"):
+        # The values changed: studies of the old ones are stale.
+        delete_ours(directory, under=STUDIES_DIR)
     finish = _outputs(directory, game, result, config, removal_curve)
     record.update(
         status="interrupted" if result.stop_reason == "interrupted" else "complete",
         stop_reason=result.stop_reason,
         n_evaluations=result.n_evaluations,
-        n_forward_examples=game.n_forward_examples,
+        n_forward_examples=forward_before + game.n_forward_examples,
         sampling_seconds=result.elapsed_seconds,
         wall_seconds=time.perf_counter() - started,
         **finish,
     )
     write_run(directory, record)
     return record
+
+
+def _adopt_legacy_files(directory: Path) -> None:
+    """A run from before ``manifest.json``: its known outputs count as ours, as they did."""
+    names = [name for name in (RUN_FILE, *_OUTPUTS) if (directory / name).is_file()]
+    names += _checkpoint_files(directory)
+    studies = directory / STUDIES_DIR
+    if studies.is_dir():
+        for pattern in _LEGACY_STUDY_FILES:
+            names += [p.relative_to(directory).as_posix() for p in studies.glob(f"*/{pattern}")]
+    record_files(directory, names)
+
+
+def _check_metric(config: RunConfig, game: Any) -> None:
+    """``recall:<class>`` needs a class the data has; checked before any sampling."""
+    name = config.metric
+    if not name.startswith("recall:") or not name[len("recall:") :].isdigit():
+        return
+    wanted = int(name[len("recall:") :])
+    present = sorted(int(c) for c in game.data.y.unique().tolist())
+    if wanted not in present:
+        shown = ", ".join(map(str, present[:20])) + (", ..." if len(present) > 20 else "")
+        raise RunError(
+            f"--metric {name}: the data has no example of class {wanted}; its classes are {shown}."
+        )
 
 
 def build_game(config: RunConfig, model: Any, data: Any, reference: Any) -> Any:
@@ -344,23 +530,104 @@ def build_game(config: RunConfig, model: Any, data: Any, reference: Any) -> Any:
         raise RunError(str(error)) from error
 
 
+def run_config(record: dict[str, Any]) -> RunConfig:
+    """The configuration in a run record (read with :func:`read_run`)."""
+    names = {field.name for field in dataclasses.fields(RunConfig)}
+    fields = {name: value for name, value in record["config"].items() if name in names}
+    try:
+        return RunConfig(**fields)
+    except TypeError as error:
+        raise RunError(f"the run record's configuration is incomplete: {error}") from None
+
+
+def load_result(
+    directory: str | os.PathLike[str], record: dict[str, Any] | None = None
+) -> ShapleyResult | None:
+    """The values in a directory, checked; ``None`` while a run (``record``) has none yet.
+
+    Args:
+        directory: A run directory, or a directory written by ``ShapleyResult.save``.
+        record: The run's record (:func:`read_run`), or ``None`` for a plain saved result.
+
+    Raises:
+        RunError: One line naming the file and what to do, for a missing, damaged or
+            inconsistent ``result.json``/``result.npz`` (arrays of another length than the
+            player names, another number of players than the run's units).
+    """
+    out = Path(directory)
+    meta_path, array_path = out / "result.json", out / "result.npz"
+    if record is None:
+        advice = "save the result again (ShapleyResult.save)"
+    else:
+        advice = f"make the run again with 'neuronshapley run --overwrite --out {out}'"
+    missing = [path for path in (meta_path, array_path) if not path.is_file()]
+    if record is None and missing:
+        raise RunError(
+            f"{out} is not a saved ShapleyResult: expected result.json and result.npz in it "
+            "(written by ShapleyResult.save)."
+        )
+    if record is not None and len(missing) == 2 and record["status"] == "running":
+        return None
+    if missing:
+        status = record["status"] if record is not None else "?"
+        raise RunError(
+            f"{missing[0]} is missing, but {out / RUN_FILE} says the run is {status}; {advice}."
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunError(f"cannot read {meta_path}: damaged ({_short(error)}); {advice}.") from None
+    names = meta.get("player_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list):
+        raise RunError(f"cannot read {meta_path}: damaged (no list of player names); {advice}.")
+    try:
+        result = ShapleyResult.load(out)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        message = _short(error)
+        if "result.json" not in message and "result.npz" not in message:
+            message = f"{array_path}: damaged ({message})"
+        raise RunError(f"cannot read {message}; {advice}.") from None
+    for field in ("values", "stderr", "ci_low", "ci_high", "n_samples"):
+        array = getattr(result, field, None)
+        if array is not None and len(array) != len(result.player_names):
+            raise RunError(
+                f"cannot read {array_path}: it does not match {meta_path} ({len(array)} {field} "
+                f"for {len(result.player_names)} players); {advice}."
+            )
+    n_units = None if record is None else record.get("n_units")
+    if isinstance(n_units, int) and n_units != result.n_players:
+        raise RunError(
+            f"cannot read {meta_path}: it holds {result.n_players} players but "
+            f"{out / RUN_FILE} {n_units} units; {advice}."
+        )
+    return result
+
+
+def _short(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult, RunConfig]:
-    """Rebuild the ``NeuronGame`` of a saved run, with its result and configuration."""
+    """Rebuild the ``NeuronGame`` of a saved run, with its result and configuration.
+
+    The model and data files are resolved relative to the run directory (the run stores them
+    absolute) and refused if they changed since the run was made (their SHA-256).
+    """
     out = Path(directory)
     if not (out / RUN_FILE).is_file():
         raise RunError(f"--run {out} is not a run directory (no {RUN_FILE}).")
     record = read_run(out)
-    fields = {
-        name: value
-        for name, value in record["config"].items()
-        if name in {field.name for field in dataclasses.fields(RunConfig)}
-    }
-    config = RunConfig(**fields)
-    try:
-        result = ShapleyResult.load(out)
-    except (OSError, ValueError, KeyError) as error:
-        raise RunError(f"--run {out} has no readable result: {error}") from None
-    model, data, reference, _ = load_model_and_data(config)
+    config = resolved_config(run_config(record), base=out)
+    result = load_result(out, record)
+    if result is None:
+        raise RunError(
+            f"--run {out} has no values yet (status running); continue it with "
+            f"'neuronshapley run --resume --out {out}'."
+        )
+    code = record.get("code")
+    model, data, reference, _ = load_model_and_data(
+        config, digests=code if isinstance(code, dict) else None
+    )
     game = build_game(config, model, data, reference)
     if list(game.player_names) != list(result.player_names):
         raise RunError(f"--run {out}: the model's units no longer match the saved result.")
@@ -375,6 +642,7 @@ def _outputs(
 
     layers = game.unit_layers
     report.write_values_csv(directory / "values.csv", result, layers)
+    record_files(directory, ["values.csv"])
     top = [row.name for row in result.top(config.k)]
     curve = removal_curve(game, top, config.k, n_random=config.n_random, seed=config.seed)
     headline = {
@@ -387,63 +655,12 @@ def _outputs(
     }
     try:
         report.save_run_plots(directory, result, layers, curve, k=config.k)
+        record_files(directory, [name for name in _OUTPUTS if name.endswith(".png")])
         write_report(directory, game, result, config, curve)
         headline["report"] = "report.html"
     except ImportError as error:  # matplotlib missing: the numbers are still written
         headline["report"] = f"not written ({error})"
     return headline
-
-
-def write_report(
-    directory: str | os.PathLike[str],
-    game: Any,
-    result: ShapleyResult,
-    config: RunConfig,
-    curve: Any = None,
-) -> Path:
-    """Write the run's ``report.html``: its own sections, then one per study in ``studies/``.
-
-    Args:
-        directory: The run directory.
-        game: The run's game.
-        result: The run's values.
-        config: The run's configuration.
-        curve: The run's removal curve; default ``None`` computes it again (same seed, same
-            curve).
-
-    Returns:
-        The page's path.
-    """
-    from neuronshapley import report
-    from neuronshapley.applications.removal import removal_curve
-    from neuronshapley.workflows.studies import study_sections
-
-    out = Path(directory)
-    top = [row.name for row in result.top(config.k)]
-    if curve is None:
-        curve = removal_curve(game, top, config.k, n_random=config.n_random, seed=config.seed)
-    mean, std = float(curve.random_mean[-1]), float(curve.random_std[-1])
-    summary = [
-        ("Model", config.model),
-        ("Metric", game.metric.name),
-        ("Ablation", config.ablation),
-        (f"{game.metric.name} of the full model", f"{curve.ranked[0]:.4f}"),
-        (f"… without the top {config.k}", f"{curve.ranked[-1]:.4f}"),
-        (
-            f"… without {config.k} random units",
-            f"{mean:.4f} ± {std:.4f} ({config.n_random} draws)",
-        ),
-    ]
-    return report.run_report(
-        out / "report.html",
-        title=f"Neuron Shapley: {config.model}",
-        result=result,
-        layers=game.unit_layers,
-        curve=curve,
-        summary=summary,
-        k=config.k,
-        extra_sections=study_sections(out),
-    )
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
@@ -454,3 +671,9 @@ def _differences(saved: dict[str, Any], current: dict[str, Any]) -> str:
         if saved.get(name) != current.get(name)
     ]
     return "; ".join(changed) or "unknown"
+
+
+def finite(value: float | None, option: str) -> None:
+    """Refuse an infinite or NaN ``--option`` value (one line)."""
+    if value is not None and not math.isfinite(value):
+        raise RunError(f"--{option} must be a finite number. Got {value} instead.")

@@ -27,26 +27,28 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_default
+from neuronshapley._internal.specs import is_spec
 from neuronshapley.estimators import ShapleyResult
 from neuronshapley.estimators.progress import ProgressCallback
-from neuronshapley.report.html import Section, figure_to_png
+from neuronshapley.report.html import figure_to_png
+from neuronshapley.workflows.manifest import MANIFEST_FILE, read_manifest, record_files
+from neuronshapley.workflows.pages import REPORT_ORDER as REPORT_ORDER
+from neuronshapley.workflows.pages import SECTION_FILE, STUDIES_DIR, write_report
+from neuronshapley.workflows.pages import STUDIES as STUDIES
+from neuronshapley.workflows.pages import study_sections as study_sections
 from neuronshapley.workflows.runs import (
     RUN_FILE,
-    STUDIES_DIR,
     RunConfig,
     RunError,
     execute,
     game_from_run,
     read_run,
+    resolved_config,
 )
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-STUDIES = ("critical", "classes", "fairness", "adversarial", "dropout", "units")
-# Sections written by other commands ('neuronshapley repair'), shown after the studies.
-REPORT_ORDER = (*STUDIES, "repair")
-SECTION_FILE = "section.json"
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
 DEFAULT_BUDGET = 3000
@@ -177,8 +179,6 @@ def save_study(
     Returns:
         The record written to ``study.json``.
     """
-    from neuronshapley.workflows.runs import write_report
-
     folder = run.directory / STUDIES_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -202,45 +202,54 @@ def save_study(
         "text": output.text,
     }
     atomic_write(folder / STUDY_FILE, _json(record))
+    written = [folder / entry["file"] for entry in figures]
+    written += [folder / "table.csv", folder / SECTION_FILE, folder / STUDY_FILE]
+    for nested in folder.glob(f"*/{MANIFEST_FILE}"):  # a run made for the study (dropout)
+        written += [nested.parent / name for name in read_manifest(nested.parent)]
+        written.append(nested)
+    record_files(run.directory, [path.relative_to(run.directory) for path in written])
     write_report(run.directory, run.game, run.result, run.config)
     return record
 
 
-def study_sections(run_dir: str | Path) -> list[Section]:
-    """The report sections of the studies saved in a run directory, in :data:`STUDIES` order.
+def ensure_run(
+    directory: str | Path,
+    model: str | None,
+    *,
+    budget: int,
+    seed: int,
+    truncation: float | None,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] = print,
+    on_game: Callable[[list[str]], None] | None = None,
+) -> bool:
+    """Make sure ``directory`` holds a run to study; make it with ``model`` if it holds none.
 
-    A study whose ``section.json`` cannot be read is shown as a section saying so; a missing
-    figure file is left out with a note, so a damaged study never stops the report.
+    Returns:
+        Whether the run was made now.
+
+    Raises:
+        RunError: If there is no run and no model, or the run there is of another model.
     """
-    root = Path(run_dir) / STUDIES_DIR
-    if not root.is_dir():
-        return []
-    names = sorted(
-        (path.name for path in root.iterdir() if (path / SECTION_FILE).is_file()),
-        key=lambda name: (
-            REPORT_ORDER.index(name) if name in REPORT_ORDER else len(REPORT_ORDER),
-            name,
-        ),
-    )
-    sections = []
-    for name in names:
-        folder = root / name
-        try:
-            saved = json.loads((folder / SECTION_FILE).read_text())
-            heading, text = str(saved["heading"]), str(saved.get("text", ""))
-            figures: list[tuple[str, Figure | bytes]] = []
-            for entry in saved.get("figures", []):
-                path = folder / str(entry["file"])
-                if path.is_file():
-                    figures.append((str(entry["caption"]), path.read_bytes()))
-                else:
-                    text += f"\n\n(The figure {path.name} is missing.)"
-            table = saved.get("table") or None
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            sections.append(Section(f"Study {name}", text=f"Cannot read {folder}: {error}"))
-            continue
-        sections.append(Section(heading, text=text, figures=figures, table=table))
-    return sections
+    out = Path(directory)
+    if (out / RUN_FILE).is_file():
+        if model is not None:
+            made_with = read_run(out)["config"]["model"]
+            wanted = resolved_config(RunConfig(model=model)).model
+            if made_with not in (model, wanted):
+                raise RunError(
+                    f"--model {model}: the run in {out} is of {made_with}; drop --model to "
+                    "study it, or choose another --run directory."
+                )
+        return False
+    if model is None:
+        raise RunError(
+            f"--run {out} holds no run; make one with 'neuronshapley run', or pass --model to "
+            "make it first."
+        )
+    config = RunConfig(model=model, truncation=truncation, budget=budget, seed=seed)
+    execute(config, out, progress=progress, log=log, on_game=on_game)
+    return True
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> bytes:
@@ -531,7 +540,7 @@ def _adversarial(
 def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
     """The models whose attacks are transferred: named, or the run's bundled siblings."""
     from neuronshapley import zoo
-    from neuronshapley.workflows.runs import is_factory, load_model
+    from neuronshapley.workflows.runs import load_model
 
     if spec is not None and spec.strip().lower() == "none":
         return {}
@@ -546,7 +555,7 @@ def _sources(config: RunConfig, spec: str | None) -> dict[str, Any]:
         ]
     else:
         names = [name.strip() for name in spec.split(",") if name.strip()]
-    unknown = [name for name in names if name not in zoo.available() and not is_factory(name)]
+    unknown = [name for name in names if name not in zoo.available() and not is_spec(name)]
     if unknown:
         raise RunError(
             f"--sources: {unknown[0]!r} is neither a bundled model "
@@ -653,6 +662,7 @@ def _other_model(
         device=config.device,
         seed=options.seed,
     )
+    other_config = resolved_config(other_config)
     if not _finished_with(target, other_config):
         execute(other_config, target, overwrite=True, progress=progress, log=lambda line: None)
     game, result, _ = game_from_run(target)
