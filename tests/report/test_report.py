@@ -327,3 +327,25 @@ def test_missing_matplotlib_names_the_extra() -> None:
     assert done.returncode == 0, done.stderr
     assert "pip install 'neuronshapley[plot]'" in done.stdout
     assert "Plots need the 'matplotlib' package" in done.stdout
+
+
+def test_the_layers_default_to_the_groups_the_result_carries(tmp_path: Path) -> None:
+    result = ns.ShapleyResult.from_values(
+        [0.3, -0.1, 0.2, 0.05], ["a:0", "a:1", "b:0", "b:1"], groups=["a", "a", "b", "b"]
+    )
+    from neuronshapley.report import values_table
+
+    assert [row["layer"] for row in values_table(result)] == ["a", "b", "b", "a"]
+    page = run_report(
+        tmp_path / "page.html", title="t", result=result, curve=None, summary=[], k=2
+    ).read_text()
+    assert "4 in 2 layers" in page
+    assert "for each player on its own" not in page  # given values: no sampling interval
+    assert "given values" in page
+
+
+def test_a_result_without_groups_needs_layers() -> None:
+    from neuronshapley.report import values_table
+
+    with pytest.raises(ValueError, match=r"carries no groups .* pass layers="):
+        values_table(ns.ShapleyResult.from_values([1.0, 2.0]))

@@ -149,7 +149,7 @@ def run_report(
     *,
     title: str,
     result: ShapleyResult,
-    layers: Sequence[str],
+    layers: Sequence[str] | None = None,
     curve: RemovalCurve | None,
     summary: Sequence[tuple[str, str]],
     k: int = 10,
@@ -167,6 +167,7 @@ def run_report(
         title: The page title.
         result: The Shapley values of the run.
         layers: ``layers[i]`` is the layer (module path) of player ``i``; one per player.
+            Default ``None``: the groups the result carries.
         curve: A removal curve, or ``None`` to leave that figure out.
         summary: ``(key, value)`` pairs to show first (e.g. model, data, metric).
         k: Size of the top set highlighted in the figures. Default 10.
@@ -202,7 +203,7 @@ def run_report(
 def save_run_plots(
     directory: str | os.PathLike[str],
     result: ShapleyResult,
-    layers: Sequence[str],
+    layers: Sequence[str] | None = None,
     curve: RemovalCurve | None = None,
     k: int = 10,
     *,
@@ -217,6 +218,7 @@ def save_run_plots(
         directory: Where to write them (created if needed).
         result: The Shapley values of the run.
         layers: ``layers[i]`` is the layer of player ``i``; one per player.
+            Default ``None``: the groups the result carries.
         curve: A removal curve, or ``None``. Default ``None``.
         k: Size of the top set highlighted in the figures. Default 10.
         dpi: Resolution in dots per inch. Default 150.
@@ -267,6 +269,7 @@ def _result_summary(result: ShapleyResult, layers: list[str]) -> list[tuple[str,
         ("Units", f"{result.n_players:,} in {len(set(layers))} layers"),
         ("Evaluations", f"{result.n_evaluations:,}"),
         ("Stopped", result.stop_reason),
+        ("Intervals", result.interval_guarantee),
         ("Seed", str(result.seed)),
         ("Time", f"{result.elapsed_seconds:.2f} s"),
     ]

@@ -61,13 +61,14 @@ def value_histogram(
 
 
 def values_by_layer(
-    result: ShapleyResult, layers: Sequence[str], *, top: int | None = 10
+    result: ShapleyResult, layers: Sequence[str] | None = None, *, top: int | None = 10
 ) -> "Figure":
     """Strip plot of the Shapley values of each layer's units.
 
     Args:
         result: The Shapley values of a run.
-        layers: ``layers[i]`` is the layer of player ``i``; one per player. Layers are shown in
+        layers: ``layers[i]`` is the layer of player ``i``; one per player. Default ``None``:
+            the groups the result carries. Layers are shown in
             order of first appearance.
         top: Mark the ``top`` units with the largest values. Default 10; ``None`` or 0 marks
             none.
@@ -147,12 +148,15 @@ def removal_plot(curve: RemovalCurve) -> "Figure":
     return fig
 
 
-def layer_counts(result: ShapleyResult, layers: Sequence[str], k: int) -> "Figure":
+def layer_counts(
+    result: ShapleyResult, layers: Sequence[str] | None = None, k: int = 10
+) -> "Figure":
     """Bar chart of how many of the top ``k`` units each layer holds (paper, figure 1 bottom).
 
     Args:
         result: The Shapley values of a run.
-        layers: ``layers[i]`` is the layer of player ``i``; one per player. Every layer gets a
+        layers: ``layers[i]`` is the layer of player ``i``; one per player. Default ``None``:
+            the groups the result carries. Every layer gets a
             bar (possibly empty), in order of first appearance.
         k: Size of the top set (at most the number of players is used).
 

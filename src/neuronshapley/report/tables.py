@@ -17,12 +17,15 @@ from neuronshapley.results.result import ShapleyResult
 VALUE_COLUMNS = ("unit", "layer", "value", "stderr", "ci_low", "ci_high", "samples")
 
 
-def values_table(result: ShapleyResult, layers: Sequence[str]) -> list[dict[str, Any]]:
+def values_table(
+    result: ShapleyResult, layers: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """One row per unit, largest value first (rank order, ties broken by index).
 
     Args:
         result: The Shapley values of a run.
         layers: ``layers[i]`` is the layer (module path) of player ``i``; one per player.
+            Default ``None``: the groups the result carries.
 
     Returns:
         Dicts with keys ``unit, layer, value, stderr, ci_low, ci_high, samples`` (Python
@@ -44,7 +47,7 @@ def values_table(result: ShapleyResult, layers: Sequence[str]) -> list[dict[str,
 
 
 def write_values_csv(
-    path: str | os.PathLike[str], result: ShapleyResult, layers: Sequence[str]
+    path: str | os.PathLike[str], result: ShapleyResult, layers: Sequence[str] | None = None
 ) -> Path:
     """Write :func:`values_table` as CSV, floats at full (``repr``) precision.
 
@@ -55,6 +58,7 @@ def write_values_csv(
         path: The CSV file to write (its directory must exist).
         result: The Shapley values of a run.
         layers: ``layers[i]`` is the layer of player ``i``; one per player.
+            Default ``None``: the groups the result carries.
 
     Returns:
         ``path`` as a ``Path``.
@@ -68,8 +72,18 @@ def write_values_csv(
     return atomic_write(path, buffer.getvalue().encode("utf-8"))
 
 
-def check_layers(layers: Sequence[str], result: ShapleyResult, owner: str) -> list[str]:
-    """Return ``layers`` as a list of strings, one per player of ``result``."""
+def check_layers(layers: Sequence[str] | None, result: ShapleyResult, owner: str) -> list[str]:
+    """Return ``layers`` as a list of strings, one per player of ``result``.
+
+    ``None`` takes the groups the result carries (a unit's layer, for a ``NeuronGame``).
+    """
+    if layers is None:
+        if result.groups is None:
+            raise ValueError(
+                f"{owner} needs each player's layer: the result carries no groups (it was not "
+                "made from a NeuronGame, or saved by an older version), so pass layers=."
+            )
+        return list(result.groups)
     if isinstance(layers, str) or not isinstance(layers, Sequence):
         raise TypeError(
             f"The 'layers' parameter of {owner} must be a sequence of strings, one per player. "
