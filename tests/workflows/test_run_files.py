@@ -389,3 +389,35 @@ def test_show_options_do_what_they_say(
     assert len(table.read_text().splitlines()) == 15
     assert main(["show", str(run), "--top", "99"]) == 2
     assert "--top must be at most the number of players (14). Got 99" in _one_line(capsys)
+
+
+def test_a_relative_path_in_a_record_is_resolved_from_the_run_directory(
+    factory: Path,
+    run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shutil.copy(factory, run / "mine.py")
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["model"] = "mine.py:model"
+    record["config"]["data"] = "mine.py:data"
+    (run / "run.json").write_text(json.dumps(record))
+    monkeypatch.chdir(tmp_path)  # no mine.py here
+    assert main(["unit", "--run", str(run), "--unit", "2:3", "--k", "2"]) == 0
+
+
+def test_a_repaired_model_refuses_a_changed_factory(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuronshapley.applications.repair import load_repaired
+
+    own = tmp_path / "own.py"
+    own.write_text(factory.read_text())
+    out = tmp_path / "run"
+    assert _run(own, out) == 0
+    assert main(["repair", "--run", str(out), "--remove", "top:2"]) == 0
+    load_repaired(out / "repaired.pt")
+    own.write_text(own.read_text() + "\n# changed\n")
+    with pytest.raises(ValueError, match=r"own\.py changed since the run was made"):
+        load_repaired(out / "repaired.pt")
