@@ -21,6 +21,7 @@ import pytest
 import neuronshapley as ns
 from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
 from neuronshapley.games import SOUM, sparse_soum
+from tests.damage import DAMAGES, damage
 
 ROOT = Path(__file__).resolve().parents[2]
 ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
@@ -162,20 +163,7 @@ def test_the_fingerprint_survives_save_and_load(tmp_path: Path) -> None:
 # -- damaged checkpoints ----------------------------------------------------------------------
 
 
-def damage(path: Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "garbled":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]))
-    elif how == "empty":
-        path.write_bytes(b"")
-    elif how == "not a zip":
-        path.write_text('{"checkpoint_version": 2}')
-
-
-@pytest.mark.parametrize("how", ["truncated", "garbled", "empty", "not a zip"])
+@pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_checkpoint_is_one_clear_error(tmp_path: Path, how: str) -> None:
     game = sparse_soum(20, n_large=3, seed=1)
     ns.permutation_shapley(game, n_permutations=8, seed=5, checkpoint=tmp_path)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
+from tests.damage import DAMAGES, damage
 
 NAMES = ["a", "b", "c", "d", "e", "f"]
 # Ties at the top (b, d) and at the bottom (c, e) are broken by index.
@@ -281,24 +282,11 @@ def test_top_and_bottom_have_a_table_view() -> None:
 # -- damaged files: one clear line, never a traceback or a wrong table ------------------------
 
 
-def _damage(path: Path, how: str) -> None:
-    data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "garbled":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle : middle + 64]))
-    elif how == "empty":
-        path.write_bytes(b"")
-    elif how == "wrong shape":
-        path.write_text("[1, 2, 3]" if path.suffix == ".json" else '{"values": 1}')
-
-
 @pytest.mark.parametrize("file", ["result.json", "result.npz"])
-@pytest.mark.parametrize("how", ["truncated", "garbled", "empty", "wrong shape"])
+@pytest.mark.parametrize("how", DAMAGES)
 def test_a_damaged_file_is_one_clear_error(tmp_path: Path, file: str, how: str) -> None:
     make_result().save(tmp_path)
-    _damage(tmp_path / file, how)
+    damage(tmp_path / file, how)
     with pytest.raises(ValueError, match=rf"{file}") as error:
         ns.ShapleyResult.load(tmp_path)
     assert "\n" not in str(error.value)
