@@ -670,7 +670,7 @@ def _print_run(
             file=out,
         )
     if result is not None:
-        layer_of = _layers_from_csv(directory / "values.csv")
+        groups = result.groups or [""] * result.n_players  # none in results saved before 0.1
         for label, ranked in (
             ("Top", result.top(k if top is None else top)),
             ("Bottom", result.bottom(bottom)),
@@ -685,7 +685,7 @@ def _print_run(
                     (
                         str(row.rank),
                         row.name,
-                        layer_of.get(row.name, ""),
+                        groups[row.player_index],
                         f"{row.value:.4f}",
                         f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
                         f"{int(result.n_samples[row.player_index]):,}",
@@ -699,16 +699,6 @@ def _print_run(
     if record["status"] == "interrupted":
         print(f"Interrupted: continue with --resume --out {directory}", file=out)
     print(f"Show again with: neuronshapley show {directory}", file=out)
-
-
-def _layers_from_csv(path: Path) -> dict[str, str]:
-    import csv
-
-    try:
-        with open(path, newline="") as handle:
-            return {row["unit"]: row["layer"] for row in csv.DictReader(handle)}
-    except (OSError, KeyError, ValueError, csv.Error):  # the layers are a nicety: leave them out
-        return {}
 
 
 @contextmanager

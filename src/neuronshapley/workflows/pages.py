@@ -83,7 +83,8 @@ def write_report(
         out / REPORT_FILE,
         title=f"Neuron Shapley: {config.model}",
         result=result,
-        layers=game.unit_layers,
+        # Results carry each unit's layer; one saved by an older version takes the game's.
+        layers=None if result.groups is not None else game.unit_layers,
         curve=curve,
         summary=summary,
         k=config.k,

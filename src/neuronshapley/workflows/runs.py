@@ -640,8 +640,7 @@ def _outputs(
     """Write values.csv, the plots and the HTML page; return the headline numbers."""
     from neuronshapley import report
 
-    layers = game.unit_layers
-    report.write_values_csv(directory / "values.csv", result, layers)
+    report.write_values_csv(directory / "values.csv", result)
     record_files(directory, ["values.csv"])
     top = [row.name for row in result.top(config.k)]
     curve = removal_curve(game, top, config.k, n_random=config.n_random, seed=config.seed)
@@ -654,7 +653,7 @@ def _outputs(
         "top_units": top,
     }
     try:
-        report.save_run_plots(directory, result, layers, curve, k=config.k)
+        report.save_run_plots(directory, result, curve=curve, k=config.k)
         record_files(directory, [name for name in _OUTPUTS if name.endswith(".png")])
         write_report(directory, game, result, config, curve)
         headline["report"] = "report.html"
