@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from neuronshapley._internal.files import atomic_write, json_text, jsonable
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "model.pt"
-    atomic_write(target, b"old")
+    with pytest.raises(FileNotFoundError):
+        atomic_write(target, b"old")
+    atomic_write(target, b"old", make_parents=True)
 
     def fail(file: Any) -> None:
         file.write(b"half")
@@ -29,7 +32,9 @@ def test_bytes_or_a_writer_function(tmp_path: Path) -> None:
     atomic_write(tmp_path / "a", b"whole")
     atomic_write(tmp_path / "b", lambda file: file.write(b"whole"))
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == b"whole"
-    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o644
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
 
 
 def test_json_text_is_strict_json_of_numpy_values() -> None:

@@ -177,3 +177,23 @@ def test_walking_a_range_twice_gives_the_same_statistics() -> None:
     for name in ("count", "mean", "m2"):
         np.testing.assert_array_equal(getattr(first.stats, name), getattr(again.stats, name))
     assert set(np.flatnonzero(first.stats.count)) == {1, 5, 7}
+
+
+def test_a_range_must_hold_whole_antithetic_pairs() -> None:
+    walker = _walker(games.sparse_soum(30, seed=0), 3, antithetic=True)
+    with pytest.raises(ValueError, match=r"start at an even permutation .* Got first=3, count=4"):
+        walker.walk(WalkRange(3, 4))
+    with pytest.raises(ValueError, match=r"even number of them\. Got first=2, count=3"):
+        walker.walk(WalkRange(2, 3))
+
+
+def test_ranges_merge_in_order_and_once() -> None:
+    from neuronshapley.estimators.state import RunState
+
+    game = games.sparse_soum(30, seed=0)
+    state = RunState.fresh(30)
+    first = _walker(game, 3).walk(WalkRange(0, 4))
+    state = state.absorb(first)
+    assert state.next_permutation == 4
+    with pytest.raises(ValueError, match="continues at permutation 4, but the range starts at 0"):
+        state.absorb(first)

@@ -280,13 +280,40 @@ def test_metric_returning_nan_is_caught_once_per_batch(
 # -- 7. fingerprint ---------------------------------------------------------------------------
 
 
+def test_a_model_changed_in_place_changes_the_fingerprint(
+    model: nn.Module, data: Any, reference: Any
+) -> None:
+    game = NeuronGame(model, data=data, reference=reference, units="conv*")
+    before = game.fingerprint()
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1.0  # fine-tuned after the game was built
+    try:
+        assert game.fingerprint() != before
+    finally:
+        model.load_state_dict(state)
+    assert game.fingerprint() == before
+
+
+def test_two_user_metrics_with_one_name_differ(model: nn.Module, data: Any, reference: Any) -> None:
+    def metric_of(scale: float) -> Any:
+        return lambda logits, y: scale * (logits.argmax(-1) == y).double().mean()
+
+    first, second = (
+        NeuronGame(model, data=data, reference=reference, units="conv*", metric=metric_of(s))
+        for s in (1.0, 2.0)
+    )
+    assert first.metric.name == second.metric.name
+    assert first.fingerprint() != second.fingerprint()
+
+
 def test_fingerprint(model: nn.Module, data: Any, reference: Any) -> None:
     x, y = data
     build = dict(data=(x, y), reference=reference, units="conv*")
     first = NeuronGame(model, **build)
     fingerprint = first.fingerprint()
     assert len(fingerprint) == 64 and int(fingerprint, 16) >= 0
-    assert first.fingerprint() is fingerprint  # cached
+    assert first.fingerprint() == fingerprint
     assert NeuronGame(model, **build).fingerprint() == fingerprint
     assert NeuronGame(model, **build, reuse_prefixes=False).fingerprint() == fingerprint
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,6 +185,60 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again(
     shutil.rmtree(run / "checkpoint")
     assert _run(factory, run) == 0
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
+
+
+class Killed(BaseException):
+    """Ends a run as SIGKILL would: no handler, no outputs, nothing recorded after it."""
+
+
+def test_a_run_killed_after_a_checkpoint_can_be_overwritten_and_resumed(
+    factory: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neuronshapley.workflows.runs as runs
+
+    real = runs.tmab_shapley
+    rounds = []
+
+    def killed_after_two_rounds(*args: Any, **kwargs: Any) -> Any:
+        def progress(_: Any) -> None:
+            rounds.append(1)
+            if len(rounds) == 2:
+                raise Killed
+
+        return real(*args, **{**kwargs, "checkpoint_every": 0.0, "progress": progress})
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(runs, "tmab_shapley", killed_after_two_rounds)
+    with pytest.raises(Killed):
+        _run(factory, out, "--budget", "3000")
+    monkeypatch.undo()
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert (out / "checkpoint" / "checkpoint.npz").is_file()
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    assert _run(factory, out, "--budget", "3000", "--resume") == 0
+    assert _run(factory, copy, "--budget", "3000", "--overwrite") == 0
+    for folder in (out, copy):
+        assert json.loads((folder / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_checkpoint_of_an_older_version_is_never_restarted_silently(
+    factory: Path, run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = json.loads((run / "run.json").read_text())
+    record["status"] = "running"
+    (run / "run.json").write_text(json.dumps(record))
+    shutil.rmtree(run / "checkpoint")
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "state.json").write_text("{}")
+    (run / "checkpoint" / "state.npz").write_bytes(b"PK")
+    assert _run(factory, run, "--resume") == 2
+    assert re.search(
+        r"written by an older version .* start anew with --overwrite", _one_line(capsys)
+    )
+    assert _run(factory, run) == 2  # not taken for a run killed before its first checkpoint
+    assert "pass --resume to continue it or --overwrite" in _one_line(capsys)
+    assert (run / "checkpoint" / "state.json").is_file()
 
 
 def test_forward_examples_add_up_over_a_resume(
@@ -421,3 +476,18 @@ def test_a_repaired_model_refuses_a_changed_factory(
     own.write_text(own.read_text() + "\n# changed\n")
     with pytest.raises(ValueError, match=r"own\.py changed since the run was made"):
         load_repaired(out / "repaired.pt")
+
+
+def test_a_hand_edited_manifest_cannot_delete_outside_the_run(
+    factory: Path, run: Path, tmp_path: Path
+) -> None:
+    from neuronshapley.workflows.manifest import MANIFEST_FILE, digest
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    manifest = json.loads((run / MANIFEST_FILE).read_text())
+    manifest["files"]["../precious.txt"] = digest(precious)
+    manifest["files"][str(precious)] = digest(precious)
+    (run / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert _run(factory, run, "--overwrite") == 0
+    assert precious.read_text() == "mine"

@@ -15,19 +15,31 @@ from typing import IO, Any
 
 import numpy as np
 
+# The process's umask, read once (os.umask can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], Any]) -> Path:
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: bytes | Callable[[IO[bytes]], Any],
+    *,
+    make_parents: bool = False,
+) -> Path:
     """Write ``path`` through a temporary file beside it, flushed to disk, then renamed onto it.
 
     Args:
-        path: The file to (re)place. Its directory is created if needed.
+        path: The file to (re)place.
         data: The bytes to write, or a function that writes them into the open file.
+        make_parents: Create the file's directory if it does not exist. Default ``False``: a
+            missing directory is the caller's mistake, reported as ``FileNotFoundError``.
 
     Returns:
         ``path`` as a ``Path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     # A unique name in the same directory, so the rename stays on one file system and two
     # writers never share a temporary file.
     handle, temporary = tempfile.mkstemp(
@@ -41,8 +53,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]
                 data(file)
             file.flush()
             os.fsync(file.fileno())
-        # mkstemp creates the file private (0600); ours are ordinary files, like any other.
-        os.chmod(temporary, 0o644)
+        # mkstemp creates the file private (0600); ours are ordinary files, as open() would
+        # make them under the user's umask.
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -196,13 +196,14 @@ class TopKRace:
         return cls(int(k), float(tol), str(side), str(threshold), bool(adaptive))
 
     def plan(self, state: RunState, interval: IntervalRule, n_walks: int) -> RoundPlan | Stop:
-        """The next round: the undecided players, or stop once none is left."""
+        """The next round: the undecided players, or stop once none is left (a pure function
+        of the state; the number undecided and the thresholds travel in the plan)."""
         half, _ = interval.halfwidth(state.stats)
         undecided, cuts = undecided_players(
             state.stats.mean, half, k=self.k, side=self.side, tol=self.tol, rule=self.threshold
         )
         n_undecided = int(undecided.sum())
-        state.extra.update(n_undecided=n_undecided, thresholds=cuts)
+        seen = {"n_undecided": n_undecided, "thresholds": cuts}
         if n_undecided == 0:
-            return Stop("separated")
-        return RoundPlan(n_walks, undecided if self.adaptive else None)
+            return Stop("separated", seen)
+        return RoundPlan(n_walks, undecided if self.adaptive else None, seen)

@@ -22,6 +22,17 @@ from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CHECKPOINT_VERSION = 2
+# What versions before 0.1's one-file checkpoint wrote (two files, renamed one after the other).
+LEGACY_FILES = ("state.json", "state.npz")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed: damaged, of another run or game, or too old."""
+
+
+def has_legacy_checkpoint(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a checkpoint of an older version (which cannot be resumed)."""
+    return not has_checkpoint(directory) and (Path(directory) / LEGACY_FILES[0]).is_file()
 
 
 def has_checkpoint(directory: str | Path) -> bool:
@@ -95,6 +106,11 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Read ``directory``'s checkpoint, refusing one of another run or another game."""
     path = Path(directory) / CHECKPOINT_FILE
+    if has_legacy_checkpoint(directory):
+        raise CheckpointError(
+            f"The checkpoint in {directory} ({', '.join(LEGACY_FILES)}) was written by an older "
+            "version of neuronshapley and cannot be resumed; start the run again."
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"The 'resume' parameter of {owner} points at {directory}, which holds no "
@@ -102,29 +118,29 @@ def load_checkpoint(
         )
     record, arrays = _read(path)
     if record["estimator"] != owner:
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint in {directory} was written by {record['estimator']}, not {owner}."
         )
     if record["n_players"] != n_players:
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint in {directory} is for {record['n_players']} players; the game has "
             f"{n_players}."
         )
     if record["game_fingerprint"] != fingerprint:
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint in {directory} belongs to another game: the players match in "
             "number, but the game differs (its model weights, data, metric or ablation). "
             "Resume it with the game it was made with, or start a new run."
         )
     if record["entropy"] != entropy:
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint in {directory} was made with seed {record['entropy']}; this call "
             f"has seed {entropy}. Resume with the same seed (or seed=None to take the saved one)."
         )
     saved_identity, wanted = record["identity"], jsonable(identity)
     for key, value in wanted.items():
         if saved_identity.get(key) != value:
-            raise ValueError(
+            raise CheckpointError(
                 f"The checkpoint in {directory} was made with {key}={saved_identity.get(key)!r}; "
                 f"this call has {key}={value!r}. Resume with the same parameters (only the "
                 "budgets may change)."
@@ -179,7 +195,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             arrays = {name: np.asarray(data[name]) for name in ("count", "mean", "m2")}
     except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, JSON
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint {path} is damaged and cannot be read ({type(error).__name__}"
             f"{': ' + reason if reason else ''}); start the run again without resuming."
         ) from None
@@ -191,7 +207,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     elif any(len(array) != record["n_players"] for array in arrays.values()):
         problem = f"its arrays do not hold {record['n_players']} entries, one per player"
     if problem is not None:
-        raise ValueError(
+        raise CheckpointError(
             f"The checkpoint {path} cannot be resumed: {problem}; start the run again without "
             "resuming."
         )

@@ -204,6 +204,7 @@ class _Loop:
         last_saved = time.perf_counter()
         while True:
             decision = self.plan(self.resumable)
+            self.resumable.extra.update(decision.diagnostics)
             if isinstance(decision, Stop):
                 return decision.reason
             if self._out_of_permutations():

@@ -6,7 +6,7 @@ round of the driver loop is a :class:`RoundPlan` or a :class:`Stop`, never a bar
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,14 +176,22 @@ class RoundPlan:
     Attributes:
         n_permutations: Permutations in the round (at least 1).
         sampled: Players whose marginals the round records (``None``: every player).
+        diagnostics: What the planner saw (JSON types), kept in the run's diagnostics.
     """
 
     n_permutations: int
     sampled: NDArray[np.bool_] | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Stop:
-    """The run is over, for ``reason`` (e.g. ``"separated"``, ``"n_permutations"``)."""
+    """The run is over, for ``reason`` (e.g. ``"separated"``, ``"n_permutations"``).
+
+    Attributes:
+        reason: Why (recorded as the result's ``stop_reason``).
+        diagnostics: What the planner saw (JSON types), kept in the run's diagnostics.
+    """
 
     reason: str
+    diagnostics: dict[str, Any] = field(default_factory=dict)

@@ -34,7 +34,16 @@ class RunState:
         return cls(RunningStats.zeros(n_players))
 
     def absorb(self, outcome: RangeStats) -> "RunState":
-        """This state with ``outcome`` merged in; past it only if the range was complete."""
+        """This state with ``outcome`` merged in; past it only if the range was complete.
+
+        Ranges are merged in order, each exactly once: the next one must start where this
+        state stops (a range merged twice, or skipped, would bias the values silently).
+        """
+        if outcome.work.first != self.next_permutation:
+            raise ValueError(
+                f"Ranges merge in order: this state continues at permutation "
+                f"{self.next_permutation}, but the range starts at {outcome.work.first}."
+            )
         complete = outcome.complete
         return RunState(
             stats=self.stats.merge(outcome.stats),

@@ -319,6 +319,14 @@ class Walker:
         If the budget runs out part way, the marginals measured so far are returned with
         ``complete=False`` (unbiased samples of the players removed first in each walk).
         """
+        if work.first < 0 or work.count < 1:
+            raise ValueError(f"A range needs first >= 0 and count >= 1. Got {work}.")
+        if self.antithetic and (work.first % 2 or work.count % 2):
+            # Walk 2j+1 is the reverse of walk 2j: a range must hold whole pairs.
+            raise ValueError(
+                "With antithetic sampling a range must start at an even permutation and hold an "
+                f"even number of them. Got first={work.first}, count={work.count}."
+            )
         walks = [
             Walk(self._order(j), work.sampled, self._context(j))
             for j in range(work.first, work.first + work.count)

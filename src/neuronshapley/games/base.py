@@ -160,12 +160,17 @@ class BaseGame(ABC):
     def _owner(self) -> str:
         return f"The game {self!r}"
 
-    def fingerprint(self) -> str:
-        """A hash of what defines the game: its type, players and attributes (not counters).
+    # Attributes that do not define the game (counters, caches): left out of the fingerprint.
+    fingerprint_ignores: tuple[str, ...] = ()
 
-        Subclasses whose attributes are not plain numbers, strings and arrays override it.
+    def fingerprint(self) -> str:
+        """A hash of what defines the game: its type, players and attributes by content.
+
+        Counters and caches must not count: list them in ``fingerprint_ignores`` (or override
+        this method), or a run of the game could not be resumed once they change.
         """
-        defining = {key: value for key, value in vars(self).items() if key != "n_evaluations"}
+        ignored = {"n_evaluations", *self.fingerprint_ignores}
+        defining = {key: value for key, value in vars(self).items() if key not in ignored}
         return digest(type(self).__qualname__, defining)
 
     @abstractmethod
@@ -212,11 +217,10 @@ class CallableGame(BaseGame):
             ) from error
 
     def fingerprint(self) -> str:
-        """The function's name and code (not what a closure captured) and the players."""
-        code = getattr(self.function, "__code__", None)
-        body = (code.co_code, repr(code.co_consts)) if code is not None else None
-        name = getattr(self.function, "__qualname__", type(self.function).__qualname__)
-        return digest("CallableGame", name, body, self.player_names)
+        """The function by content: its code (nested functions too), defaults and the values it
+        captured, and the players. Objects it captured that say nothing but their address (a
+        model, say) count by their type and attributes."""
+        return digest("CallableGame", self.function, self.player_names)
 
     def __repr__(self) -> str:
         name = getattr(self.function, "__name__", type(self.function).__name__)

@@ -7,6 +7,7 @@ read as one), loaded without pickle. Results of sampling estimators keep their s
 """
 
 import csv
+import io
 import json
 import math
 import os
@@ -234,11 +235,12 @@ class ShapleyResult:
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one row per player: player, value, stderr, ci_low, ci_high, n_samples."""
         columns = self._columns()
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for row in zip(*columns.values(), strict=True):
-                writer.writerow([repr(float(x)) if isinstance(x, np.floating) else x for x in row])
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for row in zip(*columns.values(), strict=True):
+            writer.writerow([repr(float(x)) if isinstance(x, np.floating) else x for x in row])
+        atomic_write(path, buffer.getvalue().encode())
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -554,10 +554,11 @@ class NeuronGame(BaseGame):
         """A SHA-256 hex digest of what sets the game's values.
 
         It covers the unit names, the model's weights and buffers, the evaluation data (inputs,
-        labels, groups), the reference, the metric's name, the ablation, ``examples_per_walk``
-        and ``data_seed``; not the device, the memory budget or prefix reuse, which change how
-        the values are computed but not what they are. Computed once per game (the model and
-        data are fixed after construction; :meth:`with_data` makes a new game).
+        labels, groups), the reference, the metric (its name and its function's code and
+        captured values), the ablation, ``examples_per_walk`` and ``data_seed``; not the device,
+        the memory budget or prefix reuse, which change how the values are computed but not what
+        they are. The weights are hashed on every call, since the model is the caller's and may
+        be changed in place; the data, fixed at construction, once.
         """
         if self._fingerprint is None:
             data = self.data
@@ -565,17 +566,17 @@ class NeuronGame(BaseGame):
                 "NeuronGame",
                 self.player_names,
                 [(layer.path, layer.kind, layer.size, layer.group) for layer in self.layers],
-                {key: _array(value) for key, value in self.model.state_dict().items()},
                 self.ablation,
                 self._reference_digest,
                 _array(data.x),
                 _array(data.y),
                 None if data.groups is None else _array(data.groups),
-                self.metric.name,
+                self.metric,
                 self.examples_per_walk,
                 self.data_seed,
             )
-        return self._fingerprint
+        weights = {key: _array(value) for key, value in self.model.state_dict().items()}
+        return digest(self._fingerprint, weights)
 
     def _check_fills(self, reference: torch.Tensor) -> None:
         """Refuse fills (from the reference) that do not fit the layers' outputs on the data."""

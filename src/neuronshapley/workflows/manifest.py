@@ -15,6 +15,9 @@ from neuronshapley._internal.files import atomic_write, json_text
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
+# The recorded "digest" of a file a run is writing as it goes (its checkpoint, its result): ours
+# whatever it holds, since a run killed mid-way cannot record the digest of its last write.
+LIVE = "written by a run in progress"
 
 
 def digest(path: Path) -> str | None:
@@ -41,7 +44,13 @@ def read_manifest(directory: Path) -> dict[str, str]:
         return {}
     if not isinstance(files, dict):
         return {}
-    return {str(name): str(sha) for name, sha in files.items()}
+    # Only names inside the directory: a hand-edited manifest must not point us elsewhere.
+    return {str(name): str(sha) for name, sha in files.items() if _inside(str(name))}
+
+
+def _inside(name: str) -> bool:
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts and name not in ("", ".")
 
 
 def _write(directory: Path, files: dict[str, str]) -> None:
@@ -72,10 +81,20 @@ def record_files(directory: Path, paths: Iterable[str | os.PathLike[str]]) -> No
     _write(directory, files)
 
 
+def record_live(directory: Path, names: Iterable[str]) -> None:
+    """Mark files a run is about to write, and may rewrite until it ends, as ours (``LIVE``).
+
+    :func:`record_files` pins them to their digest once the run has written them for good.
+    """
+    files = read_manifest(directory)
+    files.update({_relative(directory, name): LIVE for name in names})
+    _write(directory, files)
+
+
 def is_ours(directory: Path, name: str, files: dict[str, str] | None = None) -> bool:
     """Whether ``directory/name`` is a file we wrote and nobody changed since."""
     files = read_manifest(directory) if files is None else files
-    return name in files and digest(directory / name) == files[name]
+    return name in files and (files[name] == LIVE or digest(directory / name) == files[name])
 
 
 def foreign(directory: Path, names: Iterable[str]) -> list[str]:
@@ -102,7 +121,7 @@ def delete_ours(directory: Path, *, under: str = "", keep: Iterable[str] = ()) -
         if name in kept or not name.startswith(prefix):
             continue
         path = directory / name
-        if path.is_file() and digest(path) == files[name]:
+        if path.is_file() and is_ours(directory, name, files):
             path.unlink()
             _remove_empty_parents(directory, path.parent)
         if not path.exists():

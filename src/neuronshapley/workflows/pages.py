@@ -119,7 +119,11 @@ def study_sections(run_dir: str | Path) -> list[Section]:
             figures: list[tuple[str, Figure | bytes]] = []
             for entry in saved.get("figures", []):
                 path = folder / str(entry["file"])
-                if path.is_file():
+                if path.resolve().parent != folder.resolve():
+                    # Only the study's own figures: a hand-edited section.json must not pull
+                    # another file of the machine into the page.
+                    text += f"\n\n(The figure {entry['file']!r} is not in {folder}; left out.)"
+                elif path.is_file():
                     figures.append((str(entry["caption"]), path.read_bytes()))
                 else:
                     text += f"\n\n(The figure {path.name} is missing.)"

@@ -33,7 +33,12 @@ from typing import Any
 from neuronshapley._internal.files import atomic_write, json_text, jsonable
 from neuronshapley._internal.specs import SpecError, absolute_spec, file_digest, is_spec, load_spec
 from neuronshapley.estimators import ShapleyResult, tmab_shapley
-from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
+from neuronshapley.estimators.checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    has_checkpoint,
+    has_legacy_checkpoint,
+)
 from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.workflows.manifest import (
     MANIFEST_FILE,
@@ -41,6 +46,7 @@ from neuronshapley.workflows.manifest import (
     digest,
     foreign,
     record_files,
+    record_live,
 )
 from neuronshapley.workflows.pages import STUDIES_DIR as STUDIES_DIR
 from neuronshapley.workflows.pages import write_report as write_report
@@ -263,6 +269,11 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
             raise RunError(f"--resume: {out} holds no run to resume (no {RUN_FILE}).")
         saved = read_run(out)
         _check_same_run(out, saved, config, "--resume")
+        if has_legacy_checkpoint(out / CHECKPOINT_DIR):
+            raise RunError(
+                f"--resume: the checkpoint in {out / CHECKPOINT_DIR} was written by an older "
+                "version of neuronshapley and cannot be resumed; start anew with --overwrite."
+            )
         if not has_checkpoint(out / CHECKPOINT_DIR):
             if saved["status"] != "running":
                 raise RunError(f"--resume: {out} has no checkpoint to continue from.")
@@ -292,6 +303,7 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
             saved is not None
             and saved["status"] == "running"
             and not has_checkpoint(out / CHECKPOINT_DIR)
+            and not has_legacy_checkpoint(out / CHECKPOINT_DIR)
             and saved["config"].get("identity") == jsonable(config.identity())
         )
         if not overwrite and not killed_early:
@@ -434,6 +446,8 @@ def execute(
         delete_ours(directory, keep=[RUN_FILE])
     checkpoint = directory / CHECKPOINT_DIR
     before = {name: digest(directory / name) for name in _checkpoint_files(directory)}
+    # Ours from its first write: a run killed mid-way can still be overwritten or resumed.
+    record_live(directory, [f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
     try:
         result = tmab_shapley(
             game,
@@ -449,14 +463,7 @@ def execute(
             resume=checkpoint if plan.resume else None,
             progress=progress,
         )
-    except (
-        ValueError,
-        FileNotFoundError,
-        OSError,
-        EOFError,
-        KeyError,
-        zipfile.BadZipFile,
-    ) as error:
+    except (CheckpointError, FileNotFoundError) as error:
         if plan.resume:
             raise RunError(
                 f"--resume: cannot continue from {checkpoint}: {error}; make the run again with "
@@ -467,6 +474,7 @@ def execute(
         directory,
         [n for n in _checkpoint_files(directory) if digest(directory / n) != before.get(n)],
     )
+    record_live(directory, ["result.json", "result.npz"])
     result.save(directory)
     record_files(directory, ["result.json", "result.npz"])
     if plan.resume and result.n_evaluations != previous.get("n_evaluations"):

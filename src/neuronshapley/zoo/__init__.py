@@ -202,8 +202,8 @@ def load(
         "torch_threads": torch.get_num_threads(),
     }
     # The JSON first, the weights last: the weights file is what marks a complete entry.
-    atomic_write(meta, lambda file: _write_json(info, file))
-    atomic_write(weights, lambda file: torch.save(model.state_dict(), file))
+    atomic_write(meta, lambda file: _write_json(info, file), make_parents=True)
+    atomic_write(weights, lambda file: torch.save(model.state_dict(), file), make_parents=True)
     return model.eval(), data
 
 
