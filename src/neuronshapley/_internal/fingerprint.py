@@ -55,6 +55,10 @@ def _feed(hasher: Any, value: Any, depth: int) -> None:
             _feed(hasher, value[key], depth + 1)
     elif isinstance(value, list | tuple):
         _tag(hasher, f"{type(value).__name__} {len(value)}")
+        if value and all(type(item) is str for item in value):
+            # Names of 20,000 players in one update, not 20,000 (each with its length).
+            hasher.update(b"".join(f"{len(item)}:{item}|".encode() for item in value))
+            return
         for item in value:
             _feed(hasher, item, depth + 1)
     elif isinstance(value, set | frozenset):

@@ -65,11 +65,16 @@ class RunningStats:
             raise ValueError(
                 f"Cannot merge statistics of {self.n_players} and {other.n_players} players."
             )
-        count = self.count + other.count
-        safe = np.maximum(count, 1)
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.count / safe)
-        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / safe)
+        # Only the players the other summary saw change: merging a sparse summary (TMAB's
+        # rounds sample few players) costs O(its players), and the rest are exact copies.
+        seen = np.flatnonzero(other.count)
+        count, mean, m2 = self.count.copy(), self.mean.copy(), self.m2.copy()
+        n_self, n_other = self.count[seen], other.count[seen]
+        total = n_self + n_other
+        delta = other.mean[seen] - self.mean[seen]
+        mean[seen] = self.mean[seen] + delta * (n_other / total)
+        m2[seen] = self.m2[seen] + other.m2[seen] + delta**2 * (n_self * n_other / total)
+        count[seen] = total
         return RunningStats(
             count,
             mean,
