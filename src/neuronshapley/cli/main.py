@@ -670,6 +670,7 @@ def _print_run(
             file=out,
         )
     if result is not None:
+        print(f"Intervals: {result.interval_guarantee}", file=out)
         groups = result.groups or [""] * result.n_players  # none in results saved before 0.1
         for label, ranked in (
             ("Top", result.top(k if top is None else top)),
