@@ -190,3 +190,17 @@ def test_has_checkpoint(tmp_path: Path) -> None:
     ns.permutation_shapley(sparse_soum(30, seed=0), n_permutations=8, seed=0, checkpoint=tmp_path)
     assert has_checkpoint(tmp_path)
     assert os.listdir(tmp_path) == [CHECKPOINT_FILE]
+
+
+def test_a_resume_with_a_budget_already_spent_evaluates_nothing(tmp_path: Path) -> None:
+    """A smaller budget on resume is honoured: the run stops at once, never exceeds it."""
+    first = ns.permutation_shapley(
+        sparse_soum(30, seed=0), max_evaluations=500, seed=1, checkpoint=tmp_path
+    )
+    game = sparse_soum(30, seed=0)
+    resumed = ns.permutation_shapley(game, max_evaluations=100, seed=1, resume=tmp_path)
+    assert game.n_evaluations == 0
+    assert resumed.stop_reason == "max_evaluations"
+    # The checkpoint's last complete round: the round the first budget cut is not in it.
+    assert resumed.n_evaluations <= first.n_evaluations
+    assert resumed.diagnostics["n_permutations"] == first.diagnostics["n_permutations"]
