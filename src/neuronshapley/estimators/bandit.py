@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_bool, check_choice, check_float, check_int
+from neuronshapley.estimators.backend import Backend
 from neuronshapley.estimators.driver import run_rounds, sampling_spec
 from neuronshapley.estimators.options import (
     Budget,
@@ -98,6 +99,8 @@ def tmab_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    walks_per_task: int | None = None,
+    backend: Backend | None = None,
 ) -> ShapleyResult:
     """Truncated multi-armed-bandit Shapley (Algorithm 1 of Ghorbani & Zou 2020).
 
@@ -134,6 +137,10 @@ def tmab_shapley(
         resume: Directory of a checkpoint to continue from (same parameters, budgets may grow).
         progress: Called after every round with a ``Progress`` (evaluations, elapsed time,
             current values, undecided players). Default ``None``.
+        walks_per_task: Cut each round into tasks of this many permutations (a backend runs
+            them in parallel; see ``truncated_shapley``). Default ``None``: one per round.
+        backend: Where the tasks run: ``None`` (this process, default) or a backend such as
+            ``ns.backends.RayBackend(workers=2)``. The result does not depend on it.
 
     Returns:
         A ``ShapleyResult`` whose ``stop_reason`` is ``"separated"`` when no player is left
@@ -146,12 +153,13 @@ def tmab_shapley(
         as_game(game, n_players, owner),
         seed,
         progress,
-        sampling=Sampling.from_arguments(owner, False, batch_size, n_walks),
+        sampling=Sampling.from_arguments(owner, False, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound).check(owner),
         truncation=Truncation.from_arguments(owner, truncation, truncation_mode, patience),
         budget=Budget.from_arguments(owner, None, max_evaluations, max_seconds),
         persistence=Persistence.from_arguments(owner, checkpoint, checkpoint_every, resume),
         identity={"k": k, "tol": tol, "side": side, "threshold": threshold, "adaptive": adaptive},
+        backend=backend,
     )
     race = TopKRace.from_arguments(owner, spec.game.n_players, k, tol, side, threshold, adaptive)
     if race.tol == 0 and not spec.budget.bounded:

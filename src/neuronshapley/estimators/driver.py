@@ -20,6 +20,13 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.validation import check_int
+from neuronshapley.estimators.backend import (
+    Backend,
+    BackendRun,
+    WalkJob,
+    check_backend,
+    split_round,
+)
 from neuronshapley.estimators.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from neuronshapley.estimators.options import (
     Budget,
@@ -31,7 +38,7 @@ from neuronshapley.estimators.options import (
 )
 from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.state import RunState
-from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, WalkRange
+from neuronshapley.estimators.walks import Endpoints, Evaluator, RangeStats, Walker, WalkRange
 from neuronshapley.games.base import Game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import ShapleyResult, result_from_stats
@@ -66,6 +73,7 @@ class RunSpec:
         budget: When to stop regardless of the planner.
         persistence: Checkpoint and resume directories.
         progress: Called after every round, or ``None``.
+        backend: Where the tasks run (``None``: in this process).
     """
 
     owner: str
@@ -78,6 +86,7 @@ class RunSpec:
     budget: Budget
     persistence: Persistence
     progress: ProgressCallback | None = None
+    backend: Backend | None = None
 
 
 def run_identity(
@@ -95,6 +104,7 @@ def run_identity(
         "union_bound": interval.union_bound,
         "batch_size": sampling.batch_size,
         "n_walks": sampling.n_walks,
+        "walks_per_task": sampling.walks_per_task,
     }
 
 
@@ -110,6 +120,7 @@ def sampling_spec(
     budget: Budget,
     persistence: Persistence,
     identity: dict[str, Any] | None = None,
+    backend: Any = None,
 ) -> RunSpec:
     """The spec of a sampling run from validated options (``identity``: the estimator's own)."""
     if progress is not None and not callable(progress):
@@ -127,6 +138,7 @@ def sampling_spec(
         budget=budget,
         persistence=persistence,
         progress=progress,
+        backend=check_backend(backend, owner),
     )
 
 
@@ -167,6 +179,8 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
     except KeyboardInterrupt:  # Ctrl-C: keep the last complete round
         stop_reason = "interrupted"
         loop.reported = loop.resumable
+    finally:
+        loop.close()
     elapsed = elapsed_before + evaluator.elapsed()
     if persistence.checkpoint is not None:
         loop.save(elapsed)
@@ -194,6 +208,12 @@ class _Loop:
         self.reported = state
         self.elapsed_before = elapsed_before
         self.fingerprint = fingerprint
+        self.remote: BackendRun | None = None
+
+    def close(self) -> None:
+        if self.remote is not None:
+            self.remote.close()
+            self.remote = None
 
     def run(self) -> str:
         spec = self.spec
@@ -201,6 +221,9 @@ class _Loop:
         if endpoints is None:
             return "max_evaluations"
         walker = Walker(self.evaluator, spec.entropy, endpoints, spec.sampling, spec.truncation)
+        if spec.backend is not None:
+            job = WalkJob(spec.entropy, endpoints, spec.sampling, spec.truncation)
+            self.remote = spec.backend.start(spec.game, job)
         last_saved = time.perf_counter()
         while True:
             decision = self.plan(self.resumable)
@@ -211,12 +234,14 @@ class _Loop:
                 return "n_permutations"
             if self.evaluator.out_of_time():
                 return "max_seconds"
-            work = self._next_range(decision)
-            outcome = walker.walk(work)
-            state = self.resumable.absorb(outcome)
+            tasks = split_round(self._next_range(decision), spec.sampling.walks_per_task)
+            state = self.resumable
+            for outcome in self._walk(tasks, walker):
+                state = state.absorb(outcome)
+                if not outcome.complete:
+                    self.reported = state
+                    return walker.stop_reason or "budget"
             self.reported = state
-            if not outcome.complete:
-                return walker.stop_reason or "budget"
             self.resumable = state
             elapsed = self.elapsed_before + self.evaluator.elapsed()
             if spec.progress is not None:
@@ -237,6 +262,27 @@ class _Loop:
             ):
                 self.save(elapsed)
                 last_saved = time.perf_counter()
+
+    def _walk(self, tasks: list[WalkRange], walker: Walker) -> list[RangeStats]:
+        """The round's tasks, in order, up to the first one a budget cut short."""
+        if self.remote is None:
+            outcomes = []
+            for task in tasks:
+                outcomes.append(walker.walk(task))
+                if not outcomes[-1].complete:
+                    break
+            return outcomes
+        outcomes = []
+        for task, outcome in zip(tasks, self.remote.walk(tasks), strict=True):
+            remaining = self.evaluator.remaining()
+            if remaining is not None and outcome.n_evaluations > remaining:
+                # This task crosses the budget: walk it here under the budget left, which stops
+                # it exactly where a local run stops (the tasks after it are not used).
+                outcomes.append(walker.walk(task))
+                break
+            self.evaluator.n_evaluations += outcome.n_evaluations
+            outcomes.append(outcome)
+        return outcomes
 
     def _endpoints(self) -> Endpoints | None:
         """Evaluate V(N) and V(empty) once per run; ``None`` if the budget does not allow it."""

@@ -76,27 +76,43 @@ class Sampling:
     Attributes:
         antithetic: Walk each permutation and its reverse; the pair's mean is one sample.
         batch_size: Coalitions per call to the game.
-        n_walks: Permutations per round; their coalitions share batches, and a round is the
-            unit of work that is checkpointed (and, on a cluster, sent to a worker).
+        n_walks: Permutations per round; the estimator decides between rounds (TMAB updates
+            its undecided players), and a round is the unit that is checkpointed.
+        walks_per_task: Permutations per task: a round is cut into tasks of this many, each
+            walked on its own (its coalitions share batches) and merged in order; tasks are what
+            a backend runs in parallel. ``None``: the whole round is one task.
     """
 
     antithetic: bool = False
     batch_size: int = 32
     n_walks: int = 8
+    walks_per_task: int | None = None
 
     @classmethod
     def from_arguments(
-        cls, owner: str, antithetic: Any, batch_size: Any, n_walks: Any
+        cls,
+        owner: str,
+        antithetic: Any,
+        batch_size: Any,
+        n_walks: Any,
+        walks_per_task: Any = None,
     ) -> "Sampling":
         check_bool(antithetic, "antithetic", owner)
         check_int(batch_size, "batch_size", owner, min_value=1)
         check_int(n_walks, "n_walks", owner, min_value=1)
+        check_int(walks_per_task, "walks_per_task", owner, min_value=1, allow_none=True)
         if antithetic and n_walks % 2:
             raise ValueError(
                 f"With antithetic=True, the 'n_walks' parameter of {owner} must be even (each "
                 f"permutation walks with its reverse). Got n_walks={n_walks}."
             )
-        return cls(bool(antithetic), int(batch_size), int(n_walks))
+        if antithetic and walks_per_task is not None and walks_per_task % 2:
+            raise ValueError(
+                f"With antithetic=True, the 'walks_per_task' parameter of {owner} must be even "
+                f"(a task holds whole pairs). Got walks_per_task={walks_per_task}."
+            )
+        tasks = None if walks_per_task is None or walks_per_task >= n_walks else walks_per_task
+        return cls(bool(antithetic), int(batch_size), int(n_walks), tasks)
 
 
 @dataclass(frozen=True)

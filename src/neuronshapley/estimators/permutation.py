@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from neuronshapley.estimators.backend import Backend
 from neuronshapley.estimators.driver import run_rounds, sampling_spec
 from neuronshapley.estimators.options import Budget, Persistence, RoundPlan, Sampling, Truncation
 from neuronshapley.estimators.progress import ProgressCallback
@@ -41,6 +42,8 @@ def truncated_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    walks_per_task: int | None = None,
+    backend: Backend | None = None,
 ) -> ShapleyResult:
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2020, section 3 and appendix B).
 
@@ -79,6 +82,12 @@ def truncated_shapley(
             budgets may grow. The result equals an uninterrupted run's.
         progress: Called after every round with a ``Progress`` (evaluations, elapsed time,
             current values). Default ``None``.
+        walks_per_task: Cut each round into tasks of this many permutations, walked on their
+            own and merged in order (a backend runs them in parallel). Default ``None``: one
+            task per round. Part of the run's identity: the same value gives the same result
+            wherever the tasks run.
+        backend: Where the tasks run: ``None`` (this process, default) or a backend such as
+            ``ns.backends.RayBackend(workers=2)``. The result does not depend on it.
 
     Returns:
         A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped.
@@ -89,11 +98,12 @@ def truncated_shapley(
         n_players,
         seed,
         progress,
-        sampling=(antithetic, batch_size, n_walks),
+        sampling=(antithetic, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound),
         truncation=(truncation, truncation_mode, patience),
         budget=(n_permutations, max_evaluations, max_seconds),
         persistence=(checkpoint, checkpoint_every, resume),
+        backend=backend,
     )
 
 
@@ -116,6 +126,8 @@ def permutation_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
+    walks_per_task: int | None = None,
+    backend: Backend | None = None,
 ) -> ShapleyResult:
     """Monte Carlo Shapley over random permutations (eq. 2 of Ghorbani & Zou 2020).
 
@@ -132,11 +144,12 @@ def permutation_shapley(
         n_players,
         seed,
         progress,
-        sampling=(antithetic, batch_size, n_walks),
+        sampling=(antithetic, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound),
         truncation=(None, "relative", 5),
         budget=(n_permutations, max_evaluations, max_seconds),
         persistence=(checkpoint, checkpoint_every, resume),
+        backend=backend,
     )
 
 
@@ -147,11 +160,12 @@ def _permutation_run(
     seed: Any,
     progress: ProgressCallback | None,
     *,
-    sampling: tuple[Any, Any, Any],
+    sampling: tuple[Any, Any, Any, Any],
     interval: IntervalRule,
     truncation: tuple[Any, Any, Any],
     budget: tuple[Any, Any, Any],
     persistence: tuple[Any, Any, Any],
+    backend: Any,
 ) -> ShapleyResult:
     """Validate the arguments into typed options, then walk rounds of ``n_walks`` permutations."""
     spec = sampling_spec(
@@ -164,6 +178,7 @@ def _permutation_run(
         truncation=Truncation.from_arguments(owner, *truncation),
         budget=Budget.from_arguments(owner, *budget),
         persistence=Persistence.from_arguments(owner, *persistence),
+        backend=backend,
     )
     if not spec.budget.bounded:
         raise ValueError(
