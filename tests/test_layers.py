@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("games",),
     ("results",),
     ("estimators",),
+    ("backends",),
     ("pytorch",),
     ("units",),
     ("zoo",),
