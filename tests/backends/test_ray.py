@@ -5,7 +5,9 @@ worker's process is killed mid-task. An address nobody answers is a clear error,
 One local Ray cluster (3 CPUs) serves the whole module.
 """
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +30,8 @@ from tests.estimators.test_checkpoint import assert_same_values
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'neuronshapley[ray]'")
 
 from neuronshapley.backends import RayBackend  # noqa: E402
+from neuronshapley.cli import main  # noqa: E402
+from tests.test_cli_run import FACTORY  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -185,3 +189,113 @@ def test_importing_the_backends_imports_neither_ray_nor_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def run_command(factory: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--model",
+        f"{factory}:model",
+        "--data",
+        f"{factory}:data",
+        "--k",
+        "3",
+        "--budget",
+        "1200",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Path:
+    path = tmp_path / "mine.py"
+    path.write_text(FACTORY)
+    return path
+
+
+def test_run_on_ray_gives_the_values_of_a_local_run(factory: Path, tmp_path: Path) -> None:
+    assert main(run_command(factory, tmp_path / "local", "--walks-per-task", "2")) == 0
+    ray_run = ["--backend", "ray", "--workers", "2", "--walks-per-task", "2"]
+    assert main(run_command(factory, tmp_path / "ray", *ray_run)) == 0
+    local = ns.ShapleyResult.load(tmp_path / "local")
+    remote = ns.ShapleyResult.load(tmp_path / "ray")
+    assert_identical(remote, local)
+    assert remote.params["walks_per_task"] == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "ray", "--workers", "0"], r"argument --workers: must be an int >= 1"),
+        (
+            ["--backend", "ray", "--address", "127.0.0.1:1"],
+            r"error: --address: no Ray cluster answers at 127.0.0.1:1",
+        ),
+        (["--backend", "ray", "--address", "nowhere"], r"error: --address must be 'host:port'"),
+        (["--workers", "2"], r"error: --workers needs --backend ray"),
+    ],
+)
+def test_bad_backend_options_are_one_line_errors(
+    factory: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    assert main(run_command(factory, tmp_path / "run", *extra)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+# Runs the command with a checkpoint after every round (the command's is every 30 s).
+EVERY_ROUND = textwrap.dedent(
+    """
+    import sys
+    import neuronshapley.workflows.runs as runs
+    from neuronshapley.cli import main
+
+    tmab = runs.tmab_shapley
+    runs.tmab_shapley = lambda *a, **kw: tmab(*a, **{**kw, "checkpoint_every": 0.0})
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_driver_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
+    factory: Path, tmp_path: Path
+) -> None:
+    ray_run = ["--backend", "ray", "--workers", "2"]
+    out = tmp_path / "killed"
+    script = tmp_path / "every_round.py"
+    script.write_text(EVERY_ROUND)
+    # Its own Ray cluster, started by the command: killed with it (its process group).
+    driver = subprocess.Popen(
+        [sys.executable, str(script), *run_command(factory, out, *ray_run)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.perf_counter() + 120
+        while not (out / "checkpoint" / "checkpoint.npz").exists():
+            assert driver.poll() is None, "the run ended before its first checkpoint"
+            assert time.perf_counter() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert main(run_command(factory, out, *ray_run, "--resume")) == 0
+    # Uninterrupted, and local: the default --walks-per-task of --backend ray is 1.
+    assert main(run_command(factory, tmp_path / "whole", "--walks-per-task", "1")) == 0
+    assert_identical(ns.ShapleyResult.load(out), ns.ShapleyResult.load(tmp_path / "whole"))

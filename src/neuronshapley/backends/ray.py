@@ -91,6 +91,12 @@ class RayBackend:
     def __repr__(self) -> str:
         return f"RayBackend(workers={self.workers}, address={self.address!r})"
 
+    def check_address(self) -> None:
+        """Raise ``ConnectionError`` now, within ``connect_timeout``, if nothing answers at
+        ``address`` (``start`` checks it too; this lets a caller fail before any other work)."""
+        if self.address not in (None, "auto"):
+            _probe(self.address, self.connect_timeout)
+
     def start(self, game: Game, job: WalkJob) -> BackendRun:
         """Connect to (or start) Ray, ship ``game`` once and start the actors."""
         return RayRun(self, game, job)
@@ -150,8 +156,7 @@ class RayRun:
 
     def _connect(self, backend: RayBackend) -> None:
         ray = self._ray
-        if backend.address not in (None, "auto"):
-            _probe(backend.address, backend.connect_timeout)
+        backend.check_address()
         if ray.is_initialized():
             return
         if backend.address is not None:

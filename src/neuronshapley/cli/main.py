@@ -30,6 +30,8 @@ import numpy as np
 from neuronshapley.estimators import Progress, ShapleyResult
 
 USAGE_ERROR = 2
+# The default --walks-per-task under --backend ray: TMAB's rounds of 8 permutations become 8 tasks.
+RAY_WALKS_PER_TASK = 1
 # The demo table stays readable for any k; precision still counts all k.
 _MAX_DEMO_ROWS = 25
 _STOP_REASONS = {
@@ -430,6 +432,34 @@ def _add_run_arguments(commands: Any, name: str) -> None:
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's device)")
     parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="where the permutations are walked: in this process, or on Ray workers "
+        "(pip install 'neuronshapley[ray]'; default: local). The values equal a local run's "
+        "with the same --walks-per-task, bit for bit, whatever the number of workers",
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=_int_at_least(1),
+        help="Ray workers, one CPU each (default: every CPU of the cluster)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="a running Ray cluster's head, from 'ray start --head --port 6379' (default: start "
+        "Ray on this machine for the run)",
+    )
+    parser.add_argument(
+        "--walks-per-task",
+        metavar="K",
+        type=_int_at_least(1),
+        help=f"permutations per task; part of the run (a resumed run keeps it). Default: "
+        f"{RAY_WALKS_PER_TASK} with --backend ray (each round's 8 permutations go to up to 8 "
+        "workers), whole rounds locally; pass the same K to compare a local run with a Ray one",
+    )
+    parser.add_argument(
         "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
     )
     parser.add_argument(
@@ -606,6 +636,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     prog = f"neuronshapley {args.command}"
     if args.resume and args.overwrite and args.command == "run":
         raise UsageError(f"{prog}: error: --resume and --overwrite exclude each other.")
+    backend = _backend(args, prog)
     config = RunConfig(
         model=args.model,
         data=args.data,
@@ -620,6 +651,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         max_seconds=args.max_seconds,
         device=args.device,
         seed=args.seed,
+        walks_per_task=_walks_per_task(args, prog),
     )
     print(f"{prog}: Neuron Shapley (TMAB, top {config.k}) -> {args.out}/", file=out, flush=True)
     with _progress_display(out, enabled=not args.no_progress, k=config.k) as (progress, names):
@@ -632,12 +664,46 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 progress=progress,
                 log=lambda line: print(f"  {line}", file=out, flush=True),
                 on_game=names,
+                backend=backend,
             )
             result = load_result(args.out, record)
-        except RunError as error:
+        except (RunError, ConnectionError) as error:
             raise UsageError(f"{prog}: error: {error}") from None
     _print_run(record, result, Path(args.out), out)
     return 0
+
+
+def _backend(args: argparse.Namespace, prog: str) -> Any:
+    """The backend the options ask for (``None``: this process); checked before any work."""
+    if args.backend == "local":
+        for option, value in (("--workers", args.workers), ("--address", args.address)):
+            if value is not None:
+                raise UsageError(f"{prog}: error: {option} needs --backend ray.")
+        return None
+    from neuronshapley.backends import RayBackend
+
+    try:
+        backend = RayBackend(workers=args.workers, address=args.address)
+        backend.check_address()
+    except (ValueError, TypeError, ConnectionError, ImportError) as error:
+        message = str(error).replace("The 'address' parameter of RayBackend", "--address")
+        message = message.replace("The 'workers' parameter of RayBackend", "--workers")
+        raise UsageError(f"{prog}: error: {message}") from None
+    return backend
+
+
+def _walks_per_task(args: argparse.Namespace, prog: str) -> int | None:
+    """--walks-per-task, else the resumed run's, else the backend's default."""
+    if args.walks_per_task is not None:
+        return int(args.walks_per_task)
+    if args.resume:
+        from neuronshapley.workflows.runs import RunError, read_run, run_config
+
+        try:
+            return run_config(read_run(Path(args.out))).walks_per_task
+        except RunError:
+            pass  # execute says what is wrong with the directory
+    return RAY_WALKS_PER_TASK if args.backend == "ray" else None
 
 
 def _print_run(

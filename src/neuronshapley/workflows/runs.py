@@ -33,6 +33,7 @@ from typing import Any
 from neuronshapley._internal.files import atomic_write, json_text, jsonable
 from neuronshapley._internal.specs import SpecError, absolute_spec, file_digest, is_spec, load_spec
 from neuronshapley.estimators import ShapleyResult, tmab_shapley
+from neuronshapley.estimators.backend import Backend
 from neuronshapley.estimators.checkpoint import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -96,6 +97,10 @@ class RunConfig:
         device: ``"cpu"``, ``"cuda"``, ... or ``None`` for the model's device.
         seed: Seed of the permutations and the random removals.
         n_random: Random draws per point of the removal curve.
+        walks_per_task: Permutations per task (``tmab_shapley``'s ``walks_per_task``), or
+            ``None`` for whole rounds. It fixes the arithmetic, so it identifies the run; where
+            the tasks run (the backend, its workers, its address) does not, and a run may be
+            resumed on another backend.
     """
 
     model: str
@@ -112,12 +117,16 @@ class RunConfig:
     device: str | None = None
     seed: int = 0
     n_random: int = 10
+    walks_per_task: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
         fields = dataclasses.asdict(self)
         for name in ("budget", "max_seconds", "device"):
             fields.pop(name)
+        if fields["walks_per_task"] is None:
+            # Whole rounds, as every run made before tasks existed: those still resume.
+            fields.pop("walks_per_task")
         return fields
 
 
@@ -386,6 +395,7 @@ def execute(
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] = print,
     on_game: Callable[[list[str]], None] | None = None,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     """Run Neuron Shapley (TMAB) as configured and write the run directory ``out``.
 
@@ -403,6 +413,9 @@ def execute(
         progress: Called after every round of the estimator. Default None.
         log: Where one-line messages go. Default ``print``.
         on_game: Called with the unit names once the game is built. Default None.
+        backend: Where the estimator's tasks run (e.g. ``RayBackend(workers=4)``). Default
+            None: in this process. The result is the same for the same
+            ``config.walks_per_task``.
 
     Returns:
         The record written to ``run.json`` (configuration, status, headline numbers).
@@ -462,6 +475,8 @@ def execute(
             checkpoint_every=30.0,
             resume=checkpoint if plan.resume else None,
             progress=progress,
+            walks_per_task=config.walks_per_task,
+            backend=backend,
         )
     except (CheckpointError, FileNotFoundError) as error:
         if plan.resume:
