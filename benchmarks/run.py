@@ -178,7 +178,9 @@ def engine_sections(quick: bool) -> list[str]:
         "",
         (
             "The comparison with Captum and shapiq on the bundled networks, with its tables, is "
-            "in [benchmarks-peers.md](benchmarks-peers.md); its precision@10 curves:"
+            "in [benchmarks-peers.md](benchmarks-peers.md), the Ray backend against the local one "
+            "in [benchmarks-ray.md](benchmarks-ray.md) (`make bench-ray`); the peers' "
+            "precision@10 curves:"
         ),
         "",
         *[

@@ -30,6 +30,7 @@ _LAZY = {
     "units": ("neuronshapley.units", None),
     "metrics": ("neuronshapley.pytorch.metrics", None),
     "zoo": ("neuronshapley.zoo", None),
+    "backends": ("neuronshapley.backends", None),
 }
 
 
