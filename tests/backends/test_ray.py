@@ -151,6 +151,34 @@ def test_a_worker_killed_mid_task_is_retried_and_changes_nothing(name: str, tmp_
     assert_identical(remote, local)
 
 
+class NotOnWorkers(BaseGame):
+    """A game that cannot be rebuilt in another process, as a model whose module the workers
+    cannot import: unpickling it anywhere but in the driver raises ImportError."""
+
+    def __init__(self) -> None:
+        super().__init__(30)
+        self.inner = game()
+        self.driver = os.getpid()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if os.getpid() != state["driver"]:
+            raise ImportError("No module named 'my_lab_models'")
+        self.__dict__.update(state)
+
+    def _value(self, coalitions: CoalitionMatrix) -> GameValues:
+        return self.inner.value(coalitions)
+
+
+def test_a_game_the_workers_cannot_rebuild_is_a_clear_error() -> None:
+    with pytest.raises(
+        RuntimeError,
+        match=r"Ray workers could not rebuild the game .*No module named 'my_lab_models'",
+    ):
+        ns.permutation_shapley(
+            NotOnWorkers(), n_permutations=4, seed=0, backend=RayBackend(workers=1)
+        )
+
+
 def test_an_address_nobody_answers_is_a_clear_error_within_the_timeout() -> None:
     started = time.perf_counter()
     backend = RayBackend(address="127.0.0.1:1", connect_timeout=2.0)
