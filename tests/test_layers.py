@@ -21,13 +21,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("estimators",),
     ("backends",),
     ("pytorch",),
-    ("units",),
+    ("units", "features", "data"),  # the three player kinds: none imports another
     ("zoo",),
     ("applications",),
     ("report",),
     ("workflows",),
     ("cli",),
 ]
+PLAYER_KINDS = ("units", "features", "data")
 LEVEL = {package: level for level, group in enumerate(LAYERS) for package in group}
 
 
@@ -82,6 +83,8 @@ def test_imports_point_down() -> None:
                 upward.append(f"{module} imports the top-level package ({target})")
             elif there[1] > here[1]:
                 upward.append(f"{module} ({here[0]}) imports {target} ({there[0]})")
+            elif here[0] in PLAYER_KINDS and there[0] in PLAYER_KINDS and here[0] != there[0]:
+                upward.append(f"{module} ({here[0]}) imports another player kind: {target}")
     assert upward == []
 
 
