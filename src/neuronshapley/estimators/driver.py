@@ -127,6 +127,12 @@ def sampling_spec(
         raise TypeError(
             f"The 'progress' parameter of {owner} must be a callable or None. Got {progress!r}."
         )
+    if truncation is not None and not getattr(game, "supports_truncation", True):
+        # A game whose value has no "dead" level (the output for one class, say) says so.
+        reason = getattr(game, "truncation_reason", "this game does not support it")
+        raise ValueError(
+            f"{owner} cannot truncate walks on {game!r} (pass truncation=None): {reason}"
+        )
     return RunSpec(
         owner=owner,
         game=game,
