@@ -1,0 +1,5 @@
+"""Training points as players: influence functions, Data Shapley and KNN-Shapley (chapter §10).
+
+Importing ``neuronshapley.data.influence`` or ``neuronshapley.data.loo`` imports torch; the
+game and KNN-Shapley need only numpy (and scikit-learn for estimators passed to them).
+"""
