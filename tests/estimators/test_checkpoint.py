@@ -22,6 +22,7 @@ import neuronshapley as ns
 from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
 from neuronshapley.games import SOUM, sparse_soum
 from tests.damage import DAMAGES, damage
+from tests.estimators.test_progress import InterruptAfter
 
 ROOT = Path(__file__).resolve().parents[2]
 ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
@@ -59,7 +60,7 @@ CRASHING_RUN = textwrap.dedent(
 
 
 def crash_game(estimator: str) -> ns.Game:
-    if estimator == "permutation":
+    if estimator.startswith("permutation"):
         return sparse_soum(40, n_large=4, seed=3)
     # Players 2 and 3 tie at the top-3 boundary, so TMAB runs until its budget.
     return ns.games.AdditiveGame([5.0, 4.0, 3.0, 3.0] + [1.0 / (1 + i) for i in range(36)])
@@ -69,13 +70,17 @@ def crash_run(estimator: str, game: ns.Game, **options: Any) -> ns.ShapleyResult
     """About 5 s of evaluations at 10 ms a batch: enough for a dozen kills."""
     if estimator == "permutation":
         return ns.permutation_shapley(game, n_permutations=400, n_walks=4, **options)
+    if estimator == "permutation-tasks":  # checkpoints inside rounds: a task of one walk
+        return ns.permutation_shapley(
+            game, n_permutations=400, n_walks=8, walks_per_task=1, **options
+        )
     return ns.tmab_shapley(
         game, k=3, tol=0.0, max_evaluations=14_000, truncation=0.2, n_walks=4, **options
     )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator", ["permutation", "tmab"])
+@pytest.mark.parametrize("estimator", ["permutation", "permutation-tasks", "tmab"])
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     estimator: str, tmp_path: Path
 ) -> None:
@@ -215,3 +220,32 @@ def test_the_old_torn_pair_is_refused_not_resumed(tmp_path: Path) -> None:
     (tmp_path / "state.npz").write_bytes(b"PK")
     with pytest.raises(ValueError, match=r"written by an older version .* cannot be resumed"):
         ns.permutation_shapley(sparse_soum(30, seed=0), n_permutations=8, resume=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["permutation", "tmab"])
+def test_a_checkpoint_inside_a_round_resumes_the_round_where_it_stopped(
+    name: str, tmp_path: Path
+) -> None:
+    """With tasks of one walk, a stop inside a round of 8 keeps the walks already done: the
+    resumed run finishes the round with the same plan and equals an uninterrupted run."""
+    options: dict[str, Any] = {"seed": 3, "n_walks": 8, "walks_per_task": 1}
+    if name == "permutation":
+        run = lambda g, **kw: ns.permutation_shapley(g, n_permutations=32, **options, **kw)  # noqa: E731
+    else:
+        run = lambda g, **kw: ns.tmab_shapley(  # noqa: E731
+            g, k=3, tol=0.0, max_evaluations=4_000, truncation=0.2, **options, **kw
+        )
+    whole = run(sparse_soum(30, n_large=3, seed=1))
+    # Two batches of 32 per walk of 31 coalitions: the 7th call is inside the first round.
+    stopped = run(
+        InterruptAfter(sparse_soum(30, n_large=3, seed=1), calls=7),
+        checkpoint=tmp_path,
+        checkpoint_every=0.0,
+    )
+    assert stopped.stop_reason == "interrupted"
+    assert 0 < stopped.diagnostics["n_permutations"] < 8, "the stop should fall inside a round"
+    game = sparse_soum(30, n_large=3, seed=1)
+    resumed = run(game, resume=tmp_path)
+    assert_same_values(resumed, whole)
+    # Only what was left was evaluated again: not the walks done before the stop.
+    assert game.n_evaluations == whole.n_evaluations - stopped.n_evaluations

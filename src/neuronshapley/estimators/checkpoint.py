@@ -17,7 +17,7 @@ import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text, jsonable
 from neuronshapley.estimators.state import RunState
-from neuronshapley.estimators.walks import Endpoints
+from neuronshapley.estimators.walks import Endpoints, WalkRange
 from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -42,7 +42,9 @@ def has_checkpoint(directory: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a checkpoint holds: which run it is (owner, seed, parameters, game) and its state."""
+    """What a checkpoint holds: which run it is (owner, seed, parameters, game), its state, and
+    the round in progress when the state is inside one (``pending``: its range and sampled
+    players, so a resumed run finishes it with the same plan)."""
 
     owner: str
     entropy: int
@@ -50,6 +52,7 @@ class Checkpoint:
     fingerprint: str
     state: RunState
     elapsed_seconds: float
+    pending: WalkRange | None = None
 
     @staticmethod
     def peek_entropy(directory: str | Path) -> int | None:
@@ -82,8 +85,15 @@ def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
         "sample_max": stats.sample_max,
         "extra": state.extra,
         "elapsed_seconds": checkpoint.elapsed_seconds,
+        "pending": (
+            None
+            if checkpoint.pending is None
+            else {"first": checkpoint.pending.first, "count": checkpoint.pending.count}
+        ),
     }
     arrays: dict[str, Any] = {"count": stats.count, "mean": stats.mean, "m2": stats.m2}
+    if checkpoint.pending is not None and checkpoint.pending.sampled is not None:
+        arrays["pending_sampled"] = checkpoint.pending.sampled
     path = atomic_write(
         directory / CHECKPOINT_FILE,
         lambda file: np.savez(file, record=np.array(json_text(record)), **arrays),
@@ -162,8 +172,15 @@ def load_checkpoint(
         removed_fraction_sum=float(record["removed_fraction_sum"]),
         extra=dict(record["extra"]),
     )
+    pending = None
+    if record.get("pending") is not None:
+        pending = WalkRange(
+            int(record["pending"]["first"]),
+            int(record["pending"]["count"]),
+            arrays.get("pending_sampled"),
+        )
     return Checkpoint(
-        owner, entropy, identity, fingerprint, state, float(record["elapsed_seconds"])
+        owner, entropy, identity, fingerprint, state, float(record["elapsed_seconds"]), pending
     )
 
 
@@ -193,6 +210,8 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             record = json.loads(str(data["record"]))
             arrays = {name: np.asarray(data[name]) for name in ("count", "mean", "m2")}
+            if "pending_sampled" in data.files:
+                arrays["pending_sampled"] = np.asarray(data["pending_sampled"], dtype=bool)
     except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, JSON
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(

@@ -2,9 +2,11 @@
 
 The work itself is the pure step :meth:`Walker.walk` (permutations j..j+m -> mergeable
 statistics). The driver asks the estimator's planner for the next round (a :class:`RoundPlan` or a
-:class:`Stop`), has the round walked, merges its statistics into the run's state in the order of
-the permutations, checkpoints, and reports progress. A round cut short by a budget is not merged
-into the checkpoint, so a resumed run walks it again and ends where an uninterrupted run ends.
+:class:`Stop`), has the round's tasks walked, merges their statistics into the run's state in the
+order of the permutations, checkpoints, and reports progress. A checkpoint holds the state after
+the last complete *task*: inside a round it also holds the round itself (its range and sampled
+players), so a resumed run finishes that round with the same plan. A task cut short by a budget is
+not in the checkpoint, so a resumed run walks it again and ends where an uninterrupted run ends.
 
 Ctrl-C (``KeyboardInterrupt``, Python's own cancellation) ends a run cleanly with the state of
 the last complete round; the estimators install no signal handlers. Which signals mean "stop"
@@ -13,7 +15,7 @@ the last complete round; the estimators install no signal handlers. Which signal
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +166,7 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
     persistence = spec.persistence
     if persistence.checkpoint is not None:
         persistence.checkpoint.mkdir(parents=True, exist_ok=True)
+    pending: WalkRange | None = None
     if persistence.resume is None:
         state, elapsed_before = RunState.fresh(game.n_players), 0.0
     else:
@@ -176,10 +179,11 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
             fingerprint=fingerprint,
         )
         state, elapsed_before = saved.state, saved.elapsed_seconds
+        pending = saved.pending
     max_evaluations = spec.budget.max_evaluations
     budget = None if max_evaluations is None else max(max_evaluations - state.n_evaluations, 0)
     evaluator = Evaluator(game, budget, spec.budget.max_seconds)
-    loop = _Loop(spec, plan, evaluator, state, elapsed_before, fingerprint)
+    loop = _Loop(spec, plan, evaluator, state, elapsed_before, fingerprint, pending)
     try:
         stop_reason = loop.run()
     except KeyboardInterrupt:  # Ctrl-C: keep the last complete round
@@ -194,8 +198,9 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
 
 
 class _Loop:
-    """The rounds of one call: ``resumable`` is the last complete state, ``reported`` what the
-    result shows (the resumable state plus a round a budget cut short, whose marginals are
+    """The rounds of one call. ``resumable`` is the state after the last complete task (with
+    ``pending``, the round it belongs to, while that round is unfinished); ``reported`` is what
+    the result shows (the resumable state plus a task a budget cut short, whose marginals are
     unbiased samples of the players removed first)."""
 
     def __init__(
@@ -206,8 +211,10 @@ class _Loop:
         state: RunState,
         elapsed_before: float,
         fingerprint: str,
+        pending: WalkRange | None = None,
     ) -> None:
         self.spec = spec
+        self.pending = pending
         self.plan = plan
         self.evaluator = evaluator
         self.resumable = state
@@ -230,25 +237,33 @@ class _Loop:
         if spec.backend is not None:
             job = WalkJob(spec.entropy, endpoints, spec.sampling, spec.truncation)
             self.remote = spec.backend.start(spec.game, job)
-        last_saved = time.perf_counter()
+        self.last_saved = time.perf_counter()
         while True:
-            decision = self.plan(self.resumable)
-            self.resumable.extra.update(decision.diagnostics)
-            if isinstance(decision, Stop):
-                return decision.reason
-            if self._out_of_permutations():
-                return "n_permutations"
-            if self.evaluator.out_of_time():
-                return "max_seconds"
-            tasks = split_round(self._next_range(decision), spec.sampling.walks_per_task)
-            state = self.resumable
+            if self.pending is None:  # a new round (else: finish the one a checkpoint holds)
+                decision = self.plan(self.resumable)
+                self.resumable.extra.update(decision.diagnostics)
+                if isinstance(decision, Stop):
+                    return decision.reason
+                if self._out_of_permutations():
+                    return "n_permutations"
+                if self.evaluator.out_of_time():
+                    return "max_seconds"
+                self.pending = self._next_range(decision)
+            tasks = [
+                task
+                for task in split_round(self.pending, spec.sampling.walks_per_task)
+                if task.first >= self.resumable.next_permutation
+            ]
             for outcome in self._walk(tasks, walker):
-                state = state.absorb(outcome)
+                state = self.resumable.absorb(outcome)
+                self.reported = state
                 if not outcome.complete:
-                    self.reported = state
                     return walker.stop_reason or "budget"
-            self.reported = state
-            self.resumable = state
+                self.resumable = state
+                if state.next_permutation < self.pending.first + self.pending.count:
+                    self._save_if_due()  # inside the round: an expensive game loses one task
+            self.pending = None
+            state = self.resumable
             elapsed = self.elapsed_before + self.evaluator.elapsed()
             if spec.progress is not None:
                 spec.progress(
@@ -262,33 +277,34 @@ class _Loop:
                         max_seconds=spec.budget.max_seconds,
                     )
                 )
-            every = spec.persistence.checkpoint_every
-            if spec.persistence.checkpoint is not None and (
-                time.perf_counter() - last_saved >= every
-            ):
-                self.save(elapsed)
-                last_saved = time.perf_counter()
+            self._save_if_due()
 
-    def _walk(self, tasks: list[WalkRange], walker: Walker) -> list[RangeStats]:
+    def _save_if_due(self) -> None:
+        persistence = self.spec.persistence
+        if persistence.checkpoint is None:
+            return
+        if time.perf_counter() - self.last_saved >= persistence.checkpoint_every:
+            self.save(self.elapsed_before + self.evaluator.elapsed())
+            self.last_saved = time.perf_counter()
+
+    def _walk(self, tasks: list[WalkRange], walker: Walker) -> Iterator[RangeStats]:
         """The round's tasks, in order, up to the first one a budget cut short."""
         if self.remote is None:
-            outcomes = []
             for task in tasks:
-                outcomes.append(walker.walk(task))
-                if not outcomes[-1].complete:
-                    break
-            return outcomes
-        outcomes = []
+                outcome = walker.walk(task)
+                yield outcome
+                if not outcome.complete:
+                    return
+            return
         for task, outcome in zip(tasks, self.remote.walk(tasks), strict=True):
             remaining = self.evaluator.remaining()
             if remaining is not None and outcome.n_evaluations > remaining:
                 # This task crosses the budget: walk it here under the budget left, which stops
                 # it exactly where a local run stops (the tasks after it are not used).
-                outcomes.append(walker.walk(task))
-                break
+                yield walker.walk(task)
+                return
             self.evaluator.n_evaluations += outcome.n_evaluations
-            outcomes.append(outcome)
-        return outcomes
+            yield outcome
 
     def _endpoints(self) -> Endpoints | None:
         """Evaluate V(N) and V(empty) once per run; ``None`` if the budget does not allow it."""
@@ -329,6 +345,7 @@ class _Loop:
                 fingerprint=self.fingerprint,
                 state=self.resumable,
                 elapsed_seconds=elapsed,
+                pending=self.pending,
             ),
         )
 
