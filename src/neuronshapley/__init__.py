@@ -31,6 +31,8 @@ _LAZY = {
     "metrics": ("neuronshapley.pytorch.metrics", None),
     "zoo": ("neuronshapley.zoo", None),
     "backends": ("neuronshapley.backends", None),
+    "features": ("neuronshapley.features", None),
+    "data": ("neuronshapley.data", None),
 }
 
 
@@ -55,6 +57,7 @@ __all__ = [
     "Split",
     "exact_banzhaf",
     "exact_shapley",
+    "features",
     "games",
     "metrics",
     "permutation_shapley",
