@@ -203,11 +203,13 @@ def test_reference_that_is_the_data_tensor(model: nn.Module, data: Any, as_refer
         NeuronGame(model, data=(x, y), reference=reference)
 
 
-@pytest.mark.parametrize("ablation", ["avg", "Mean", None])
+# None is the default: "mean" for tensor inputs, "token_mean" for dict or tuple inputs.
+@pytest.mark.parametrize("ablation", ["avg", "Mean", ""])
 def test_bad_ablation_name(model: nn.Module, data: Any, reference: Any, ablation: Any) -> None:
     with pytest.raises(
         ValueError,
-        match=r"'ablation' parameter of NeuronGame must be one of 'mean', 'channel_mean', 'zero'",
+        match=r"'ablation' parameter of NeuronGame must be one of 'mean', 'channel_mean', "
+        r"'token_mean', 'zero'",
     ):
         NeuronGame(model, data=data, ablation=ablation, reference=reference)
 

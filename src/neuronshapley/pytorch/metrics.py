@@ -6,6 +6,15 @@ metric is any callable ``(logits, targets, batch) -> float`` for *one* coalition
 shape ``(n_examples, n_classes)``, ``batch`` the :class:`~neuronshapley.pytorch.data.Split`), called
 once per coalition.
 
+A metric without labels scores what the model outputs on the whole evaluation set at once (a
+correlation, a retrieval accuracy, a similarity to fixed references): a callable with one
+parameter, ``metric(outputs) -> float``, is called once per coalition with ``outputs`` of shape
+``(n_examples, ...)`` (what the game's ``output`` selects, e.g. pooled embeddings), in the order
+of the evaluation examples. :func:`from_outputs` wraps one explicitly, and with
+``vectorised=True`` takes a function of every coalition's outputs at once, shape
+``(n_coalitions, n_examples, ...)`` -> ``(n_coalitions,)``. Such metrics never see labels, and the
+game does not check any; the built-in metrics below need labels and check them.
+
 Built-in metrics, by name:
 
 - ``"accuracy"``: fraction of examples classified correctly;
@@ -19,6 +28,7 @@ Built-in metrics, by name:
 Group metrics need the split's ``groups``; examples in group -1 belong to no group.
 """
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +155,72 @@ def worst_group_accuracy() -> Metric:
     return Metric("worst_group_accuracy", metric, needs_groups=True)
 
 
+@dataclass(frozen=True)
+class OutputMetric(Metric):
+    """A metric of the outputs alone: no labels needed, none checked (see :func:`from_outputs`)."""
+
+
+def from_outputs(
+    function: Callable[[torch.Tensor], Any], name: str | None = None, *, vectorised: bool = False
+) -> OutputMetric:
+    """A label-free metric of the model's outputs on the whole evaluation set.
+
+    Args:
+        function: ``function(outputs) -> float`` for one coalition, ``outputs`` of shape
+            ``(n_examples, ...)``; or with ``vectorised=True``, ``function(outputs)`` of every
+            coalition at once, shape ``(n_coalitions, n_examples, ...)``, returning a tensor of
+            shape ``(n_coalitions,)``.
+        name: Shown in results. Default: the function's name.
+        vectorised: Whether ``function`` scores every coalition in one call. Default False.
+    """
+    if not callable(function):
+        raise TypeError(
+            f"The 'function' parameter of from_outputs must be callable. "
+            f"Got {type(function).__name__} instead."
+        )
+    label = str(name or getattr(function, "__name__", type(function).__name__))
+
+    if vectorised:
+
+        def batched(outputs: torch.Tensor, _: torch.Tensor, __: Split) -> torch.Tensor:
+            try:
+                values = function(outputs)
+            except Exception as error:
+                raise MetricError(label, 0, error) from error
+            if isinstance(values, np.ndarray):
+                values = torch.from_numpy(values)
+            return values
+
+        return OutputMetric(label, batched)
+
+    def per_coalition(outputs: torch.Tensor, _: torch.Tensor, __: Split) -> torch.Tensor:
+        values = []
+        for row, coalition in enumerate(outputs):
+            try:
+                value = function(coalition)
+            except Exception as error:
+                raise MetricError(label, row, error) from error
+            values.append(_scalar(value, label))
+        return torch.tensor(values, dtype=torch.float64)
+
+    return OutputMetric(label, per_coalition)
+
+
+def _takes_outputs_only(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` takes one argument (outputs), not (logits, targets, batch)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: the old form
+        return False
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return len(positional) == 1 and not variadic
+
+
 class MetricError(RuntimeError):
     """A user's metric raised; the original exception is the ``__cause__``.
 
@@ -225,13 +301,15 @@ def resolve_metric(metric: Any, owner: str = "NeuronGame") -> Metric:
             return class_recall(int(metric[len("recall:") :]))
         raise ValueError(
             f"The 'metric' parameter of {owner} must be one of {', '.join(METRIC_NAMES)} or a "
-            f"callable (logits, targets, batch) -> float. Got {metric!r} instead."
+            f"callable (logits, targets, batch) -> float or (outputs) -> float. Got {metric!r} "
+            "instead."
         )
     if callable(metric):
-        return from_user(metric)
+        return from_outputs(metric) if _takes_outputs_only(metric) else from_user(metric)
     raise TypeError(
         f"The 'metric' parameter of {owner} must be a metric name or a callable "
-        f"(logits, targets, batch) -> float. Got {type(metric).__name__} instead."
+        f"(logits, targets, batch) -> float or (outputs) -> float. Got {type(metric).__name__} "
+        "instead."
     )
 
 

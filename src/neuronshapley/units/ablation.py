@@ -8,6 +8,12 @@ fill is never computed on the examples the game is evaluated on.
 
 - ``"mean"``: the per-position mean map (for a conv filter, its mean feature map);
 - ``"channel_mean"``: one scalar per unit (the mean over examples and positions);
+- ``"token_mean"``: one scalar per unit, the mean over the *non-padding* tokens of the reference
+  (where its ``attention_mask`` is nonzero). The default for tokenized (dict or tuple) inputs:
+  a per-position mean needs every sequence padded to one length, and mixes padding into the
+  means of the last positions; a sentence's meaning does not sit at fixed positions anyway. With
+  no ``attention_mask`` (or an activation without a token dimension) every position counts, as
+  for ``"channel_mean"``;
 - ``"zero"``: zero.
 
 Hooks are registered only inside the context managers here and removed in ``finally``, so a
@@ -22,9 +28,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from neuronshapley.pytorch.data import ModelInputs, n_examples, split_rows
 from neuronshapley.units.selection import Layer
 
-ABLATIONS = ("mean", "channel_mean", "zero")
+ABLATIONS = ("mean", "channel_mean", "token_mean", "zero")
+# One scalar per unit, broadcast over positions: the fills that fit any sequence length.
+_PER_UNIT = ("channel_mean", "token_mean")
 
 
 class AblationError(ValueError):
@@ -102,7 +111,9 @@ class _Statistics:
         self.total: torch.Tensor | None = None
         self.count = 0
 
-    def add(self, activation: torch.Tensor, n_examples: int) -> None:
+    def add(
+        self, activation: torch.Tensor, n_examples: int, tokens: torch.Tensor | None = None
+    ) -> None:
         if activation.shape[0] != n_examples:
             raise AblationError(
                 f"The output of module {self.layer.path!r} has {activation.shape[0]} rows for a "
@@ -110,9 +121,21 @@ class _Statistics:
                 f"batch-first activations can be ablated (for attention use batch_first=True)."
             )
         values = activation.detach().double()
-        if self.ablation == "channel_mean":
+        if self.ablation in _PER_UNIT:
             dims = _reduce_dims(self.layer, values)
-            count = n_examples * (values[0].numel() // self.layer.size // self.layer.group)
+            per_unit = self.layer.size * self.layer.group
+            count = n_examples * (values[0].numel() // per_unit)
+            if (
+                self.ablation == "token_mean"
+                and tokens is not None
+                and values.dim() >= 3
+                and self.layer.channel_dim % values.dim() == values.dim() - 1
+                and tuple(values.shape[:2]) == tuple(tokens.shape)
+            ):
+                # (batch, tokens, ..., units): only the non-padding tokens count.
+                weights = (tokens != 0).to(values.dtype)
+                values = values * weights.view(*weights.shape, *[1] * (values.dim() - 2))
+                count = int(weights.sum()) * (values[0, 0].numel() // per_unit)
             part = values.sum(dim=(0, *dims)) if dims else values.sum(dim=0)
         else:
             count = n_examples
@@ -130,8 +153,8 @@ class _Statistics:
         """The mean, shaped to broadcast against ``like[1:]`` (an activation without batch)."""
         if self.total is None:
             raise RuntimeError(f"Module {self.layer.path!r} never ran on the reference data.")
-        mean = self.total / self.count
-        if self.ablation == "channel_mean":
+        mean = self.total / max(self.count, 1)
+        if self.ablation in _PER_UNIT:
             # One scalar per unit feature, placed on the unit dimension.
             unit_dim = self.layer.channel_dim % like.dim()
             shape = [1] * (like.dim() - 1)
@@ -190,17 +213,28 @@ def hooked(
         yield
 
 
+def token_mask(inputs: ModelInputs) -> torch.Tensor | None:
+    """The ``attention_mask`` of dict inputs (nonzero: a real token), else None."""
+    if isinstance(inputs, dict):
+        mask = inputs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
+            return mask
+    return None
+
+
 def compute_fills(
     model: nn.Module,
     layers: Sequence[Layer],
-    inputs: torch.Tensor,
+    inputs: ModelInputs,
     ablation: str,
     *,
     batch_size: int,
+    forward: Callable[[ModelInputs], Any] | None = None,
 ) -> tuple[list[torch.Tensor], int]:
     """The fill of every layer, and the bytes of activations one example produces.
 
-    Streams ``inputs`` (the reference split) through the model in batches of ``batch_size``.
+    Streams ``inputs`` (the reference split) through the model in batches of ``batch_size``,
+    each batch run by ``forward`` (default ``model(batch)``).
 
     Returns:
         One fill per layer (broadcastable against the layer's activation without its batch
@@ -209,7 +243,8 @@ def compute_fills(
     """
     statistics = [_Statistics(layer, ablation) for layer in layers]
     first: list[torch.Tensor | None] = [None] * len(layers)
-    n_examples = 0
+    count = 0
+    tokens: torch.Tensor | None = None
     activation_bytes = [0]
 
     def observer(index: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -217,7 +252,7 @@ def compute_fills(
             if first[index] is None:
                 first[index] = activation[:1]
             if ablation != "zero":
-                statistics[index].add(activation, n_examples)
+                statistics[index].add(activation, count, tokens)
             return activation
 
         return observe
@@ -230,12 +265,15 @@ def compute_fills(
         stack.enter_context(hooked(model, layers, [observer(i) for i in range(len(layers))]))
         for module in model.modules():
             stack.callback(module.register_forward_hook(count_bytes).remove)
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start : start + batch_size]
-            n_examples = len(batch)
+        for batch in split_rows(inputs, batch_size):
+            count = n_examples(batch)
+            tokens = token_mask(batch)
             activation_bytes[0] = 0
-            model(batch)
-            per_example = -(-activation_bytes[0] // n_examples)
+            if forward is None:
+                model(batch)
+            else:
+                forward(batch)
+            per_example = -(-activation_bytes[0] // count)
             if ablation == "zero":
                 break  # only the shapes were needed
     fills = []

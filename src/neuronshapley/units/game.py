@@ -17,12 +17,21 @@ drawn from ``data_seed`` and the permutation's number (so runs stay reproducible
 and all its coalitions, its own V(N) and V(empty) included, are scored on that subset. The
 values then also carry the sampling noise of the data, and need more permutations; exact
 enumeration still uses the whole data.
+
+Transformers take their inputs as they come: ``data`` may hold a dict of tensors
+(``input_ids``, ``attention_mask``, ...) or a tuple of tensors, tiled and sliced across
+coalitions and examples like a single tensor (every tensor's first dimension is the example).
+``forward(model, inputs)`` says how to call the model (default ``model(**inputs)`` for a dict,
+``model(*inputs)`` for a tuple, ``model(inputs)`` for a tensor) and ``output(result, inputs)``
+what the metric sees (default: the model's result, or its ``.logits``, else its
+``.last_hidden_state``, when it is a Hugging Face ``ModelOutput``). A metric with one parameter,
+``metric(outputs) -> float``, scores those outputs on the whole evaluation set without labels.
 """
 
 import copy
 import itertools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -39,10 +48,21 @@ from neuronshapley._internal.devices import (
 from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_choice, check_int
 from neuronshapley.games.base import BaseGame, check_coalitions
-from neuronshapley.pytorch.data import Split, as_split
+from neuronshapley.pytorch.data import (
+    ModelInputs,
+    Split,
+    as_split,
+    describe_inputs,
+    n_examples,
+    repeat_rows,
+    split_rows,
+    take,
+    tensors,
+)
 from neuronshapley.pytorch.metrics import (
     Metric,
     MetricError,
+    OutputMetric,
     check_finite_values,
     check_metric_values,
     resolve_metric,
@@ -79,16 +99,23 @@ class NeuronGame(BaseGame):
             (``"conv*"``, ``"fc1:0-9"``), a list of patterns, a callable ``(name, module) ->
             bool`` or a :class:`~neuronshapley.units.selection.UnitSet`. Default None.
         data: Evaluation examples: a :class:`~neuronshapley.pytorch.data.Split`, a tuple
-            ``(x, y)`` or ``(x, y, groups)`` of tensors or arrays, or a ``TensorDataset``.
+            ``(x, y)`` or ``(x, y, groups)`` of tensors or arrays, or a ``TensorDataset``. For
+            tokenized inputs, a dict of tensors (no labels), or a tuple ``(inputs, labels)``
+            whose ``inputs`` is a dict or a tuple of tensors and whose ``labels`` may be
+            ``None``.
         metric: ``"accuracy"``, ``"neg_cross_entropy"``, ``"recall:<class>"``,
             ``"mean_group_recall"``, ``"worst_group_accuracy"``, a
-            :class:`~neuronshapley.pytorch.metrics.Metric`, or a callable
-            ``(logits, targets, batch) -> float``. Default ``"accuracy"``. An exception from a
-            callable comes out as a ``MetricError`` naming the coalition, with the original as
-            its ``__cause__``.
+            :class:`~neuronshapley.pytorch.metrics.Metric`, a callable
+            ``(logits, targets, batch) -> float``, or a label-free callable
+            ``(outputs) -> float`` scoring the outputs of all the evaluation examples (see
+            :func:`~neuronshapley.pytorch.metrics.from_outputs`, also for a vectorised one).
+            Default ``"accuracy"``. An exception from a callable comes out as a
+            ``MetricError`` naming the coalition, with the original as its ``__cause__``.
         ablation: What a removed unit outputs: ``"mean"`` (its per-position mean over
-            ``reference``), ``"channel_mean"`` (one scalar mean per unit) or ``"zero"``.
-            Default ``"mean"``.
+            ``reference``), ``"channel_mean"`` (one scalar mean per unit), ``"token_mean"``
+            (one scalar per unit, over the reference's non-padding tokens) or ``"zero"``.
+            Default ``None``: ``"token_mean"`` for dict or tuple inputs (sequences of varying
+            length, see :mod:`neuronshapley.units.ablation`), ``"mean"`` otherwise.
         reference: Examples the means are computed on (needed unless ``ablation="zero"``);
             they must not be the evaluation data: the same tensor (or the same values) is
             refused, and a ``UserWarning`` is issued when half of its rows or more are also
@@ -111,7 +138,16 @@ class NeuronGame(BaseGame):
         reuse_prefixes: Compute the layers a batch's coalitions agree on once per distinct
             prefix, for models whose hooked layers ``torch.fx`` shows to be cuts of the graph
             (see :mod:`neuronshapley.units.reuse`); other models are evaluated the plain way.
-            The values are the same either way. Default ``True``.
+            The values are the same either way. Default ``True``. Off for dict or tuple inputs
+            and with ``forward`` or ``output``, which see the inputs of every pass.
+        forward: ``forward(model, inputs) -> result``: how a batch of inputs (a slice of the
+            data, tiled across coalitions) is passed to the model. Default ``None``:
+            ``model(**inputs)`` for a dict, ``model(*inputs)`` for a tuple, ``model(inputs)``.
+        output: ``output(result, inputs) -> tensor``: what the metric sees of the model's
+            result on ``inputs``, first dimension the example (e.g. embeddings mean-pooled
+            under ``inputs["attention_mask"]``). Default ``None``: the result when it is a
+            tensor, else its ``logits`` attribute, else its ``last_hidden_state`` (Hugging Face
+            ``ModelOutput``s).
 
     Raises:
         ValueError: among others, when ``data`` or ``reference`` holds NaN or inf (the message
@@ -132,7 +168,7 @@ class NeuronGame(BaseGame):
         units: Any = None,
         data: Any = None,
         metric: Any = "accuracy",
-        ablation: str = "mean",
+        ablation: str | None = None,
         reference: Any = None,
         *,
         device: str | torch.device | None = None,
@@ -141,6 +177,8 @@ class NeuronGame(BaseGame):
         examples_per_walk: int | None = None,
         data_seed: int = 0,
         reuse_prefixes: bool = True,
+        forward: Callable[[nn.Module, Any], Any] | None = None,
+        output: Callable[[Any, Any], torch.Tensor] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -152,6 +190,15 @@ class NeuronGame(BaseGame):
                 f"The 'data' parameter of {_OWNER} is required: the examples the metric is "
                 "computed on, e.g. data=(x_test, y_test)."
             )
+        for name, function in (("forward", forward), ("output", output)):
+            if function is not None and not callable(function):
+                raise TypeError(
+                    f"The {name!r} parameter of {_OWNER} must be a callable or None. "
+                    f"Got {type(function).__name__} instead."
+                )
+        evaluation = as_split(data, "data", _OWNER)
+        if ablation is None:
+            ablation = "mean" if isinstance(evaluation.x, torch.Tensor) else "token_mean"
         check_choice(ablation, "ablation", _OWNER, ABLATIONS)
         check_int(memory_budget, "memory_budget", _OWNER, min_value=1, allow_none=True)
         check_int(reference_batch_size, "reference_batch_size", _OWNER, min_value=1)
@@ -164,7 +211,6 @@ class NeuronGame(BaseGame):
         )
         if memory_budget is not None:
             _check_memory_budget(memory_budget, self.device)
-        evaluation = as_split(data, "data", _OWNER)
         _check_inputs(evaluation.x, "data")
         if reference is None and ablation != "zero":
             raise ValueError(
@@ -179,6 +225,10 @@ class NeuronGame(BaseGame):
         if source != self.device:
             model = copy.deepcopy(model).to(self.device)
         self.model = model
+        self.forward = forward
+        self.output = output
+        # The plain path (one tensor, model(x) -> tensor) is every CNN's: keep it free of calls.
+        self._plain = forward is None and output is None and isinstance(evaluation.x, torch.Tensor)
         self.data = evaluation.to(self.device)
         self.ablation = ablation
         self.units: UnitSet = unit_set
@@ -214,9 +264,10 @@ class NeuronGame(BaseGame):
                     lambda: compute_fills(
                         self.model,
                         self.layers,
-                        reference_split.x.to(self.device),
+                        reference_split.to(self.device).x,
                         ablation,
                         batch_size=reference_batch_size,
+                        forward=None if self._plain else self._call,
                     ),
                     "computing the ablation means on the reference data",
                 )
@@ -231,14 +282,14 @@ class NeuronGame(BaseGame):
                     ) from cause
                 raise
         self._check_fills(reference_split.x)
-        self._tiled: torch.Tensor | None = None
+        self._tiled: ModelInputs | None = None
         if memory_budget is None:
             memory_budget = _CPU_MEMORY_BUDGET if self.device.type == "cpu" else _MEMORY_BUDGET
         self._rows_per_pass = max(1, memory_budget // max(bytes_per_example, 1))
         self._size_passes()
         self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
         self._steps: list[_Step | None] = [None] * len(self.layers)
-        self.reuse = plan_reuse(self.model, self.layers) if reuse_prefixes else None
+        self.reuse = plan_reuse(self.model, self.layers) if reuse_prefixes and self._plain else None
         # The players of each layer in execution order, for grouping the prefixes.
         self._reuse_columns = (
             []
@@ -247,7 +298,31 @@ class NeuronGame(BaseGame):
         )
         # The reference is not kept: its part of the fingerprint is taken now.
         self._reference_digest = digest(None if reference is None else _array(reference_split.x))
+        # Added to the fingerprint only when given, so the plain games' fingerprints stay put.
+        self._call_parts = () if forward is None and output is None else (forward, output)
         self._fingerprint: str | None = None
+
+    def _call(self, inputs: ModelInputs) -> Any:
+        """The model's result on ``inputs``, through ``forward`` (or the default call)."""
+        if self.forward is not None:
+            return self.forward(self.model, inputs)
+        if isinstance(inputs, dict):
+            return self.model(**inputs)
+        if isinstance(inputs, tuple):
+            return self.model(*inputs)
+        return self.model(inputs)
+
+    def _select(self, result: Any, inputs: ModelInputs) -> torch.Tensor:
+        """What the metric sees of ``result``: ``output(result, inputs)``, or the default."""
+        if self.output is not None:
+            selected = self.output(result, inputs)
+            if not isinstance(selected, torch.Tensor):
+                raise TypeError(
+                    f"The 'output' parameter of {_OWNER} must return a tensor (first dimension "
+                    f"the example). Got {type(selected).__name__} instead."
+                )
+            return selected
+        return _default_output(result)
 
     def _size_passes(self) -> None:
         n_examples = len(self.data)
@@ -276,6 +351,11 @@ class NeuronGame(BaseGame):
         game = copy.copy(self)
         split = as_split(data, "data", f"{_OWNER}.with_data")
         _check_inputs(split.x, "data", f"{_OWNER}.with_data")
+        if isinstance(split.x, torch.Tensor) != isinstance(self.data.x, torch.Tensor):
+            raise TypeError(
+                f"The 'data' parameter of {_OWNER}.with_data must hold inputs of the game's "
+                f"form ({describe_inputs(self.data.x)}). Got {describe_inputs(split.x)}."
+            )
         game.data = split.to(self.device)
         game._fingerprint = None
         game.metric = self.metric if metric is None else resolve_metric(metric, _OWNER)
@@ -379,15 +459,16 @@ class NeuronGame(BaseGame):
         if self.examples_per_pass == len(self.data):
             self._set_masks(coalitions)
             if split is self.data:
-                inputs = self._tiled_inputs()[: len(coalitions) * n_examples]
+                inputs = take(self._tiled_inputs(), slice(0, len(coalitions) * n_examples))
             else:
-                inputs = split.x.repeat((len(coalitions),) + (1,) * (split.x.dim() - 1))
-            return self._forward(inputs).view(len(coalitions), n_examples, -1)
+                inputs = repeat_rows(split.x, len(coalitions))
+            out = self._forward(inputs)
+            return out.view(len(coalitions), n_examples, *out.shape[1:])
         # One coalition's examples do not fit in a pass: split them.
         per_coalition = []
         for row in range(len(coalitions)):
             self._set_masks(coalitions[row : row + 1])
-            parts = [self._forward(x) for x in split.x.split(self.examples_per_pass)]
+            parts = [self._forward(x) for x in split_rows(split.x, self.examples_per_pass)]
             per_coalition.append(torch.cat(parts))
         return torch.stack(per_coalition)
 
@@ -405,18 +486,23 @@ class NeuronGame(BaseGame):
         parts = []
         for inputs in split.x.split(per_pass):
             out = self._forward(inputs)
-            parts.append(out.view(-1, len(inputs), out.shape[-1]))
+            parts.append(out.view(-1, len(inputs), *out.shape[1:]))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         return out[torch.from_numpy(inverse).to(out.device, non_blocking=True)]
 
-    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return _run_model(lambda: self.model(inputs), "evaluating a coalition")
+    def _forward(self, inputs: ModelInputs) -> torch.Tensor:
+        if self._plain:
+            out = _run_model(lambda: self.model(inputs), "evaluating a coalition")
+            if isinstance(out, torch.Tensor):
+                return out
+        else:
+            out = _run_model(lambda: self._call(inputs), "evaluating a coalition")
+        return _run_model(lambda: self._select(out, inputs), "selecting the output")
 
-    def _tiled_inputs(self) -> torch.Tensor:
+    def _tiled_inputs(self) -> ModelInputs:
         """The evaluation inputs repeated for a full pass of coalitions (built once)."""
         if self._tiled is None:
-            repeats = (self.coalitions_per_pass,) + (1,) * (self.data.x.dim() - 1)
-            self._tiled = self.data.x.repeat(repeats)
+            self._tiled = repeat_rows(self.data.x, self.coalitions_per_pass)
         return self._tiled
 
     def _set_masks(self, coalitions: CoalitionMatrix) -> None:
@@ -501,6 +587,8 @@ class NeuronGame(BaseGame):
     def logits(self, removed: Sequence[str] = (), data: Any = None) -> torch.Tensor:
         """The model's logits with the units ``removed`` ablated, shape ``(n_examples, n_classes)``.
 
+        (For a game with ``output``, or a model without logits: what the metric sees.)
+
         Args:
             removed: Unit names to ablate (every other unit stays active). Default none.
             data: Examples (a ``Split``, a tuple ``(x, y)`` or a ``TensorDataset``); default the
@@ -517,8 +605,7 @@ class NeuronGame(BaseGame):
             try:
                 self._set_masks(coalition)
                 parts = []
-                for start in range(0, len(split), self.examples_per_pass):
-                    chunk = split.x[start : start + self.examples_per_pass]
+                for chunk in split_rows(split.x, self.examples_per_pass):
                     parts.append(self._forward(chunk))
                 self.n_forward_examples += len(split)
                 return torch.cat(parts)
@@ -530,14 +617,40 @@ class NeuronGame(BaseGame):
         return float(self.value(self.coalition_without(removed))[0])
 
     def _check_model_and_labels(self) -> int:
-        sample = self.data.x[: min(len(self.data), 8)]
+        """Check what the model gives the metric; for a metric of labels, check the labels.
+
+        Returns the number of classes (0 for a label-free metric).
+        """
+        sample = take(self.data.x, slice(0, min(len(self.data), 8)))
+        n_sample = n_examples(sample)
         with evaluation_mode(self.model), torch.inference_mode():
-            out = _run_model(lambda: self.model(sample), "checking it on the evaluation data")
-        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(sample):
+            if self._plain:
+                out = _run_model(lambda: self.model(sample), "checking it on the evaluation data")
+            else:
+                result = _run_model(
+                    lambda: self._call(sample), "checking it on the evaluation data"
+                )
+                out = _run_model(lambda: self._select(result, sample), "selecting the output")
+        if isinstance(self.metric, OutputMetric):
+            if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != n_sample:
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ValueError(
+                    f"The model (and 'output') given to {_OWNER} must give the metric a tensor "
+                    f"whose first dimension is the example; for {n_sample} examples it gave "
+                    f"{shape}."
+                )
+            return 0
+        if not self.data.labelled:
+            raise ValueError(
+                f"The metric {self.metric.name!r} needs labels, but the 'data' parameter of "
+                f"{_OWNER} has none. Pass data=(inputs, labels), or a label-free metric "
+                "metric(outputs) -> float."
+            )
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n_sample:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(
                 f"The model given to {_OWNER} must return logits of shape (n_examples, "
-                f"n_classes); for {len(sample)} examples it returned {shape}."
+                f"n_classes); for {n_sample} examples it returned {shape}."
             )
         n_classes = out.shape[1]
         labels = self.data.y
@@ -574,11 +687,12 @@ class NeuronGame(BaseGame):
                 self.metric,
                 self.examples_per_walk,
                 self.data_seed,
+                *self._call_parts,
             )
         weights = {key: _array(value) for key, value in self.model.state_dict().items()}
         return digest(self._fingerprint, weights)
 
-    def _check_fills(self, reference: torch.Tensor) -> None:
+    def _check_fills(self, reference: ModelInputs) -> None:
         """Refuse fills (from the reference) that do not fit the layers' outputs on the data."""
         misfits: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
 
@@ -595,13 +709,13 @@ class NeuronGame(BaseGame):
 
             return check
 
-        sample = self.data.x[:2]
+        sample = take(self.data.x, slice(0, 2))
         with (
             evaluation_mode(self.model),
             torch.inference_mode(),
             hooked(self.model, self.layers, [checker(i) for i in range(len(self.layers))]),
         ):
-            _run_model(lambda: self.model(sample), "checking it on the evaluation data")
+            _run_model(lambda: self._call(sample), "checking it on the evaluation data")
         if misfits:
             path, fill_shape, shape = misfits[0]
             raise ValueError(
@@ -609,7 +723,8 @@ class NeuronGame(BaseGame):
                 f"hooked layers as the data's do: {_describe(reference)}, where the 'data' "
                 f"examples are {_describe(self.data.x)}. The ablation means of module {path!r} "
                 f"have shape {fill_shape}, its output on the data {shape}. Pass reference "
-                f"examples of the data's shape (or ablation='channel_mean', one mean per unit)."
+                f"examples of the data's shape (or ablation='channel_mean', one mean per unit, "
+                f"or 'token_mean' for sequences of varying length)."
             )
 
     def __repr__(self) -> str:
@@ -663,8 +778,29 @@ def _check_memory_budget(budget: int, device: torch.device) -> None:
         )
 
 
-def _check_inputs(x: torch.Tensor, name: str, owner: str = _OWNER) -> None:
+def _default_output(result: Any) -> torch.Tensor:
+    """The model's result as the metric sees it by default: a tensor, or a ModelOutput's
+    ``logits``, else its ``last_hidden_state``."""
+    if isinstance(result, torch.Tensor):
+        return result
+    for attribute in ("logits", "last_hidden_state"):
+        value = getattr(result, attribute, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    raise TypeError(
+        f"The model given to {_OWNER} returned a {type(result).__name__}, with no tensor "
+        "'logits' or 'last_hidden_state' to score: pass output=lambda result, inputs: ... "
+        "returning the tensor the metric should see."
+    )
+
+
+def _check_inputs(x: ModelInputs, name: str, owner: str = _OWNER) -> None:
     """Refuse meta inputs and inputs holding NaN or inf (checked once, at construction)."""
+    for tensor in tensors(x):
+        _check_tensor(tensor, name, owner)
+
+
+def _check_tensor(x: torch.Tensor, name: str, owner: str) -> None:
     check_not_meta(x, f"{name!r} inputs", owner)
     if not (x.is_floating_point() or x.is_complex()):
         return
@@ -678,8 +814,29 @@ def _check_inputs(x: torch.Tensor, name: str, owner: str = _OWNER) -> None:
         )
 
 
-def _check_reference_is_other_data(reference: torch.Tensor, data: torch.Tensor) -> None:
+def _check_reference_is_other_data(reference: ModelInputs, data: ModelInputs) -> None:
     """Refuse the evaluation inputs as reference; warn when most reference rows are among them."""
+    if isinstance(reference, torch.Tensor) and isinstance(data, torch.Tensor):
+        _check_other_tensor(reference, data)
+        return
+    ours, theirs = _keyed(reference), _keyed(data)
+    if ours.keys() != theirs.keys():
+        return
+    if all(_same_examples(ours[key], theirs[key]) for key in ours):
+        raise ValueError(
+            f"The 'reference' and 'data' parameters of {_OWNER} are the same examples. The "
+            "ablation means must come from other examples than the ones values are "
+            "computed on (e.g. the training split)."
+        )
+
+
+def _keyed(inputs: ModelInputs) -> dict[Any, torch.Tensor]:
+    if isinstance(inputs, dict):
+        return dict(inputs)
+    return dict(enumerate(tensors(inputs)))
+
+
+def _check_other_tensor(reference: torch.Tensor, data: torch.Tensor) -> None:
     same_memory = (
         reference.device == data.device
         and reference.data_ptr() == data.data_ptr()
@@ -731,16 +888,22 @@ def _same_examples(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b.to(a.device)))
 
 
-def _same_kind(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
+def _same_kind(a: ModelInputs, b: ModelInputs) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape[1:] == b.shape[1:] and a.dtype == b.dtype
+    return _describe(a) == _describe(b)
 
 
-def _describe(x: torch.Tensor) -> str:
-    return f"shape {tuple(x.shape[1:])} per example ({x.dtype})"
+def _describe(x: ModelInputs) -> str:
+    return describe_inputs(x)
 
 
 def _array(tensor: Any) -> Any:
     """A tensor as a numpy array on the CPU, for hashing (dtypes numpy lacks as raw bytes)."""
+    if isinstance(tensor, dict):
+        return {str(key): _array(value) for key, value in tensor.items()}
+    if isinstance(tensor, tuple):
+        return [_array(value) for value in tensor]
     if not isinstance(tensor, torch.Tensor):
         return repr(tensor)
     tensor = tensor.detach().cpu()

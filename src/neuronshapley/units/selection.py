@@ -8,10 +8,21 @@ over ``n_heads * head_dim`` features is inputs ``h*head_dim ... (h+1)*head_dim -
 
 Units are selected by module-name patterns (``"conv*"``, ``"features.3"``, ``"fc1:0-9"``), lists
 of them, a callable ``(name, module) -> bool``, or the helpers :func:`conv_filters`,
-:func:`linear_neurons` and :func:`attention_heads`. Every unit carries its layer (the module
-path), which reports use to show where the valuable units sit.
+:func:`linear_neurons`, :func:`attention_heads` and :func:`mlp_neurons`. Every unit carries its
+layer (the module path), which reports use to show where the valuable units sit.
+
+Transformers (Hugging Face and alike): :func:`attention_heads` finds every attention block whose
+output projection it knows (BERT-like ``attention.output.dense``, GPT-2 ``attn.c_proj``, a
+``Conv1D`` with its weight stored transposed, LLaMA-like ``o_proj``, ``out_proj``), reads the
+number of heads from the model's config and names head h of block ``b`` ``"b:h<h>"``;
+:func:`mlp_neurons` takes the neurons after the MLP's activation, i.e. the input features of its
+down projection (``output.dense``, ``mlp.c_proj``, ``down_proj``, ``fc2``), named ``"b:n<i>"`` after
+the block ``b`` holding that projection. The string forms ``units="heads:<pattern>"`` and
+``units="mlp:<pattern>"`` select the same by block path. Both are ablated at the input of the
+projection, as :func:`heads` does.
 """
 
+import dataclasses
 import difflib
 import fnmatch
 import re
@@ -42,6 +53,11 @@ class Layer:
         channel_dim: The activation dimension that indexes the units (1 for channels, -1 for
             features and heads).
         group: Activation features per unit (1, or the head dimension for heads).
+        label: The path the units are named after when it is not the module's own: the
+            attention or MLP block of a transformer (``"encoder.layer.0.attention"``), whose
+            projection ``path`` is hooked. Default ``""``: the module path.
+        prefix: Put before each index in unit names (``"h"`` for heads of a block, ``"n"`` for
+            MLP neurons). Default ``""``.
     """
 
     path: str
@@ -50,6 +66,13 @@ class Layer:
     indices: tuple[int, ...]
     channel_dim: int
     group: int = 1
+    label: str = ""
+    prefix: str = ""
+
+    @property
+    def display(self) -> str:
+        """The path the units are named after (:attr:`label`, or the module path)."""
+        return self.label or self.path
 
     @property
     def hooks_input(self) -> bool:
@@ -57,7 +80,7 @@ class Layer:
         return self.kind == "heads"
 
     def names(self) -> list[str]:
-        return [f"{self.path}:{index}" for index in self.indices]
+        return [f"{self.display}:{self.prefix}{index}" for index in self.indices]
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,7 @@ class UnitSet:
     @property
     def unit_layers(self) -> list[str]:
         """The layer (module path) of every unit, aligned with :attr:`names`."""
-        return [layer.path for layer in self.layers for _ in layer.indices]
+        return [layer.display for layer in self.layers for _ in layer.indices]
 
     @property
     def n_units(self) -> int:
@@ -131,6 +154,8 @@ def _layer(model: nn.Module, path: str, indices: Iterable[int] | None, owner: st
     module = model.get_submodule(path)
     described = describe_module(module)
     if described is None:
+        if _is_activation(module) and mlp_blocks(model):  # in a transformer's MLP
+            raise TypeError(_activation_message(model, path, module, owner))
         raise TypeError(
             f"The module {path!r} passed to {owner} is a {type(module).__name__}, whose units "
             f"cannot be ablated. Units are the output channels or features of {ABLATABLE_TYPES} "
@@ -197,9 +222,7 @@ def _combine(layers: Iterable[Layer]) -> dict[str, Layer]:
         old = by_path.get(layer.path)
         if old is not None:
             indices = tuple(sorted(set(old.indices) | set(layer.indices)))
-            layer = Layer(
-                layer.path, layer.kind, layer.size, indices, layer.channel_dim, layer.group
-            )
+            layer = dataclasses.replace(layer, indices=indices)
         by_path[layer.path] = layer
     return by_path
 
@@ -243,7 +266,7 @@ def resolve_units(model: nn.Module, units: Any, owner: str = "NeuronGame") -> Un
             else:
                 _layer(model, layer.path, layer.indices, owner)
     elif isinstance(units, str):
-        unit_set = _merge(model, _match_pattern(model, units, owner))
+        unit_set = _merge(model, _match_any(model, units, owner))
     elif callable(units):
         paths = [
             name
@@ -253,7 +276,7 @@ def resolve_units(model: nn.Module, units: Any, owner: str = "NeuronGame") -> Un
         unit_set = _merge(model, (_layer(model, path, None, owner) for path in paths))
     elif isinstance(units, Sequence) and all(isinstance(unit, str) for unit in units):
         unit_set = _merge(
-            model, (layer for pattern in units for layer in _match_pattern(model, pattern, owner))
+            model, (layer for pattern in units for layer in _match_any(model, pattern, owner))
         )
     else:
         raise TypeError(
@@ -305,8 +328,49 @@ def linear_neurons(model: nn.Module, pattern: str = "*", *, include_last: bool =
 
 
 def attention_heads(model: nn.Module, pattern: str = "*") -> UnitSet:
-    """Every head of the ``nn.MultiheadAttention`` modules matching ``pattern`` (default all)."""
-    return _select(model, pattern, (nn.MultiheadAttention,))
+    """Every attention head of the blocks whose path matches ``pattern`` (default all).
+
+    The heads of ``nn.MultiheadAttention`` modules (named ``"<path>:<index>"``), and those of
+    every attention block with a known output projection (BERT-like ``output.dense``, GPT-2
+    ``c_proj``, LLaMA-like ``o_proj``, ``out_proj``), named ``"<block path>:h<index>"`` and
+    ablated at the projection's input. Their number is read from the model's config
+    (``num_attention_heads``), else from the block.
+
+    Args:
+        model: The network.
+        pattern: fnmatch pattern on the paths of the attention modules or blocks. Default
+            ``"*"``.
+    """
+    mha = _select(model, pattern, (nn.MultiheadAttention,))
+    blocks = [
+        _projection_layer(model, block, projection, "attention_heads", heads=True)
+        for block, projection in attention_blocks(model)
+        if fnmatch.fnmatchcase(block, pattern)
+    ]
+    return _merge(model, [*mha.layers, *blocks])
+
+
+def mlp_neurons(model: nn.Module, pattern: str = "*") -> UnitSet:
+    """The neurons after the activation of every transformer MLP whose block matches ``pattern``.
+
+    A neuron is one input feature of the MLP's down projection (BERT-like ``output.dense``,
+    GPT-2 ``mlp.c_proj``, LLaMA-like ``down_proj``, ``fc2``): the activation's output (for a
+    gated MLP, the gated product). It is named ``"<block path>:n<index>"``, the block being the
+    module that holds the projection (``encoder.layer.0.output``, ``h.0.mlp``), and ablated at
+    the projection's input.
+
+    Args:
+        model: The network.
+        pattern: fnmatch pattern on block paths. Default ``"*"``.
+    """
+    return _merge(
+        model,
+        [
+            _projection_layer(model, block, projection, "mlp_neurons", heads=False)
+            for block, projection in mlp_blocks(model)
+            if fnmatch.fnmatchcase(block, pattern)
+        ],
+    )
 
 
 def heads(model: nn.Module, projection: str, n_heads: int) -> UnitSet:
@@ -328,18 +392,202 @@ def heads(model: nn.Module, projection: str, n_heads: int) -> UnitSet:
             f"heads). Closest module names: {_closest(projection, names)}."
         )
     module = model.get_submodule(projection)
-    if not isinstance(module, nn.Linear):
+    in_features = projection_inputs(module)
+    if in_features is None:
         raise TypeError(
-            f"The 'projection' parameter of heads must name a Linear (the output projection "
-            f"of an attention). {projection!r} is a {type(module).__name__}."
+            f"The 'projection' parameter of heads must name a Linear or a transformers Conv1D "
+            f"(the output projection of an attention). {projection!r} is a "
+            f"{type(module).__name__}."
         )
-    if not isinstance(n_heads, int) or n_heads < 1 or module.in_features % n_heads:
+    if not isinstance(n_heads, int) or n_heads < 1 or in_features % n_heads:
         raise ValueError(
             f"The 'n_heads' parameter of heads must be a positive int dividing the "
-            f"{module.in_features} input features of {projection!r}. Got {n_heads!r} instead."
+            f"{in_features} input features of {projection!r}. Got {n_heads!r} instead."
         )
-    group = module.in_features // n_heads
+    group = in_features // n_heads
     return UnitSet((Layer(projection, "heads", n_heads, tuple(range(n_heads)), -1, group),))
+
+
+# -- transformers: attention blocks and MLPs by their projections ------------------------------
+
+# Output projections of attention blocks, by attribute path, most specific first.
+_ATTENTION_PROJECTIONS = ("o_proj", "out_proj", "c_proj", "output.dense", "dense")
+_PREFIX_RE = re.compile(
+    r"^(?P<kind>heads|mlp):(?P<pattern>.+?)(?::h?(?P<first>\d+)(?:-h?(?P<last>\d+))?)?$"
+)
+
+
+def projection_inputs(module: nn.Module) -> int | None:
+    """Input features of a projection: a ``Linear``, or a transformers ``Conv1D`` (whose
+    weight is stored transposed, ``(in_features, out_features)``); None for anything else."""
+    if isinstance(module, nn.Linear):
+        return module.in_features
+    weight = getattr(module, "weight", None)
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and weight is not None:
+        return int(weight.shape[0])
+    return None
+
+
+def _child(module: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return module.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def attention_blocks(model: nn.Module) -> list[tuple[str, str]]:
+    """``(block path, output projection path)`` of every attention block found, in module order.
+
+    A block is a module whose class name contains "Attention" (``nn.MultiheadAttention`` aside)
+    and that holds one of the projections ``o_proj``, ``out_proj``, ``c_proj``, ``output.dense``,
+    ``dense`` as a ``Linear`` or ``Conv1D``.
+    """
+    found = []
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.MultiheadAttention)
+            or "attention" not in type(module).__name__.lower()
+        ):
+            continue
+        for attribute in _ATTENTION_PROJECTIONS:
+            child = _child(module, attribute)
+            if child is not None and projection_inputs(child) is not None:
+                found.append((name, f"{name}.{attribute}" if name else attribute))
+                break
+    return found
+
+
+def mlp_blocks(model: nn.Module) -> list[tuple[str, str]]:
+    """``(block path, down projection path)`` of every transformer MLP found, in module order.
+
+    LLaMA-like ``down_proj``; GPT-2-like ``c_fc`` then ``c_proj``; ``fc1`` then ``fc2``; BERT-like
+    layers with an ``intermediate`` and an ``output.dense`` (the block is ``<layer>.output``).
+    """
+    found = []
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        children = dict(module.named_children())
+        if "down_proj" in children:
+            found.append((name, f"{prefix}down_proj"))
+        elif "c_fc" in children and "c_proj" in children:
+            found.append((name, f"{prefix}c_proj"))
+        elif "fc1" in children and "fc2" in children and "attention" not in name:
+            found.append((name, f"{prefix}fc2"))
+        elif "intermediate" in children and _child(module, "output.dense") is not None:
+            found.append((f"{prefix}output", f"{prefix}output.dense"))
+    return [
+        (block, projection)
+        for block, projection in found
+        if projection_inputs(model.get_submodule(projection)) is not None
+    ]
+
+
+def _n_heads(model: nn.Module, block: str, owner: str) -> int:
+    """The number of heads: the model's config (``num_attention_heads``), else the block's."""
+    for module in (model, *(module for _, module in model.named_modules())):
+        config = getattr(module, "config", None)
+        value = getattr(config, "num_attention_heads", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    attention = model.get_submodule(block)
+    for candidate in (attention, _child(attention, "self")):
+        for attribute in ("num_heads", "num_attention_heads", "n_head", "n_heads"):
+            value = getattr(candidate, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    raise ValueError(
+        f"{owner} cannot tell how many heads the attention block {block!r} has: the model has "
+        "no config with 'num_attention_heads' and the block no 'num_heads' attribute. Select "
+        "its heads with ns.units.heads(model, '<output projection>', n_heads)."
+    )
+
+
+def _projection_layer(
+    model: nn.Module, block: str, projection: str, owner: str, *, heads: bool
+) -> Layer:
+    in_features = projection_inputs(model.get_submodule(projection))
+    if in_features is None:  # checked by the finders
+        raise TypeError(f"{projection!r} is not a Linear or Conv1D projection.")
+    if not heads:
+        return Layer(projection, "heads", in_features, tuple(range(in_features)), -1, 1, block, "n")
+    n_heads = _n_heads(model, block, owner)
+    if in_features % n_heads:
+        raise ValueError(
+            f"The attention block {block!r} has {n_heads} heads (from the config), which do not "
+            f"divide the {in_features} input features of its output projection {projection!r}."
+        )
+    group = in_features // n_heads
+    return Layer(projection, "heads", n_heads, tuple(range(n_heads)), -1, group, block, "h")
+
+
+def _match_any(model: nn.Module, pattern: str, owner: str) -> list[Layer]:
+    """A units pattern: ``"heads:<blocks>"``, ``"mlp:<blocks>"`` or a module pattern."""
+    match = _PREFIX_RE.match(pattern)
+    plain = _UNIT_RE.match(pattern)
+    names = {name for name, _ in model.named_modules()}
+    if match is None or (plain is not None and plain["path"] in names):
+        return _match_pattern(model, pattern, owner)  # a module called "heads" or "mlp"
+    heads_wanted = match["kind"] == "heads"
+    blocks = attention_blocks(model) if heads_wanted else mlp_blocks(model)
+    what = "attention block" if heads_wanted else "transformer MLP"
+    chosen = [(b, p) for b, p in blocks if fnmatch.fnmatchcase(b, match["pattern"])]
+    if not chosen:
+        raise ValueError(
+            f"The units pattern {pattern!r} passed to {owner} matches no {what}. The {what}s "
+            f"of this model: {_listing([block for block, _ in blocks])}."
+        )
+    layers = [_projection_layer(model, b, p, owner, heads=heads_wanted) for b, p in chosen]
+    if match["first"] is None:
+        return layers
+    first = int(match["first"])
+    last = int(match["last"]) if match["last"] else first
+    wanted = range(first, last + 1)
+    if not wanted:
+        raise ValueError(
+            f"The unit range {pattern!r} passed to {owner} is empty: write 'first-last' "
+            f"with first <= last."
+        )
+    out = []
+    for layer in layers:
+        if last >= layer.size:
+            raise ValueError(
+                f"The units passed to {owner} ask for index {last} of {layer.display!r}, which "
+                f"has {layer.size} units (indices 0 to {layer.size - 1})."
+            )
+        out.append(dataclasses.replace(layer, indices=tuple(wanted)))
+    return out
+
+
+_ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Mish)
+
+
+def _is_activation(module: nn.Module) -> bool:
+    name = type(module).__name__
+    return isinstance(module, _ACTIVATIONS) or name.endswith("Activation") or "GELU" in name
+
+
+def _activation_message(model: nn.Module, path: str, module: nn.Module, owner: str) -> str:
+    start = (
+        f"The module {path!r} passed to {owner} is an activation ({type(module).__name__}), "
+        "which has no units of its own."
+    )
+    blocks = mlp_blocks(model)
+    parts = path.split(".")
+
+    def shared(candidate: tuple[str, str]) -> int:
+        count = 0
+        for a, b in zip(parts, candidate[1].split("."), strict=False):
+            if a != b:
+                break
+            count += 1
+        return count
+
+    block, projection = max(blocks, key=shared)
+    return (
+        f"{start} The neurons after it are the input features of the MLP's down projection "
+        f"{projection!r}: select them with units='mlp:{block}' or "
+        f"ns.units.mlp_neurons(model, {block!r}) (named '{block}:n<index>')."
+    )
 
 
 def _select(model: nn.Module, pattern: str, types: tuple[type[nn.Module], ...]) -> UnitSet:
