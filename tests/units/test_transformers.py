@@ -317,3 +317,23 @@ def test_fingerprint_covers_every_input_tensor(bert_game: NeuronGame) -> None:
 
 def test_offline() -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_llama_o_proj_and_down_proj() -> None:
+    config = transformers.LlamaConfig(
+        hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=24, vocab_size=VOCAB, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaModel(config).eval()
+    heads = ns.units.attention_heads(model)
+    assert heads.names == ["layers.0.self_attn:h0", "layers.0.self_attn:h1"]
+    assert heads.layers[0].path == "layers.0.self_attn.o_proj"
+    neurons = ns.units.mlp_neurons(model)
+    assert neurons.names[-1] == "layers.0.mlp:n23"
+    assert neurons.layers[0].path == "layers.0.mlp.down_proj"
+    game = NeuronGame(
+        model, units=ns.units.union(heads, resolve_units(model, "mlp:*:0-1")),
+        data=tokens(6, seed=1), reference=tokens(6, seed=2), metric=similarity, output=pooled,
+    )  # fmt: skip
+    assert np.isfinite(ns.exact_shapley(game).values).all()
