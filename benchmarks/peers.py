@@ -168,7 +168,11 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
         Method("ours permutation", "ours", ours("permutation_shapley")),
         Method("ours permutation antithetic", "ours", ours("permutation_shapley", antithetic=True)),
         Method("ours truncated", "ours", ours("truncated_shapley", truncation=0.1)),
-        Method("ours TMAB (paper)", "ours", ours("tmab_shapley", k=k, truncation=0.1)),
+        Method(
+            "ours TMAB (paper)",
+            "ours",
+            ours("tmab_shapley", k=k, truncation=0.1, bound="bernstein"),
+        ),
         Method(
             "ours TMAB (normal, tol=eps)",
             "ours",

@@ -441,8 +441,9 @@ def test_show_options_do_what_they_say(
     out = capsys.readouterr().out
     assert "Top 2 units (of 14)" in out
     assert "Bottom 1 units (of 14)" in out
-    # What the intervals promise: the run's TMAB intervals hold per player, not jointly.
-    assert "Intervals: 95% for each player on its own, at a fixed sample size" in out
+    # What the intervals promise: TMAB's default (anytime) intervals hold for all players at
+    # once and at every round, which its decisions need.
+    assert "Intervals: 95% for all players at once, at any time (anytime-valid)" in out
     # Each unit's layer (from the result's groups) is the module path before its index.
     assert re.search(r"^\s+1\s+(\d+):\d+\s+\1\s", out, re.MULTILINE)
     assert len(table.read_text().splitlines()) == 15

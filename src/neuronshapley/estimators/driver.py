@@ -6,7 +6,9 @@ statistics). The driver asks the estimator's planner for the next round (a :clas
 order of the permutations, checkpoints, and reports progress. A checkpoint holds the state after
 the last complete *task*: inside a round it also holds the round itself (its range and sampled
 players), so a resumed run finishes that round with the same plan. A task cut short by a budget is
-not in the checkpoint, so a resumed run walks it again and ends where an uninterrupted run ends.
+neither in the checkpoint nor in the result (only its evaluations are counted): its walks measured
+only the players removed first, marginals against large coalitions, which would bias the values.
+A resumed run walks it again and ends where an uninterrupted run ends.
 
 Ctrl-C (``KeyboardInterrupt``, Python's own cancellation) ends a run cleanly with the state of
 the last complete round; the estimators install no signal handlers. Which signals mean "stop"
@@ -186,22 +188,22 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
     loop = _Loop(spec, plan, evaluator, state, elapsed_before, fingerprint, pending)
     try:
         stop_reason = loop.run()
-    except KeyboardInterrupt:  # Ctrl-C: keep the last complete round
+    except KeyboardInterrupt:  # Ctrl-C: keep the last complete task
         stop_reason = "interrupted"
-        loop.reported = loop.resumable
     finally:
         loop.close()
     elapsed = elapsed_before + evaluator.elapsed()
     if persistence.checkpoint is not None:
         loop.save(elapsed)
-    return _result(spec, loop.reported, stop_reason, elapsed, fingerprint)
+    return _result(spec, loop.resumable, stop_reason, elapsed, fingerprint, loop.unused)
 
 
 class _Loop:
     """The rounds of one call. ``resumable`` is the state after the last complete task (with
-    ``pending``, the round it belongs to, while that round is unfinished); ``reported`` is what
-    the result shows (the resumable state plus a task a budget cut short, whose marginals are
-    unbiased samples of the players removed first)."""
+    ``pending``, the round it belongs to, while that round is unfinished): what the checkpoint
+    holds and the result shows. ``unused`` counts the evaluations of a task a budget cut short:
+    they were spent (the result counts them) but their marginals are dropped, whole task at once
+    (see docs/design.md, "Seeds, merging, checkpoints")."""
 
     def __init__(
         self,
@@ -218,7 +220,7 @@ class _Loop:
         self.plan = plan
         self.evaluator = evaluator
         self.resumable = state
-        self.reported = state
+        self.unused = 0
         self.elapsed_before = elapsed_before
         self.fingerprint = fingerprint
         self.remote: BackendRun | None = None
@@ -255,10 +257,10 @@ class _Loop:
                 if task.first >= self.resumable.next_permutation
             ]
             for outcome in self._walk(tasks, walker):
-                state = self.resumable.absorb(outcome)
-                self.reported = state
                 if not outcome.complete:
+                    self.unused = outcome.n_evaluations
                     return walker.stop_reason or "budget"
+                state = self.resumable.absorb(outcome)
                 self.resumable = state
                 if state.next_permutation < self.pending.first + self.pending.count:
                     self._save_if_due()  # inside the round: an expensive game loses one task
@@ -351,7 +353,12 @@ class _Loop:
 
 
 def _result(
-    spec: RunSpec, state: RunState, stop_reason: str, elapsed: float, fingerprint: str
+    spec: RunSpec,
+    state: RunState,
+    stop_reason: str,
+    elapsed: float,
+    fingerprint: str,
+    unused: int = 0,
 ) -> ShapleyResult:
     params = dict(spec.identity)
     params.update(max_evaluations=spec.budget.max_evaluations, max_seconds=spec.budget.max_seconds)
@@ -366,13 +373,15 @@ def _result(
             if state.n_walks_truncated
             else None
         ),
+        # Spent on a task a budget cut short, whose marginals are not in the values.
+        "n_evaluations_unused": unused,
         **state.extra,
     }
     return result_from_stats(
         state.stats,
         rule=spec.interval,
         player_names=list(spec.game.player_names),
-        n_evaluations=state.n_evaluations,
+        n_evaluations=state.n_evaluations + unused,
         estimator=spec.owner,
         params=params,
         seed=spec.entropy,

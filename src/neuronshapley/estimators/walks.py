@@ -317,7 +317,8 @@ class Walker:
         """Walk the permutations of ``work`` and return what they measured.
 
         If the budget runs out part way, the marginals measured so far are returned with
-        ``complete=False`` (unbiased samples of the players removed first in each walk).
+        ``complete=False``: those of the players removed first in each walk, marginals against
+        large coalitions, so the driver counts the evaluations but drops the marginals.
         """
         if work.first < 0 or work.count < 1:
             raise ValueError(f"A range needs first >= 0 and count >= 1. Got {work}.")
