@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_study_arguments(commands)
+    _add_explain_arguments(commands)
 
     show = commands.add_parser(
         "show",
@@ -538,6 +539,8 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
         return _show(args, sys.stdout)
     if args.command == "study":
         return _study(args, sys.stdout)
+    if args.command == "explain":
+        return _explain_command(args, sys.stdout)
     raise UsageError(
         "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
         "synthetic "
@@ -840,6 +843,101 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
     top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
     leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
     return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}"
+
+
+# -- explain -------------------------------------------------------------------------------------
+def _add_explain_arguments(commands: Any) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="attribute a bundled model's test examples to their input features",
+        description=(
+            "Attributions of test examples to their input features (pixels, positions, columns) "
+            "by DASP, exact enumeration, permutation sampling or Captum's gradient methods: "
+            "NPZ + CSV, heat maps (PNG) and an HTML page in --out; with two or more methods "
+            "(or --compare) the agreement between them (Spearman)."
+        ),
+    )
+    explain.add_argument("--model", required=True, help="a bundled model, e.g. digits-cnn")
+    explain.add_argument(
+        "--examples", default="0-9", help="test examples, e.g. 0-9 or 0,3,7-9 (default: 0-9)"
+    )
+    explain.add_argument(
+        "--method",
+        default="dasp",
+        help="dasp, exact, sampling, ig, saliency, deeplift, input_x_gradient or kernel_shap; "
+        "several comma-separated (default: dasp)",
+    )
+    explain.add_argument(
+        "--compare",
+        action="store_true",
+        help="run dasp, sampling, ig, saliency and deeplift (plus --method) and compare them",
+    )
+    explain.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
+    explain.add_argument(
+        "--patch", metavar="N", type=_int_at_least(1), help="N x N pixel patches as players"
+    )
+    explain.add_argument(
+        "--samples",
+        metavar="N",
+        type=_int_at_least(2),
+        default=64,
+        help="permutations for sampling (default: 64)",
+    )
+    explain.add_argument(
+        "--sizes",
+        metavar="N",
+        type=_int_at_least(1),
+        default=8,
+        help="coalition sizes for dasp (default: 8)",
+    )
+    explain.add_argument(
+        "--steps", metavar="N", type=_int_at_least(2), default=50, help="steps for ig (default: 50)"
+    )
+    explain.add_argument(
+        "--seed", metavar="N", type=_int_at_least(0), default=0, help="sampling seed (default: 0)"
+    )
+    explain.add_argument(
+        "--overwrite", action="store_true", help="replace an explanation already in --out"
+    )
+
+
+def _explain_command(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.workflows.explain import COMPARE, ExplainOptions, explain, parse_methods
+    from neuronshapley.workflows.runs import RunError
+
+    prog = "neuronshapley explain"
+    try:
+        methods = parse_methods(args.method)
+        if args.compare:
+            methods = tuple(dict.fromkeys([*methods, *COMPARE]))
+        options = ExplainOptions(
+            model=args.model,
+            examples=args.examples,
+            methods=methods,
+            out=Path(args.out),
+            patch=args.patch,
+            samples=args.samples,
+            sizes=args.sizes,
+            steps=args.steps,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
+        done = explain(options, log=lambda line: print(f"  {line}", file=out, flush=True))
+    except RunError as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    rows = [["method", "evaluations/example"]]
+    rows += [[method, f"{cost:,.0f}"] for method, cost in done.costs.items()]
+    _print_table(rows, out, right=[False, True])
+    if done.agreement:
+        print(file=out)
+        rows = [["methods", "Spearman (median)"]]
+        rows += [
+            [f"{row['method_a']} / {row['method_b']}", f"{row['spearman_median']:.3f}"]
+            for row in done.agreement
+        ]
+        _print_table(rows, out, right=[False, True])
+    print(f"Wrote {done.out}/: {', '.join(done.files)} ({done.seconds:.0f} s)", file=out)
+    return 0
 
 
 # -- study ---------------------------------------------------------------------------------------
