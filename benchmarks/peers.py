@@ -155,8 +155,9 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
     """Every method of the benchmark; ``grid`` is the shapiq budget grid.
 
     TMAB runs twice: as in the paper (empirical Bernstein intervals, tol 1e-3), and tuned to the
-    question the benchmark asks (normal intervals, a unit within ``epsilon`` of the threshold
-    counts as decided).
+    question the benchmark asks (a unit within ``epsilon`` of the threshold counts as decided)
+    with the library's default bound, the anytime-valid one. (Earlier runs used normal intervals
+    here; TMAB refuses them since issue 17: they had no guarantee and broke its top k.)
     """
     return [
         Method("captum ShapleyValueSampling", "captum", captum),
@@ -174,9 +175,9 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
             ours("tmab_shapley", k=k, truncation=0.1, bound="bernstein"),
         ),
         Method(
-            "ours TMAB (normal, tol=eps)",
+            "ours TMAB (anytime, tol=eps)",
             "ours",
-            ours("tmab_shapley", k=k, truncation=0.1, bound="normal", tol=epsilon),
+            ours("tmab_shapley", k=k, truncation=0.1, bound="anytime", tol=epsilon),
         ),
     ]
 
@@ -583,7 +584,7 @@ FULL = {
             "shapiq PermutationSamplingSV",
             "ours permutation",
             "ours truncated",
-            "ours TMAB (normal, tol=eps)",
+            "ours TMAB (anytime, tol=eps)",
         ),
     ),
 }
