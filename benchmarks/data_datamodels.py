@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from neuronshapley.data.datamodels import fit_datamodels, train_subsets
 
 N_TRAIN, N_TEST, N_HELDOUT = 300, 50, 200
-COUNTS = (125, 250, 500, 1000, 2000, 4000)
+COUNTS = (125, 250, 500, 1000, 2000)
 
 
 def main(counts: tuple[int, ...] = COUNTS, directory: str = "runs/bench-datamodels") -> None:
