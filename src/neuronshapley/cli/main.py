@@ -366,25 +366,46 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         "--data",
         help=(
             "path/to/file.py:function returning a ns.Bundle or {'data': (x, y), 'reference': x}"
-            " (default: the bundled model's test split, with its reference split for the means)"
+            ", optionally with 'metric', 'forward' and 'output' (any other key is an error); "
+            "data may be a dict of tensors (tokenized inputs, no labels) "
+            "(default: the bundled model's test split, with its reference split for the means)"
         ),
     )
     parser.add_argument(
         "--units",
-        help="comma-separated module patterns, e.g. 'conv*' or 'conv2,fc1:0-9' "
-        "(default: every conv filter; every hidden neuron of a model without convolutions)",
+        help="comma-separated module patterns, e.g. 'conv*' or 'conv2,fc1:0-9'; "
+        "'heads:encoder.layer.*.attention' for attention heads, 'mlp:encoder.layer.*' for MLP "
+        "neurons (default: every conv filter; every hidden neuron of a model without "
+        "convolutions)",
     )
     parser.add_argument(
         "--metric",
         default="accuracy",
         help="accuracy, neg_cross_entropy, recall:<class>, mean_group_recall, "
-        "worst_group_accuracy (default: accuracy)",
+        "worst_group_accuracy, or path/to/file.py:function returning a metric: "
+        "metric(outputs) -> float (label-free, on the whole evaluation set) or "
+        "metric(logits, targets, batch) -> float (default: accuracy, or the --data factory's "
+        "'metric')",
+    )
+    parser.add_argument(
+        "--forward",
+        metavar="FILE.py:FUNCTION",
+        help="a function returning forward(model, inputs) -> result: how a batch is passed to "
+        "the model (default: model(**inputs) for a dict, model(inputs) for a tensor)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="FILE.py:FUNCTION",
+        help="a function returning output(result, inputs) -> tensor: what the metric sees "
+        "(default: the result, its .logits, else its .last_hidden_state)",
     )
     parser.add_argument(
         "--ablation",
         default="mean",
-        choices=("mean", "channel_mean", "zero"),
-        help="what a removed unit outputs (default: mean, its mean map on the reference split)",
+        choices=("mean", "channel_mean", "token_mean", "zero"),
+        help="what a removed unit outputs (default: mean, its mean map on the reference split; "
+        "token_mean: one mean over the reference's non-padding tokens, for sequences of "
+        "varying length)",
     )
     parser.add_argument(
         "--k",
@@ -655,6 +676,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         device=args.device,
         seed=args.seed,
         walks_per_task=_walks_per_task(args, prog),
+        forward=args.forward,
+        output=args.output,
     )
     print(f"{prog}: Neuron Shapley (TMAB, top {config.k}) -> {args.out}/", file=out, flush=True)
     with _progress_display(out, enabled=not args.no_progress, k=config.k) as (progress, names):
@@ -842,7 +865,15 @@ def _progress_line(progress: Progress, names: Sequence[str], k: int) -> str:
     undecided = "" if progress.n_undecided is None else f"{progress.n_undecided} undecided, "
     top = np.argsort(-progress.values, kind="stable")[: min(k, 3)]
     leaders = ", ".join(names[i] if i < len(names) else str(i) for i in top)
-    return f"{progress.n_evaluations:,} evals, {undecided}top: {leaders}"
+    return f"{progress.n_evaluations:,} evals, {_per_evaluation(progress)}{undecided}top: {leaders}"
+
+
+def _per_evaluation(progress: Progress) -> str:
+    """Seconds per evaluation (over a resumed run), the cost that sizes a budget."""
+    if progress.n_evaluations <= 0:
+        return ""
+    seconds = progress.elapsed_seconds / progress.n_evaluations
+    return f"{seconds:.3g} s/eval, " if seconds >= 0.01 else f"{seconds * 1000:.3g} ms/eval, "
 
 
 # -- explain -------------------------------------------------------------------------------------

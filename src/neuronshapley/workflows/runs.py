@@ -83,11 +83,17 @@ class RunConfig:
         model: A bundled model name (``ns.zoo.available()``) or ``"path/to/file.py:factory"``,
             a function returning an ``nn.Module``.
         data: ``None`` for a bundled model's own data, or ``"path/to/file.py:factory"``
-            returning a ``Bundle``, or a dict with ``"data"`` and ``"reference"``.
+            returning a ``Bundle``, or a dict with ``"data"`` and ``"reference"`` and
+            optionally ``"metric"``, ``"forward"`` and ``"output"`` (:data:`DATA_KEYS`; any
+            other key is an error).
         units: Comma-separated module-name patterns, or ``None`` for every conv filter (or
             every hidden neuron of a model without convolutions).
-        metric: A metric name (see ``ns.metrics``).
-        ablation: ``"mean"``, ``"channel_mean"`` or ``"zero"``.
+        metric: A metric name (see ``ns.metrics``), or ``"path/to/file.py:factory"``
+            returning a metric: a callable ``(outputs) -> float`` (label-free, scores the
+            whole evaluation set), ``(logits, targets, batch) -> float`` or a ``Metric``. A
+            metric returned by the data factory is used when this is the default
+            ``"accuracy"``; naming another one as well is an error.
+        ablation: ``"mean"``, ``"channel_mean"``, ``"token_mean"`` or ``"zero"``.
         k: Size of the top set TMAB separates.
         delta: Failure probability of each confidence interval.
         tol: Tolerance of the separation.
@@ -101,6 +107,10 @@ class RunConfig:
             ``None`` for whole rounds. It fixes the arithmetic, so it identifies the run; where
             the tasks run (the backend, its workers, its address) does not, and a run may be
             resumed on another backend.
+        forward: ``"path/to/file.py:factory"`` returning ``forward(model, inputs) -> result``
+            (``NeuronGame``'s ``forward``), or ``None``.
+        output: ``"path/to/file.py:factory"`` returning ``output(result, inputs) -> tensor``
+            (``NeuronGame``'s ``output``), or ``None``.
     """
 
     model: str
@@ -118,6 +128,8 @@ class RunConfig:
     seed: int = 0
     n_random: int = 10
     walks_per_task: int | None = None
+    forward: str | None = None
+    output: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -127,7 +139,39 @@ class RunConfig:
         if fields["walks_per_task"] is None:
             # Whole rounds, as every run made before tasks existed: those still resume.
             fields.pop("walks_per_task")
+        for name in _CALLABLE_SPECS:
+            if fields[name] is None:  # as in every run made before they existed
+                fields.pop(name)
         return fields
+
+
+# Options that name a factory of a callable: ``path/to/file.py:function``.
+_CALLABLE_SPECS = ("forward", "output")
+# The keys a ``--data`` factory's dict may hold; any other is refused, never ignored.
+DATA_KEYS = ("data", "reference", "metric", "forward", "output")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a run's specs load to: the model, its data and the callables the game uses.
+
+    Attributes:
+        model: The network.
+        data: The evaluation data.
+        reference: The examples the means are computed on, or ``None``.
+        source: Where they came from, in words.
+        metric: The metric (a name, a callable or a ``Metric``).
+        forward: ``forward(model, inputs)``, or ``None``.
+        output: ``output(result, inputs)``, or ``None``.
+    """
+
+    model: Any
+    data: Any
+    reference: Any
+    source: str
+    metric: Any
+    forward: Any = None
+    output: Any = None
 
 
 def resolved_config(config: RunConfig, base: str | Path | None = None) -> RunConfig:
@@ -136,14 +180,34 @@ def resolved_config(config: RunConfig, base: str | Path | None = None) -> RunCon
     A run stores its specs absolute, so that loading it again later (``study``, ``repair``,
     ``unit``) never depends on the current directory.
     """
-    data = None if config.data is None else absolute_spec(config.data, base)
-    return dataclasses.replace(config, model=absolute_spec(config.model, base), data=data)
+
+    def absolute(spec: str | None) -> str | None:
+        return None if spec is None else absolute_spec(spec, base)
+
+    return dataclasses.replace(
+        config,
+        model=absolute_spec(config.model, base),
+        data=absolute(config.data),
+        metric=absolute_spec(config.metric, base),
+        forward=absolute(config.forward),
+        output=absolute(config.output),
+    )
+
+
+def _specs(config: RunConfig) -> tuple[tuple[str, str | None], ...]:
+    return (
+        ("model", config.model),
+        ("data", config.data),
+        ("metric", config.metric),
+        ("forward", config.forward),
+        ("output", config.output),
+    )
 
 
 def code_digests(config: RunConfig) -> dict[str, str]:
-    """The SHA-256 of each file spec of ``config`` (``{"model": ..., "data": ...}``)."""
+    """The SHA-256 of each file spec of ``config`` (``{"model": ..., "data": ..., ...}``)."""
     digests = {}
-    for what, spec in (("model", config.model), ("data", config.data)):
+    for what, spec in _specs(config):
         if spec is not None and is_spec(spec):
             sha = file_digest(spec)
             if sha is not None:
@@ -200,28 +264,96 @@ def load_model(spec: str, *, sha256: str | None = None) -> tuple[Any, Any, str]:
     return model, bundle, source
 
 
-def load_model_and_data(
-    config: RunConfig, *, digests: dict[str, str] | None = None
-) -> tuple[Any, Any, Any, str]:
-    """The model, evaluation data, reference data and a description of where they came from.
+def load_model_and_data(config: RunConfig, *, digests: dict[str, str] | None = None) -> Loaded:
+    """The model, its data and callables, and a description of where they came from.
 
-    ``digests`` (from a saved run) makes a model or data file that changed since an error.
+    Every spec is loaded (its file's code run) before anything is checked against the model.
+    ``digests`` (from a saved run) makes a file that changed since an error.
     """
     from neuronshapley.pytorch.data import Bundle
+    from neuronshapley.pytorch.metrics import Metric
 
     digests = digests or {}
     model, bundle, source = load_model(config.model, sha256=digests.get("model"))
     if config.data is not None:
         bundle = load_factory(config.data, "data", sha256=digests.get("data"))
         source += f", data from {config.data}"
+    given: dict[str, Any] = {}
+    origin = f"--data {config.data}" if config.data else f"--model {config.model}"
+    data: Any
+    reference: Any
     if isinstance(bundle, Bundle):
-        return model, bundle.test, bundle.reference, source
-    if isinstance(bundle, dict) and "data" in bundle:
-        return model, bundle["data"], bundle.get("reference"), source
-    raise RunError(
-        f"--model {config.model} brings no data: pass --data path/to/file.py:function returning "
-        "a ns.Bundle or a dict {'data': (x, y), 'reference': x_reference}."
-    )
+        data, reference = bundle.test, bundle.reference
+    elif isinstance(bundle, dict) and "data" in bundle:
+        unused = [key for key in bundle if key not in DATA_KEYS]
+        if unused:
+            raise RunError(
+                f"{origin} returned "
+                f"{'keys' if len(unused) > 1 else 'a key'} neuronshapley run does not use: "
+                f"{', '.join(map(repr, unused))}; the accepted keys are {', '.join(DATA_KEYS)}."
+            )
+        data, reference = bundle["data"], bundle.get("reference")
+        given = {key: bundle[key] for key in ("metric", "forward", "output") if key in bundle}
+    else:
+        raise RunError(
+            f"--model {config.model} brings no data: pass --data path/to/file.py:function "
+            "returning a ns.Bundle or a dict {'data': (x, y), 'reference': x_reference} (and "
+            "optionally 'metric', 'forward', 'output')."
+        )
+    metric: Any = config.metric
+    if is_spec(config.metric) or _looks_like_spec(config.metric):  # else a name NeuronGame checks
+        metric = _load_callable(config.metric, "metric", digests, (Metric,))
+    from_data = {key: given[key] for key in given if given[key] is not None}
+    if "metric" in from_data:
+        if config.metric != "accuracy":
+            raise RunError(
+                f"the metric is given twice: --metric {config.metric} and the 'metric' key of "
+                f"{origin}; keep one."
+            )
+        metric = from_data["metric"]
+        _check_callable(metric, f"the 'metric' key of {origin}", (Metric,))
+        source += ", its metric"
+    callables: dict[str, Any] = {}
+    for what in _CALLABLE_SPECS:
+        spec = getattr(config, what)
+        if spec is not None and what in from_data:
+            raise RunError(
+                f"{what} is given twice: --{what} {spec} and the {what!r} key of {origin}; "
+                "keep one."
+            )
+        if spec is not None:
+            callables[what] = _load_callable(spec, what, digests, ())
+        elif what in from_data:
+            callables[what] = from_data[what]
+            _check_callable(callables[what], f"the {what!r} key of {origin}", ())
+            source += f", its {what}"
+    return Loaded(model, data, reference, source, metric, **callables)
+
+
+def _looks_like_spec(text: str) -> bool:
+    """A metric that is no name: it names a file (``.py``) or a path."""
+    return ".py" in text or "/" in text
+
+
+def _check_spec(spec: str, what: str) -> None:
+    if not is_spec(spec):
+        raise RunError(f"--{what} must be 'path/to/file.py:function'. Got {spec!r} instead.")
+
+
+def _load_callable(spec: str, what: str, digests: dict[str, str], also: tuple[type, ...]) -> Any:
+    """What the factory ``spec`` returns, which must be a callable (or one of ``also``)."""
+    _check_spec(spec, what)
+    made = load_factory(spec, what, sha256=digests.get(what))
+    _check_callable(made, f"--{what} {spec}", also)
+    return made
+
+
+def _check_callable(made: Any, named: str, also: tuple[type, ...]) -> None:
+    if not callable(made) and not isinstance(made, also):
+        raise RunError(
+            f"{named} gave a {type(made).__name__}, not a callable: the factory must return the "
+            "function itself (e.g. 'def metric(): return similarity')."
+        )
 
 
 def check_out(out: Path) -> None:
@@ -428,14 +560,17 @@ def execute(
     previous = plan.previous or {}
     digests = previous.get("code") if plan.resume else None
     started = time.perf_counter()
-    model, data, reference, source = load_model_and_data(config, digests=digests)
-    game = build_game(config, model, data, reference)
+    loaded = load_model_and_data(config, digests=digests)
+    game = build_game(config, loaded)
     if config.k >= game.n_players:
         raise RunError(
             f"--k {config.k} must be smaller than the number of units ({game.n_players})."
         )
     _check_metric(config, game)
-    log(f"{source}: {game!r}")
+    log(f"{loaded.source}: {game!r}")
+    plain = _plain_evaluation(game)
+    if plain is not None:
+        log(plain)
     if on_game is not None:
         on_game(game.player_names)
     forward_before = int(previous.get("n_forward_examples", 0)) if plan.resume else 0
@@ -444,7 +579,7 @@ def execute(
         "status": "running",
         "config": {"identity": config.identity(), **dataclasses.asdict(config)},
         "code": digests if digests is not None else code_digests(config),
-        "source": source,
+        "source": loaded.source,
         "n_units": game.n_players,
         "layers": {layer.path: len(layer.indices) for layer in game.layers},
         "n_forward_examples": forward_before,
@@ -534,20 +669,42 @@ def _check_metric(config: RunConfig, game: Any) -> None:
         )
 
 
-def build_game(config: RunConfig, model: Any, data: Any, reference: Any) -> Any:
+def _plain_evaluation(game: Any) -> str | None:
+    """One line when the game evaluates the plain way (no prefix reuse): why, and its cost."""
+    import torch
+
+    if getattr(game, "reuse", True) is not None:
+        return None
+    if game.forward is not None or game.output is not None:
+        why = "a forward or output callable sees the inputs of every pass"
+    elif not isinstance(game.data.x, torch.Tensor):
+        why = "dict or tuple inputs"
+    else:
+        why = "torch.fx cannot show the hooked layers to be cuts of the model"
+    n = len(game.data)
+    return (
+        f"prefix reuse is off ({why}): every evaluation runs the whole model on all {n:,} "
+        "examples, instead of only the layers after the first unit a coalition changes; "
+        "the progress line shows the seconds per evaluation."
+    )
+
+
+def build_game(config: RunConfig, loaded: Loaded) -> Any:
     """The ``NeuronGame`` a run computes values for; user mistakes become ``RunError``."""
     from neuronshapley.units import NeuronGame
 
     units = None if config.units is None else [u.strip() for u in config.units.split(",")]
     try:
         return NeuronGame(
-            model,
+            loaded.model,
             units,
-            data=data,
-            metric=config.metric,
+            data=loaded.data,
+            metric=loaded.metric,
             ablation=config.ablation,
-            reference=reference,
+            reference=loaded.reference,
             device=config.device,
+            forward=loaded.forward,
+            output=loaded.output,
         )
     except (ValueError, TypeError, RuntimeError) as error:
         raise RunError(str(error)) from error
@@ -648,10 +805,8 @@ def game_from_run(directory: str | os.PathLike[str]) -> tuple[Any, ShapleyResult
             f"'neuronshapley run --resume --out {out}'."
         )
     code = record.get("code")
-    model, data, reference, _ = load_model_and_data(
-        config, digests=code if isinstance(code, dict) else None
-    )
-    game = build_game(config, model, data, reference)
+    loaded = load_model_and_data(config, digests=code if isinstance(code, dict) else None)
+    game = build_game(config, loaded)
     if list(game.player_names) != list(result.player_names):
         raise RunError(f"--run {out}: the model's units no longer match the saved result.")
     return game, result, config

@@ -661,6 +661,8 @@ def _other_model(
         budget=options.budget,
         device=config.device,
         seed=options.seed,
+        forward=config.forward,
+        output=config.output,
     )
     other_config = resolved_config(other_config)
     if not _finished_with(target, other_config):
