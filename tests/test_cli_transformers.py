@@ -76,16 +76,15 @@ def data_with_typo():
     return {**data(), "metrics": similarity}
 
 
-def metric():
-    return similarity
+SCALE = 2.0  # not a function: naming it is an error
 
 
-def forward():
-    return call
+def forward(model, batch):
+    return call(model, batch)
 
 
-def output():
-    return pooled
+def output(result, batch):
+    return pooled(result, batch)
 """
 
 UNITS = "heads:encoder.layer.*.attention"
@@ -167,7 +166,7 @@ def _library_values(factory: Path, **game_options: object) -> dict[str, float]:
 
 def test_metric_spec_with_label_free_metric_equals_the_library(factory: Path, tmp_path: Path):
     out = tmp_path / "run"
-    assert _run(factory, out, "data", "--metric", f"{factory}:metric") == 0
+    assert _run(factory, out, "data", "--metric", f"{factory}:similarity") == 0
     values = _values(out)
     assert sorted(values) == [f"encoder.layer.{i}.attention:h{h}" for i in (0, 1) for h in (0, 1)]
     assert any(abs(v) > 1e-6 for v in values.values())  # not the 0.0 of dummy labels
@@ -175,7 +174,7 @@ def test_metric_spec_with_label_free_metric_equals_the_library(factory: Path, tm
     assert values.keys() == library.keys()
     np.testing.assert_allclose(list(values.values()), list(library.values()), rtol=0, atol=1e-12)
     record = json.loads((out / "run.json").read_text())
-    assert record["config"]["metric"] == f"{factory.resolve()}:metric"
+    assert record["config"]["metric"] == f"{factory.resolve()}:similarity"
     assert set(record["code"]) == {"model", "data", "metric"}
     assert record["metric"] == "similarity"
 
@@ -226,7 +225,7 @@ def test_unused_factory_key_is_an_error(factory: Path, tmp_path: Path, capsys):
 
 def test_metric_given_twice_is_an_error(factory: Path, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert _run(factory, out, "data_with_metric", "--metric", f"{factory}:metric") == 2
+    assert _run(factory, out, "data_with_metric", "--metric", f"{factory}:similarity") == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "'metric'" in error and "--metric" in error
 
@@ -237,7 +236,7 @@ def test_metric_given_twice_is_an_error(factory: Path, tmp_path: Path, capsys):
         ("--metric", "nowhere.py:metric", "--metric: the file .*nowhere.py does not exist"),
         ("--forward", "{factory}:nothing", "--forward: .* has no function 'nothing'"),
         ("--output", "{factory}", "--output must be .*'path/to/file.py:function'"),
-        ("--metric", "{factory}:data", "--metric .* gave a dict"),
+        ("--metric", "{factory}:SCALE", "--metric: .* has no function 'SCALE'"),
     ],
 )
 def test_bad_specs_are_one_line_and_exit_2(

@@ -57,9 +57,15 @@ def file_digest(spec: str) -> str | None:
 
 
 def load_spec(
-    spec: str, what: str, *, base: str | Path | None = None, sha256: str | None = None
+    spec: str,
+    what: str,
+    *,
+    base: str | Path | None = None,
+    sha256: str | None = None,
+    call: bool = True,
 ) -> Any:
-    """Import the file of ``spec``, call its function and return what it returns.
+    """Import the file of ``spec``, call its function and return what it returns (or, with
+    ``call=False``, return the function itself: a metric, a forward, an output selector).
 
     This executes the file's code. Errors become :class:`SpecError` naming ``--what``.
 
@@ -71,6 +77,7 @@ def load_spec(
             directory.
         sha256: The file's SHA-256 when the spec was saved; a file that no longer matches is
             refused. Default ``None``: not checked.
+        call: Call the function and return its result (a factory). Default ``True``.
     """
     given, _ = _split(spec, what)
     path, name = _split(absolute_spec(spec, base), what)
@@ -102,6 +109,8 @@ def load_spec(
             f"--{what}: {path} has no function {name!r}. "
             f"Functions there: {', '.join(names) or 'none'}."
         )
+    if not call:
+        return factory
     try:
         return factory()
     except Exception as error:

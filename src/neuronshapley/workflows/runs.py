@@ -216,14 +216,19 @@ def code_digests(config: RunConfig) -> dict[str, str]:
 
 
 def load_factory(
-    spec: str, what: str, *, base: str | Path | None = None, sha256: str | None = None
+    spec: str,
+    what: str,
+    *,
+    base: str | Path | None = None,
+    sha256: str | None = None,
+    call: bool = True,
 ) -> Any:
     """Call the function named by ``"path/to/file.py:function"`` (this runs the file's code).
 
     See :func:`neuronshapley._internal.specs.load_spec`; its errors become :class:`RunError`.
     """
     try:
-        return load_spec(spec, what, base=base, sha256=sha256)
+        return load_spec(spec, what, base=base, sha256=sha256, call=call)
     except SpecError as error:
         raise RunError(str(error)) from error
 
@@ -341,11 +346,9 @@ def _check_spec(spec: str, what: str) -> None:
 
 
 def _load_callable(spec: str, what: str, digests: dict[str, str], also: tuple[type, ...]) -> Any:
-    """What the factory ``spec`` returns, which must be a callable (or one of ``also``)."""
+    """The function ``spec`` names: the metric, forward or output itself (not called)."""
     _check_spec(spec, what)
-    made = load_factory(spec, what, sha256=digests.get(what))
-    _check_callable(made, f"--{what} {spec}", also)
-    return made
+    return load_factory(spec, what, sha256=digests.get(what), call=False)
 
 
 def _check_callable(made: Any, named: str, also: tuple[type, ...]) -> None:
