@@ -5,8 +5,7 @@ of x's shape, or a background set of shape ``(m, *x.shape)``) and optional group
 and check them the same way, with messages that name the parameter, the rule and the value.
 """
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from neuronshapley._internal.devices import check_not_meta, model_device
+from neuronshapley.pytorch.modes import evaluation_mode as evaluation_mode
 
 
 @dataclass(frozen=True)
@@ -33,18 +33,6 @@ class Players:
     owner_of: NDArray[np.int64]
     names: list[str]
     grouped: bool
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode, and restore every submodule's own mode afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def check_model(model: Any, owner: str) -> torch.device:

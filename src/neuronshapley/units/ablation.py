@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from neuronshapley.pytorch.data import ModelInputs, n_examples, split_rows
+from neuronshapley.pytorch.modes import evaluation_mode as evaluation_mode
 from neuronshapley.units.selection import Layer
 
 ABLATIONS = ("mean", "channel_mean", "token_mean", "zero")
@@ -38,18 +39,6 @@ _PER_UNIT = ("channel_mean", "token_mean")
 
 class AblationError(ValueError):
     """A unit's activation cannot be ablated as asked (raised from inside a forward pass)."""
-
-
-@contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode, and restore every submodule's own mode afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def mha_heads(module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
