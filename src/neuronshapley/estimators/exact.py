@@ -85,7 +85,8 @@ def _exact(
     if n > MAX_EXACT_PLAYERS:
         raise ValueError(
             f"{owner} enumerates all 2^n coalitions and refuses n_players > {MAX_EXACT_PLAYERS} "
-            f"(this game has {n}: 2^{n} evaluations). Use permutation_shapley or tmab_shapley."
+            f"(this game has {n}: 2^{n} evaluations). Use permutation_shapley or tmab_shapley"
+            " (for the input features of a network, ns.features.dasp is cheaper still)."
         )
     started = time.perf_counter()
     evaluator = Evaluator(game)
