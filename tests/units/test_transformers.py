@@ -337,3 +337,30 @@ def test_llama_o_proj_and_down_proj() -> None:
         data=tokens(6, seed=1), reference=tokens(6, seed=2), metric=similarity, output=pooled,
     )  # fmt: skip
     assert np.isfinite(ns.exact_shapley(game).values).all()
+
+
+def test_each_tower_of_a_two_tower_model_has_its_own_head_count() -> None:
+    """CLIP's text and vision towers have their own configs: the first config found in the
+    model (the text one) must not set the vision blocks' heads."""
+    config = transformers.CLIPConfig(
+        text_config={
+            "hidden_size": 24, "num_attention_heads": 2, "num_hidden_layers": 1,
+            "intermediate_size": 32, "vocab_size": VOCAB, "bos_token_id": 0, "eos_token_id": 1,
+            "pad_token_id": 1,
+        },
+        vision_config={
+            "hidden_size": 24, "num_attention_heads": 4, "num_hidden_layers": 1,
+            "intermediate_size": 32, "image_size": 16, "patch_size": 8,
+        },
+        projection_dim=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    heads = ns.units.attention_heads(transformers.CLIPModel(config))
+    per_block: dict[str, int] = {}
+    for name in heads.names:
+        block = name.rsplit(":", 1)[0]
+        per_block[block] = per_block.get(block, 0) + 1
+    assert per_block == {
+        "text_model.encoder.layers.0.self_attn": 2,
+        "vision_model.encoder.layers.0.self_attn": 4,
+    }

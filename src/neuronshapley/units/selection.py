@@ -483,18 +483,22 @@ def mlp_blocks(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def _n_heads(model: nn.Module, block: str, owner: str) -> int:
-    """The number of heads: the model's config (``num_attention_heads``), else the block's."""
-    for module in (model, *(module for _, module in model.named_modules())):
-        config = getattr(module, "config", None)
-        value = getattr(config, "num_attention_heads", None)
-        if isinstance(value, int) and value > 0:
-            return value
+    """The number of heads: the block's own (``num_heads``, ...), else the config of its nearest
+    ancestor (``num_attention_heads``) — never the first config found in the model, which in a
+    two-tower model (CLIP's text and vision) may be the other tower's."""
     attention = model.get_submodule(block)
     for candidate in (attention, _child(attention, "self")):
         for attribute in ("num_heads", "num_attention_heads", "n_head", "n_heads"):
             value = getattr(candidate, attribute, None)
             if isinstance(value, int) and value > 0:
                 return value
+    parts = block.split(".") if block else []
+    for depth in range(len(parts), -1, -1):
+        ancestor = model.get_submodule(".".join(parts[:depth])) if depth else model
+        config = getattr(ancestor, "config", None)
+        value = getattr(config, "num_attention_heads", None)
+        if isinstance(value, int) and value > 0:
+            return value
     raise ValueError(
         f"{owner} cannot tell how many heads the attention block {block!r} has: the model has "
         "no config with 'num_attention_heads' and the block no 'num_heads' attribute. Select "
