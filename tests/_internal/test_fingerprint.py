@@ -83,3 +83,30 @@ def test_digest_is_by_content() -> None:
     assert digest(np.arange(3)) != digest(np.arange(3.0))
     assert digest({3, 1, 2}) == digest({1, 2, 3})
     assert digest([1, [2]]) != digest([[1], 2])
+
+
+def test_tensors_modules_and_globals_a_function_reads_count_by_content() -> None:
+    import torch
+    from torch import nn
+
+    def make(t: torch.Tensor):
+        return lambda x: (x * t).sum()
+
+    assert digest(make(torch.zeros(4))) != digest(make(torch.ones(4)))
+    assert digest(make(torch.ones(4))) == digest(make(torch.ones(4)))
+    torch.manual_seed(0)
+    first, second = nn.Linear(3, 2), nn.Linear(3, 2)
+    assert digest(first) != digest(second)
+    assert len(digest(first.bfloat16())) == 64  # bfloat16 has no numpy dtype: widened, hashed
+
+
+def test_a_counter_a_function_keeps_does_not_make_it_another() -> None:
+    calls: list[int] = []
+
+    def counted(x: float) -> float:
+        calls.append(1)
+        return 2 * x
+
+    before = digest(counted)
+    counted(1.0)
+    assert digest(counted) == before

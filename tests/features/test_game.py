@@ -141,3 +141,11 @@ def test_exact_refuses_too_many_features_and_says_how_many() -> None:
     model = nn.Linear(26, 2)
     with pytest.raises(ValueError, match=r"n_players > 25 \(this game has 26.*permutation_shapley"):
         ns.exact_shapley(FeatureGame(model, torch.ones(26)))
+
+
+def test_a_bfloat16_model_has_a_fingerprint() -> None:
+    """numpy has no bfloat16: the fingerprint widens it instead of failing (it did)."""
+    model = torch.nn.Linear(4, 2).bfloat16()
+    x = torch.ones(4, dtype=torch.bfloat16)
+    first, second = FeatureGame(model, x), FeatureGame(model, x)
+    assert first.fingerprint() == second.fingerprint()

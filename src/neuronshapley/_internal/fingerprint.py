@@ -72,14 +72,47 @@ def _feed(hasher: Any, value: Any, depth: int) -> None:
         _feed_code(hasher, value.__code__, depth)
         _feed(hasher, value.__defaults__, depth + 1)
         _feed(hasher, value.__kwdefaults__, depth + 1)
-        cells = value.__closure__ or ()
-        _feed(hasher, [cell.cell_contents for cell in cells], depth + 1)
+        # What it captured (references, a scale, a model), but not mutable containers: a list
+        # or dict in a closure is usually state (a counter, a cache) that must not make the
+        # same function another. Module globals are not followed, for the same reason.
+        cells = [cell.cell_contents for cell in value.__closure__ or ()]
+        _feed(hasher, [item for item in cells if not _is_state(item)], depth + 1)
+    elif _is_tensor(value):
+        _feed(hasher, _tensor_array(value), depth + 1)
+    elif _is_module(value):
+        _tag(hasher, f"module {type(value).__module__}.{type(value).__qualname__}")
+        _feed(hasher, dict(value.state_dict()), depth + 1)
     elif isinstance(value, types.MethodType):
         _tag(hasher, "method")
         _feed(hasher, value.__func__, depth + 1)
         _feed(hasher, value.__self__, depth + 1)
     else:
         _feed_object(hasher, value, depth)
+
+
+def _is_tensor(value: Any) -> bool:
+    # Duck-typed: this module must not import torch (the core is torch-free).
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+
+
+def _is_module(value: Any) -> bool:
+    # An nn.Module, duck-typed: its weights are its content.
+    return callable(getattr(value, "state_dict", None)) and hasattr(value, "named_parameters")
+
+
+def _tensor_array(tensor: Any) -> np.ndarray:
+    """A tensor's content as a numpy array (bfloat16 and friends widened to float32, exactly)."""
+    tensor = tensor.detach().cpu()
+    if not tensor.is_floating_point() or tensor.element_size() >= 4:
+        try:
+            return np.asarray(tensor.numpy())
+        except TypeError:
+            pass
+    return np.asarray(tensor.float().numpy())
+
+
+def _is_state(value: Any) -> bool:
+    return isinstance(value, list | dict | set | bytearray)
 
 
 def _feed_code(hasher: Any, code: types.CodeType, depth: int) -> None:

@@ -181,15 +181,12 @@ class FeatureGame(BaseGame):
 
     def fingerprint(self) -> str:
         """The model (type and state), x, the baseline, target, players and output, by content."""
-        state = {
-            key: tensor.detach().cpu().numpy() for key, tensor in self.model.state_dict().items()
-        }
+        # digest hashes tensors and modules by content (bfloat16 included).
         return digest(
             _OWNER,
-            type(self.model).__qualname__,
-            state,
-            self.x.cpu().numpy(),
-            self.background.cpu().numpy(),
+            self.model,
+            self.x,
+            self.background,
             self.target,
             list(self.players.members),
             self.player_names,
