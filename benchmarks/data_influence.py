@@ -52,7 +52,7 @@ def main() -> None:
             predicted = result.loo_estimate()[REMOVED].ravel()
             pearson = pearsonr(predicted, retrained.ravel())[0]
             spearman = spearmanr(predicted, retrained.ravel())[0]
-            extra = result.residual if result.residual is not None else result.error_bound
+            extra = result.residual if result.residual is not None else result.error_estimate
             print(
                 f"| {weight_decay:g} | {method} | {pearson:.4f} | {spearman:.4f} | "
                 f"{result.n_hvp} | {result.seconds:.2f} | {extra:.1e} |"

@@ -85,7 +85,7 @@ def test_digest_is_by_content() -> None:
     assert digest([1, [2]]) != digest([[1], 2])
 
 
-def test_tensors_modules_and_globals_a_function_reads_count_by_content() -> None:
+def test_tensors_and_modules_a_function_captures_count_by_content() -> None:
     import torch
     from torch import nn
 

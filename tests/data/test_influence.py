@@ -196,3 +196,16 @@ def test_the_model_is_left_as_it_came(small_regression) -> None:
     before = [p.detach().clone() for p in model.parameters()]
     influence(model, train, test, loss=squared, method="lissa", depth=3)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_the_truncation_bound_is_reported_only_where_it_is_one(small_regression) -> None:
+    """Lanczos with fewer steps than parameters, or mini-batch Hessians, give estimates of the
+    extreme eigenvalues, not bounds: the error is then an estimate, never printed as a bound."""
+    model, train, test = small_regression  # 18 parameters
+    options = {"loss": squared, "weight_decay": 1e-3, "method": "lissa", "depth": 20}
+    few = influence(model, train, test, lanczos_steps=4, **options)
+    assert few.error_bound is None and few.error_estimate is not None
+    batches = influence(model, train, test, lanczos_steps=18, hvp_batch_size=10, seed=0, **options)
+    assert batches.error_bound is None
+    full = influence(model, train, test, lanczos_steps=18, **options)
+    assert full.error_bound is not None and full.error_bound == full.error_estimate

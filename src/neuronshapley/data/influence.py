@@ -68,7 +68,13 @@ class InfluenceResult:
             reached over the solved vectors, recomputed at the end; ``"exact"``: the same
             quantity for its solves; ``"lissa"``: ``None``.
         error_bound: ``"lissa"``: the bound on the relative error of each solve left by
-            truncating the series after ``depth`` terms (Problem 10.1.4); else ``None``.
+            truncating the series after ``depth`` terms (Problem 10.1.4), given only when it is
+            one: the extreme eigenvalues are exact (Lanczos ran as many steps as there are
+            parameters) and every Hessian-vector product used all the training points; else
+            ``None`` (see ``error_estimate``).
+        error_estimate: ``"lissa"``: the same formula with the Lanczos estimates, always given;
+            an estimate, not a bound, when ``error_bound`` is ``None`` (Ritz values lie inside
+            the spectrum, so they make it optimistic).
         depth: ``"lissa"``: the number of terms ``r`` summed; ``"cg"``: the iterations run.
         scale: ``"lissa"``: the scale ``alpha`` used; else ``None``.
         eigenvalues: The smallest and largest eigenvalue of ``H + lambda I`` found (exact for
@@ -83,6 +89,7 @@ class InfluenceResult:
     seconds: float
     residual: float | None = None
     error_bound: float | None = None
+    error_estimate: float | None = None
     depth: int | None = None
     scale: float | None = None
     eigenvalues: tuple[float, float] | None = None
@@ -299,6 +306,7 @@ def influence(
 
     residual: float | None = None
     bound: float | None = None
+    estimate: float | None = None
     used_depth: int | None = None
     used_scale: float | None = None
     eigenvalues: tuple[float, float] | None = None
@@ -313,7 +321,7 @@ def influence(
         residual = _relative_residual(problem, solved, right, damping, with_hvp=True)
         n_hvp += len(right)
     else:
-        solved, n_hvp, used_depth, used_scale, bound, eigenvalues = _lissa(
+        solved, n_hvp, used_depth, used_scale, (bound, estimate), eigenvalues = _lissa(
             problem,
             right,
             damping,
@@ -340,6 +348,7 @@ def influence(
         seconds=time.perf_counter() - started,
         residual=residual,
         error_bound=bound,
+        error_estimate=estimate,
         depth=used_depth,
         scale=used_scale,
         eigenvalues=eigenvalues,
@@ -534,7 +543,7 @@ def _lissa(
     hvp_batch_size: int | None,
     lanczos_steps: int,
     seed: int | None,
-) -> tuple[torch.Tensor, int, int, float, float, tuple[float, float]]:
+) -> tuple[torch.Tensor, int, int, float, tuple[float | None, float], tuple[float, float]]:
     repeats = int(check_int(repeats, "repeats", OWNER, min_value=1))  # type: ignore[arg-type]
     lanczos_steps = int(check_int(lanczos_steps, "lanczos_steps", OWNER, min_value=1))  # type: ignore[arg-type]
     check_int(depth, "depth", OWNER, min_value=0, allow_none=True)
@@ -573,7 +582,10 @@ def _lissa(
         depth = lissa_depth(
             scale, smallest, largest, 1e-3 if target_error is None else target_error
         )
-    bound = lissa_error_bound(scale, smallest, largest, depth)
+    estimate = lissa_error_bound(scale, smallest, largest, depth)
+    exact_spectrum = lanczos_steps >= problem.n_params
+    full_batch = hvp_batch_size is None or hvp_batch_size >= len(problem.x)
+    bound = estimate if exact_spectrum and full_batch else None
     generator = np.random.default_rng(seed)
     n_train = len(problem.x)
     total = torch.zeros_like(right)
@@ -597,4 +609,4 @@ def _lissa(
                     f"scale={0.5 / largest:.6g}."
                 )
         total += scale * current
-    return total / repeats, n_hvp, depth, scale, bound, (smallest, largest)
+    return total / repeats, n_hvp, depth, scale, (bound, estimate), (smallest, largest)
