@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from neuronshapley._internal.files import atomic_write
 from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_float, check_int
+from neuronshapley.data.splits import labelled_arrays
 
 OWNER = "datamodels"
 # The first spawn key of the held-out subsets ("LDS" in ASCII); training subsets use (j,).
@@ -129,19 +130,7 @@ class TrainedSubsets:
 def _check_inputs(
     x_train: Any, y_train: Any, x_test: Any, y_test: Any, fraction: Any, seed: Any
 ) -> tuple[Any, Any, Any, Any, float, int]:
-    x_train, y_train = np.asarray(x_train), np.asarray(y_train)
-    x_test, y_test = np.asarray(x_test), np.asarray(y_test)
-    for name, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
-        if x.ndim == 0 or y.ndim == 0 or len(y) != len(x):
-            raise ValueError(
-                f"The {name!r} parameter of {OWNER} must have one label per point "
-                f"({len(x) if x.ndim else 0}). Got shape {y.shape} instead."
-            )
-    if x_test.shape[1:] != x_train.shape[1:]:
-        raise ValueError(
-            f"The 'x_test' parameter of {OWNER} must have the training inputs' shape past the "
-            f"first axis, {x_train.shape[1:]}. Got {x_test.shape[1:]} instead."
-        )
+    x_train, y_train, x_test, y_test = labelled_arrays(x_train, y_train, x_test, y_test, OWNER)
     if len(x_train) < 2:
         raise ValueError(
             f"The 'x_train' parameter of {OWNER} must hold at least 2 points. "

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_choice, check_float
+from neuronshapley.data.splits import labelled_arrays
 from neuronshapley.estimators import truncated_shapley
 from neuronshapley.games.base import BaseGame, Game, check_coalitions, game_fingerprint
 from neuronshapley.results import ShapleyResult
@@ -77,26 +78,9 @@ class DataGame(BaseGame):
         empty_value: float | None = None,
         degenerate: str = "constant",
     ) -> None:
-        self.x_train = np.asarray(x_train)
-        self.y_train = np.asarray(y_train)
-        self.x_test = np.asarray(x_test)
-        self.y_test = np.asarray(y_test)
-        if len(self.x_train) == 0 or len(self.y_train) != len(self.x_train):
-            raise ValueError(
-                f"The 'y_train' parameter of {OWNER} must hold one label per training point "
-                f"({len(self.x_train)}). Got {len(self.y_train)} labels instead."
-            )
-        if len(self.x_test) == 0 or len(self.y_test) != len(self.x_test):
-            raise ValueError(
-                f"The 'y_test' parameter of {OWNER} must hold one label per test point "
-                f"({len(self.x_test)}), at least one. Got {len(self.y_test)} labels instead."
-            )
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(
-                f"The 'x_test' parameter of {OWNER} must have the training inputs' shape "
-                f"{self.x_train.shape[1:]} past the first axis. Got {self.x_test.shape[1:]} "
-                "instead."
-            )
+        self.x_train, self.y_train, self.x_test, self.y_test = labelled_arrays(
+            x_train, y_train, x_test, y_test, OWNER
+        )
         is_estimator = hasattr(fit, "fit") and hasattr(fit, "predict")
         if not is_estimator and not callable(fit):
             raise TypeError(

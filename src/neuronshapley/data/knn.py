@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_int
+from neuronshapley.data.splits import labelled_arrays
 from neuronshapley.results import ShapleyResult
 
 OWNER = "knn_shapley"
@@ -45,24 +46,8 @@ def knn_shapley_matrix(
 ) -> NDArray[np.float64]:
     """Each test point's KNN-Shapley values, shape ``(n_test, n_train)`` (ties in distance go
     to the lower training index)."""
-    x_train, y_train = np.asarray(x_train), np.asarray(y_train)
-    x_test, y_test = np.asarray(x_test), np.asarray(y_test)
+    x_train, y_train, x_test, y_test = labelled_arrays(x_train, y_train, x_test, y_test, OWNER)
     k = int(check_int(k, "k", OWNER, min_value=1))  # type: ignore[arg-type]
-    if len(x_train) == 0 or len(y_train) != len(x_train):
-        raise ValueError(
-            f"The 'y_train' parameter of {OWNER} must hold one label per training point "
-            f"({len(x_train)}). Got {len(y_train)} instead."
-        )
-    if len(x_test) == 0 or len(y_test) != len(x_test):
-        raise ValueError(
-            f"The 'y_test' parameter of {OWNER} must hold one label per test point "
-            f"({len(x_test)}), at least one. Got {len(y_test)} instead."
-        )
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
-            f"The 'x_test' parameter of {OWNER} must have the training inputs' shape "
-            f"{x_train.shape[1:]} past the first axis. Got {x_test.shape[1:]} instead."
-        )
     n = len(x_train)
     order = np.argsort(_distances(x_test, x_train), axis=1, kind="stable")
     match = (y_train[order] == y_test[:, None]).astype(np.float64)  # nearest first
