@@ -233,11 +233,6 @@ def load_factory(
         raise RunError(str(error)) from error
 
 
-def is_factory(spec: str) -> bool:
-    """Whether a model spec names ``path/to/file.py:function`` (else a bundled model)."""
-    return is_spec(spec)
-
-
 def load_model(spec: str, *, sha256: str | None = None) -> tuple[Any, Any, str]:
     """The model a spec names, the data it brings (or ``None``) and where it came from.
 
