@@ -1,4 +1,5 @@
-"""Training points as players: influence functions, Data Shapley, KNN-Shapley, Datamodels (§10).
+"""Training points as players: influence functions, Data Shapley, KNN-Shapley, Beta Shapley,
+Data Banzhaf, leave-one-out, Datamodels (§10).
 
 Importing ``neuronshapley.data.influence`` or ``neuronshapley.data.loo`` imports torch; the
 game and KNN-Shapley need only numpy (and scikit-learn for estimators passed to them).
@@ -7,5 +8,23 @@ game and KNN-Shapley need only numpy (and scikit-learn for estimators passed to 
 from neuronshapley.data.datamodels import DatamodelResult, datamodels
 from neuronshapley.data.game import DataGame, tmc_shapley
 from neuronshapley.data.knn import knn_shapley
+from neuronshapley.data.semivalues import (
+    beta_shapley,
+    data_banzhaf,
+    exact_beta_shapley,
+    exact_semivalue,
+    leave_one_out_values,
+)
 
-__all__ = ["DataGame", "DatamodelResult", "datamodels", "knn_shapley", "tmc_shapley"]
+__all__ = [
+    "DataGame",
+    "DatamodelResult",
+    "beta_shapley",
+    "data_banzhaf",
+    "datamodels",
+    "exact_beta_shapley",
+    "exact_semivalue",
+    "knn_shapley",
+    "leave_one_out_values",
+    "tmc_shapley",
+]

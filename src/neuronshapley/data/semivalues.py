@@ -1,0 +1,430 @@
+"""Semivalues of training points: Beta Shapley, Data Banzhaf and leave-one-out.
+
+A semivalue weighs player i's marginal contribution by the size of the coalition it joins:
+
+    phi_i = sum_{k=0}^{n-1} p_k * mean_{S subset of N \\ {i}, |S| = k} [V(S + i) - V(S)],
+
+with size probabilities ``p_k >= 0`` summing to 1 (Dubey, Neyman & Weber 1981). Shapley:
+``p_k = 1/n``; Banzhaf: ``p_k = C(n-1, k) / 2^(n-1)``; leave-one-out: all weight on ``k = n-1``.
+
+- **Beta Shapley** (Kwon & Zou, AISTATS 2022, eq. 5-6): ``p_k`` is the Beta-binomial
+  probability of ``k`` successes in ``n - 1`` trials with parameters ``(beta, alpha)``,
+  ``p_k = C(n-1, k) B(k + beta, n - 1 - k + alpha) / B(alpha, beta)``; ``alpha = beta = 1`` is
+  Shapley, ``alpha = 16, beta = 1`` (the paper's choice for noisy labels) puts the weight on
+  small coalitions. pyDVL's ``BetaShapleyValuation`` uses the same per-subset coefficient
+  ``B(k + beta, n - 1 - k + alpha) / B(alpha, beta)``. Estimated here by Kwon & Zou's weighted
+  permutation sampling: in a uniform permutation the coalition before a player has a uniform
+  size, so the marginal at size ``k`` weighted by ``n p_k`` is an unbiased sample of phi_i.
+- **Data Banzhaf** (Wang & Jia, AISTATS 2023, maximum sample reuse, their Algorithm 1): draw
+  coalitions with every point in independently with probability 1/2 and take, for each point,
+  the mean value of the coalitions holding it minus the mean of those without it; every
+  coalition serves every player (pyDVL's ``MSRBanzhafValuation``).
+- **Leave-one-out**: ``V(N) - V(N \\ {i})``, exact with ``n + 1`` evaluations.
+
+All three take any ``Game`` (a ``DataGame``, or a closed-form game in the tests) and evaluate
+coalitions in batches through the game's ``value``.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley._internal.validation import check_float, check_int
+from neuronshapley.estimators.exact import MAX_EXACT_PLAYERS, all_coalition_values
+from neuronshapley.estimators.walks import Evaluator
+from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
+from neuronshapley.results import RunningStats, ShapleyResult, confidence_halfwidth
+from neuronshapley.results.bounds import IntervalRule
+from neuronshapley.results.result import result_from_stats
+
+
+def beta_size_weights(n_players: int, alpha: float, beta: float) -> NDArray[np.float64]:
+    """Beta Shapley's ``p_k``, ``k = 0 .. n_players - 1``: the Beta-binomial(n - 1, beta, alpha)
+    probabilities (they sum to 1), computed in log space."""
+    n = n_players
+    log_norm = math.lgamma(alpha) + math.lgamma(beta) - math.lgamma(alpha + beta)
+    logs = [
+        math.lgamma(n)
+        - math.lgamma(k + 1)
+        - math.lgamma(n - k)  # log C(n-1, k)
+        + math.lgamma(k + beta)
+        + math.lgamma(n - 1 - k + alpha)
+        - math.lgamma(n - 1 + alpha + beta)
+        - log_norm
+        for k in range(n)
+    ]
+    return np.exp(np.array(logs))
+
+
+def banzhaf_size_weights(n_players: int) -> NDArray[np.float64]:
+    """Banzhaf's ``p_k = C(n-1, k) / 2^(n-1)``, ``k = 0 .. n_players - 1``."""
+    n = n_players
+    logs = [
+        math.lgamma(n) - math.lgamma(k + 1) - math.lgamma(n - k) - (n - 1) * math.log(2.0)
+        for k in range(n)
+    ]
+    return np.exp(np.array(logs))
+
+
+def exact_semivalue(
+    game: Game | Callable[..., Any],
+    size_weights: Any,
+    *,
+    estimator: str = "exact_semivalue",
+    batch_size: int = 2**14,
+    n_players: int | None = None,
+) -> ShapleyResult:
+    """The semivalue with size probabilities ``size_weights`` by enumerating all 2^n coalitions.
+
+    Args:
+        game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``
+            of at most 25 players.
+        size_weights: ``p_k`` for ``k = 0 .. n - 1`` (e.g. ``beta_size_weights(n, 16, 1)``).
+        estimator: The name recorded in the result. Default ``"exact_semivalue"``.
+        batch_size: Coalitions per call to the game. Default 16384.
+        n_players: Number of players, only for a plain callable ``game``.
+
+    Returns:
+        A ``ShapleyResult`` with zero standard errors.
+    """
+    owner = "exact_semivalue"
+    game = as_game(game, n_players, owner)
+    check_int(batch_size, "batch_size", owner, min_value=1)
+    n = game.n_players
+    if n > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"{owner} enumerates all 2^n coalitions and refuses n_players > {MAX_EXACT_PLAYERS}"
+            f" (this game has {n}). Use beta_shapley or data_banzhaf."
+        )
+    weights = np.asarray(size_weights, dtype=np.float64)
+    if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(
+            f"The 'size_weights' parameter of {owner} must hold {n} finite non-negative "
+            f"numbers, one per coalition size 0 .. {n - 1}. Got shape {weights.shape} instead."
+            if weights.shape != (n,)
+            else f"The 'size_weights' parameter of {owner} must hold finite non-negative "
+            f"numbers. Got {weights.tolist()} instead."
+        )
+    started = time.perf_counter()
+    evaluator = Evaluator(game)
+    values = all_coalition_values(evaluator, n, batch_size)
+    per_subset = weights / np.array([math.comb(n - 1, k) for k in range(n)], dtype=np.float64)
+    sizes = np.bitwise_count(np.arange(2**n, dtype=np.uint32))
+    phi = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        # Axis 1 is player i's bit: [:, 0, :] the coalitions without i, [:, 1, :] with i.
+        table = values.reshape(-1, 2, 2**i)
+        without_sizes = sizes.reshape(-1, 2, 2**i)[:, 0, :]
+        phi[i] = np.sum(per_subset[without_sizes] * (table[:, 1, :] - table[:, 0, :]))
+    zeros = np.zeros(n)
+    return ShapleyResult(
+        values=phi,
+        stderr=zeros,
+        ci_low=phi.copy(),
+        ci_high=phi.copy(),
+        n_samples=np.full(n, 2 ** (n - 1), dtype=np.int64),
+        variance=zeros.copy(),
+        player_names=list(game.player_names),
+        n_evaluations=evaluator.n_evaluations,
+        estimator=estimator,
+        params={"size_weights": weights.tolist()},
+        seed=None,
+        stop_reason="complete",
+        elapsed_seconds=time.perf_counter() - started,
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
+    )
+
+
+def exact_beta_shapley(
+    game: Game | Callable[..., Any],
+    *,
+    alpha: float = 16.0,
+    beta: float = 1.0,
+    n_players: int | None = None,
+) -> ShapleyResult:
+    """Exact Beta(alpha, beta) Shapley values by enumeration (at most 25 players).
+
+    Args:
+        game: A ``Game`` or a callable (then ``n_players`` is required).
+        alpha: Beta parameter alpha > 0 (large: weight on small coalitions). Default 16.
+        beta: Beta parameter beta > 0. Default 1.
+        n_players: Number of players, only for a plain callable ``game``.
+    """
+    owner = "exact_beta_shapley"
+    alpha, beta = _check_alpha_beta(alpha, beta, owner)
+    game = as_game(game, n_players, owner)
+    result = exact_semivalue(game, beta_size_weights(game.n_players, alpha, beta), estimator=owner)
+    result.params = {"alpha": alpha, "beta": beta, **result.params}
+    return result
+
+
+def beta_shapley(
+    game: Game | Callable[..., Any],
+    *,
+    alpha: float = 16.0,
+    beta: float = 1.0,
+    n_permutations: int = 100,
+    seed: int = 0,
+    tail: float = 0.0,
+    value_range: float = 1.0,
+    delta: float = 0.05,
+    union_bound: bool = False,
+    batch_size: int = 4096,
+    n_players: int | None = None,
+) -> ShapleyResult:
+    """Beta(alpha, beta) Shapley values (Kwon & Zou 2022) by weighted permutation sampling.
+
+    Each permutation adds the players one at a time; the marginal contribution of the player
+    that joins a coalition of size ``k`` is weighted by ``n p_k`` (``beta_size_weights``), so
+    its mean over permutations is unbiased for the semivalue. Permutation ``j`` comes from
+    ``numpy.random.SeedSequence(seed, spawn_key=(j,))``; all prefixes of a batch of
+    permutations go to the game in one call.
+
+    ``tail`` saves evaluations: a walk stops at the smallest size ``K`` whose remaining weight
+    ``sum_{k >= K} p_k`` is at most ``tail``; the marginals past it count as 0. That biases
+    each value by at most ``tail * value_range`` (``diagnostics["bias_bound"]``), which the
+    intervals do not include. With ``alpha = 16, beta = 1`` and 200 players, ``tail=1e-3``
+    evaluates about a third of each walk.
+
+    Args:
+        game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
+        alpha: Beta parameter alpha > 0. Default 16 (Kwon & Zou's choice for noisy labels).
+        beta: Beta parameter beta > 0. Default 1. ``alpha = beta = 1`` is Shapley.
+        n_permutations: Permutations to walk. Default 100.
+        seed: Seed of the permutations. Default 0.
+        tail: Weight left out at the end of each walk, in [0, 1). Default 0 (whole walks).
+        value_range: Width R of the interval V's values lie in (accuracy: 1): marginals lie in
+            [-R, R], the weighted samples in ``[-W R, W R]`` with ``W = n max_k p_k``, and the
+            intervals are empirical Bernstein with that range. Default 1.
+        delta: Failure probability of each interval (all together with ``union_bound``).
+            Default 0.05.
+        union_bound: Divide ``delta`` among the players. Default ``False``.
+        batch_size: Coalitions per call to the game (whole permutations, at least one).
+            Default 4096.
+        n_players: Number of players, only for a plain callable ``game``.
+
+    Returns:
+        A ``ShapleyResult`` (``estimator="beta_shapley"``) whose ``params`` record the
+        interval rule on the weighted samples (``value_range`` there is their width ``2 W R``).
+    """
+    owner = "beta_shapley"
+    alpha, beta = _check_alpha_beta(alpha, beta, owner)
+    n_permutations = int(check_int(n_permutations, "n_permutations", owner, min_value=2))  # type: ignore[arg-type]
+    seed = int(check_int(seed, "seed", owner, min_value=0))  # type: ignore[arg-type]
+    tail = float(check_float(tail, "tail", owner, low=0.0, high=1.0, include_high=False))  # type: ignore[arg-type]
+    game_range = float(check_float(value_range, "value_range", owner, low=0.0, include_low=False))  # type: ignore[arg-type]
+    batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
+    game = as_game(game, n_players, owner)
+    n = game.n_players
+    size_weights = beta_size_weights(n, alpha, beta)
+    sample_weights = n * size_weights
+    # remaining[K] = sum_{k >= K} p_k; walks evaluate prefixes of sizes 0 .. K only.
+    remaining = np.concatenate([np.cumsum(size_weights[::-1])[::-1], [0.0]])
+    stop_size = int(np.flatnonzero(remaining <= tail)[0])
+    weight_max = float(sample_weights.max())
+    rule = IntervalRule("bernstein", delta, 2.0 * weight_max * game_range, union_bound).check(owner)
+    started = time.perf_counter()
+    evaluator = Evaluator(game)
+    v_empty = float(evaluator(np.zeros((1, n), dtype=bool))[0])
+    sizes = np.arange(1, stop_size + 1)  # the prefixes evaluated per walk (size 0 is shared)
+    per_call = max(1, batch_size // max(len(sizes), 1))
+    stats = RunningStats.zeros(n)
+    players = np.arange(n)
+    for first in range(0, n_permutations, per_call):
+        block = range(first, min(first + per_call, n_permutations))
+        ranks = np.empty((len(block), n), dtype=np.int64)  # ranks[j, i]: i's position in walk j
+        for row, j in enumerate(block):
+            order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,))).permutation(
+                n
+            )
+            ranks[row, order] = players
+        prefixes = ranks[:, None, :] < sizes[None, :, None]  # (walks, sizes, players)
+        values = evaluator(prefixes.reshape(-1, n)).reshape(len(block), len(sizes))
+        values = np.concatenate([np.full((len(block), 1), v_empty), values], axis=1)
+        marginals = np.diff(values, axis=1)  # marginal of the player at position k, k < K
+        for row in range(len(block)):
+            position = ranks[row]
+            sample = np.zeros(n)
+            walked = position < stop_size
+            sample[walked] = sample_weights[position[walked]] * marginals[row, position[walked]]
+            stats.add(players, sample)
+    params = {
+        "alpha": alpha,
+        "beta": beta,
+        "n_permutations": n_permutations,
+        "tail": tail,
+        "game_value_range": game_range,
+        "bound": rule.bound,
+        "delta": rule.delta,
+        "value_range": rule.value_range,
+        "union_bound": rule.union_bound,
+    }
+    return result_from_stats(
+        stats,
+        rule=rule,
+        player_names=list(game.player_names),
+        n_evaluations=evaluator.n_evaluations,
+        estimator=owner,
+        params=params,
+        seed=seed,
+        stop_reason="n_permutations",
+        elapsed_seconds=time.perf_counter() - started,
+        diagnostics={
+            "walk_length": stop_size,
+            "dropped_weight": float(remaining[stop_size]),
+            "bias_bound": float(remaining[stop_size]) * game_range,
+            "max_sample_weight": weight_max,
+        },
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
+    )
+
+
+def data_banzhaf(
+    game: Game | Callable[..., Any],
+    *,
+    n_samples: int = 1000,
+    seed: int = 0,
+    value_range: float = 1.0,
+    delta: float = 0.05,
+    union_bound: bool = False,
+    batch_size: int = 4096,
+    n_players: int | None = None,
+) -> ShapleyResult:
+    """Data Banzhaf values by maximum sample reuse (Wang & Jia 2023, Algorithm 1).
+
+    ``n_samples`` coalitions, each player in independently with probability 1/2 (drawn from
+    ``numpy.random.default_rng(seed)``); player i's value is the mean V of the coalitions
+    holding i minus the mean V of those without it. Given how many hold i, each side is a
+    mean of i.i.d. values in an interval of width ``value_range``, so each gets an empirical
+    Bernstein half-width at ``delta / 2`` and the interval is their sum.
+
+    A player on one side of every sample (likely only below ~30 samples) gets the value 0 and
+    the interval ``[-value_range, value_range]``, which holds every Banzhaf value.
+
+    The result is a difference of two means, not a mean of samples: do not ``merge`` two of
+    them (draw one run with more samples instead).
+
+    Args:
+        game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
+        n_samples: Coalitions drawn. Default 1000.
+        seed: Seed of the coalitions. Default 0.
+        value_range: Width R of the interval V's values lie in (accuracy: 1). Default 1.
+        delta: Failure probability of each interval (all together with ``union_bound``).
+            Default 0.05.
+        union_bound: Divide ``delta`` among the players. Default ``False``.
+        batch_size: Coalitions per call to the game. Default 4096.
+        n_players: Number of players, only for a plain callable ``game``.
+
+    Returns:
+        A ``ShapleyResult`` (``estimator="data_banzhaf"``); ``n_samples`` per player is the
+        smaller of its two sides, ``stderr`` that of the difference.
+    """
+    owner = "data_banzhaf"
+    n_samples = int(check_int(n_samples, "n_samples", owner, min_value=2))  # type: ignore[arg-type]
+    seed = int(check_int(seed, "seed", owner, min_value=0))  # type: ignore[arg-type]
+    game_range = float(check_float(value_range, "value_range", owner, low=0.0, include_low=False))  # type: ignore[arg-type]
+    batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
+    rule = IntervalRule("bernstein", delta, game_range, union_bound).check(owner)
+    game = as_game(game, n_players, owner)
+    n = game.n_players
+    started = time.perf_counter()
+    evaluator = Evaluator(game)
+    masks = np.random.default_rng(seed).random((n_samples, n)) < 0.5
+    utilities = np.concatenate(
+        [evaluator(masks[s : s + batch_size]) for s in range(0, n_samples, batch_size)]
+    )
+    side_delta = rule.delta / (n if union_bound else 1) / 2.0
+    sides = []
+    for holds in (masks, ~masks):
+        count = holds.sum(axis=0).astype(np.int64)
+        total = utilities @ holds
+        mean = total / np.maximum(count, 1)
+        squares = (utilities**2) @ holds
+        variance = np.where(count > 1, (squares - count * mean**2) / np.maximum(count - 1, 1), 0.0)
+        variance = np.maximum(variance, 0.0)  # rounding
+        half = confidence_halfwidth(
+            count, variance, delta=side_delta, bound="bernstein", value_range=game_range
+        )
+        sides.append((count, mean, variance, half))
+    (count_in, mean_in, var_in, half_in), (count_out, mean_out, var_out, half_out) = sides
+    seen = (count_in > 0) & (count_out > 0)
+    values = np.where(seen, mean_in - mean_out, 0.0)
+    half = np.where(seen, np.minimum(half_in + half_out, 2.0 * game_range), game_range)
+    squared_error = var_in / np.maximum(count_in, 1) + var_out / np.maximum(count_out, 1)
+    stderr = np.where(seen, np.sqrt(squared_error), np.inf)
+    n_each = np.minimum(count_in, count_out)
+    return ShapleyResult(
+        values=values,
+        stderr=stderr,
+        ci_low=values - half,
+        ci_high=values + half,
+        n_samples=n_each,
+        variance=np.where(seen, squared_error * n_each, 0.0),
+        player_names=list(game.player_names),
+        n_evaluations=evaluator.n_evaluations,
+        estimator=owner,
+        params={
+            "n_samples": n_samples,
+            "bound": rule.bound,
+            "delta": rule.delta,
+            "value_range": rule.value_range,
+            "union_bound": rule.union_bound,
+        },
+        seed=seed,
+        stop_reason="n_samples",
+        elapsed_seconds=time.perf_counter() - started,
+        diagnostics={"players_unseen_on_a_side": int((~seen).sum())},
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
+    )
+
+
+def leave_one_out_values(
+    game: Game | Callable[..., Any], *, n_players: int | None = None
+) -> ShapleyResult:
+    """Leave-one-out values ``V(N) - V(N \\ {i})``, exact, with ``n + 1`` evaluations in one call.
+
+    Args:
+        game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
+        n_players: Number of players, only for a plain callable ``game``.
+    """
+    owner = "leave_one_out_values"
+    game = as_game(game, n_players, owner)
+    n = game.n_players
+    started = time.perf_counter()
+    evaluator = Evaluator(game)
+    coalitions = np.ones((n + 1, n), dtype=bool)
+    coalitions[np.arange(1, n + 1), np.arange(n)] = False  # row 0: N; row i + 1: N \ {i}
+    values = evaluator(coalitions)
+    phi = values[0] - values[1:]
+    zeros = np.zeros(n)
+    return ShapleyResult(
+        values=phi,
+        stderr=zeros,
+        ci_low=phi.copy(),
+        ci_high=phi.copy(),
+        n_samples=np.ones(n, dtype=np.int64),
+        variance=zeros.copy(),
+        player_names=list(game.player_names),
+        n_evaluations=evaluator.n_evaluations,
+        estimator=owner,
+        params={},
+        seed=None,
+        stop_reason="complete",
+        elapsed_seconds=time.perf_counter() - started,
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
+    )
+
+
+def _check_alpha_beta(alpha: Any, beta: Any, owner: str) -> tuple[float, float]:
+    return (
+        float(check_float(alpha, "alpha", owner, low=0.0, include_low=False)),  # type: ignore[arg-type]
+        float(check_float(beta, "beta", owner, low=0.0, include_low=False)),  # type: ignore[arg-type]
+    )

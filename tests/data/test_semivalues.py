@@ -1,0 +1,150 @@
+"""Semivalues of training points: Beta Shapley and Data Banzhaf against exact values by
+enumeration (closed forms and a 10-point DataGame), and leave-one-out on a DataGame."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+import neuronshapley as ns
+from neuronshapley.data import DataGame
+from neuronshapley.data.semivalues import (
+    banzhaf_size_weights,
+    beta_shapley,
+    beta_size_weights,
+    data_banzhaf,
+    exact_beta_shapley,
+    exact_semivalue,
+    leave_one_out_values,
+)
+from tests.data.test_game import nearest_centroid
+
+N_POINTS = 10
+
+
+@pytest.fixture(scope="module")
+def wine_game() -> DataGame:
+    x, y = load_wine(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    order = np.random.default_rng(0).permutation(len(x))
+    train, test = order[:N_POINTS], order[100:160]
+    return DataGame(x[train], y[train], x[test], y[test], fit=nearest_centroid)
+
+
+def test_size_weights_are_distributions_and_beta_1_1_is_shapley() -> None:
+    for n in (1, 2, 7, 300):
+        for alpha, beta in ((1, 1), (16, 1), (4, 2), (0.5, 0.5)):
+            assert beta_size_weights(n, alpha, beta).sum() == pytest.approx(1.0, abs=1e-12)
+        assert banzhaf_size_weights(n).sum() == pytest.approx(1.0, abs=1e-12)
+    assert np.allclose(beta_size_weights(9, 1, 1), 1 / 9, rtol=1e-12, atol=0)
+    # Beta(16, 1) favours small coalitions: p_k decreases with k.
+    assert (np.diff(beta_size_weights(9, 16, 1)) < 0).all()
+
+
+def test_exact_semivalue_reproduces_shapley_and_banzhaf(wine_game) -> None:
+    n = wine_game.n_players
+    shapley = exact_semivalue(wine_game, np.full(n, 1 / n)).values
+    assert np.allclose(shapley, ns.exact_shapley(wine_game).values, atol=1e-12)
+    banzhaf = exact_semivalue(wine_game, banzhaf_size_weights(n)).values
+    assert np.allclose(banzhaf, ns.exact_banzhaf(wine_game).values, atol=1e-12)
+    beta_1_1 = exact_beta_shapley(wine_game, alpha=1, beta=1).values
+    assert np.allclose(beta_1_1, shapley, atol=1e-12)
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(16.0, 1.0), (4.0, 2.0), (1.0, 3.0)])
+def test_exact_beta_shapley_of_a_unanimity_game_is_its_closed_form(alpha, beta) -> None:
+    # Unanimity on T (|T| = t): member i's marginal is 1 iff S holds the other t - 1 members,
+    # which a size-k subset of the n - 1 others does with probability C(n-t, k-t+1) / C(n-1, k).
+    n, members = 8, [0, 2, 5]
+    t = len(members)
+    p = beta_size_weights(n, alpha, beta)
+    member = sum(p[k] * math.comb(n - t, k - t + 1) / math.comb(n - 1, k) for k in range(t - 1, n))
+    values = exact_beta_shapley(ns.games.UnanimityGame(n, members), alpha=alpha, beta=beta).values
+    expected = np.zeros(n)
+    expected[members] = member
+    assert np.allclose(values, expected, atol=1e-14)
+
+
+@pytest.mark.parametrize("tail", [0.0, 0.02])
+def test_beta_shapley_sampling_is_within_its_bound_of_exact(wine_game, tail) -> None:
+    exact = exact_beta_shapley(wine_game, alpha=16, beta=1).values
+    result = beta_shapley(
+        wine_game, alpha=16, beta=1, n_permutations=600, seed=0, tail=tail, union_bound=True
+    )
+    # Empirical Bernstein (Maurer & Pontil) at delta = 0.05 for all 10 players at once, on the
+    # weighted samples (range 2 W R, R = 1 for accuracy), plus the tail's bias bound. At a fixed
+    # seed the check is deterministic; it fails for at most 5% of seeds.
+    half_width = (result.ci_high - result.ci_low) / 2
+    bias = result.diagnostics["bias_bound"]
+    assert bias == pytest.approx(result.diagnostics["dropped_weight"]) and bias <= tail
+    assert (np.abs(result.values - exact) <= half_width + bias).all()
+    if tail:  # the walk stopped early, saving evaluations
+        assert result.diagnostics["walk_length"] < N_POINTS
+        assert result.n_evaluations == 1 + 600 * result.diagnostics["walk_length"]
+    else:
+        assert result.n_evaluations == 1 + 600 * N_POINTS
+    assert result.interval_guarantee.startswith("95% for all players at once")
+
+
+def test_beta_shapley_with_alpha_beta_one_is_permutation_sampling(wine_game) -> None:
+    # Unit weights: the mean marginal over the walks, whose sum is V(N) - V(empty) per walk.
+    result = beta_shapley(wine_game, alpha=1, beta=1, n_permutations=20, seed=3)
+    full, empty = wine_game.value(np.array([[True] * N_POINTS, [False] * N_POINTS]))
+    assert result.values.sum() == pytest.approx(full - empty, abs=1e-12)
+    again = beta_shapley(wine_game, alpha=1, beta=1, n_permutations=20, seed=3, batch_size=7)
+    assert np.array_equal(result.values, again.values)  # batching does not change the walks
+
+
+def test_data_banzhaf_msr_is_within_its_bound_of_exact(wine_game) -> None:
+    exact = ns.exact_banzhaf(wine_game).values
+    result = data_banzhaf(wine_game, n_samples=2000, seed=0, union_bound=True)
+    # Each side (coalitions with i, without i) is a mean of i.i.d. accuracies in [0, 1] given
+    # its count: empirical Bernstein at delta / 2 per side, all 10 players at once.
+    half_width = (result.ci_high - result.ci_low) / 2
+    assert (np.abs(result.values - exact) <= half_width).all()
+    assert result.n_evaluations == 2000
+    assert np.array_equal(result.values, data_banzhaf(wine_game, n_samples=2000).values)
+    assert (half_width < 0.1).all()  # the bound is informative at this size
+
+
+def test_data_banzhaf_gives_the_trivial_interval_to_a_player_never_left_out() -> None:
+    # Two samples for 12 players: all 12 seen on both sides has probability 2^-12.
+    game = ns.games.AdditiveGame(np.linspace(0.0, 0.1, 12))
+    value_range = float(np.sum(np.linspace(0.0, 0.1, 12)))
+    result = data_banzhaf(game, n_samples=2, seed=0, value_range=value_range)
+    unseen = result.values == 0.0
+    assert result.diagnostics["players_unseen_on_a_side"] == unseen.sum() > 0
+    assert np.allclose(result.ci_low[unseen], -value_range)
+    assert np.allclose(result.ci_high[unseen], value_range)
+
+
+def test_leave_one_out_values_on_a_data_game(wine_game) -> None:
+    result = leave_one_out_values(wine_game)
+    full = np.ones((1, N_POINTS), bool)
+    for i in (0, 7):
+        without = full.copy()
+        without[0, i] = False
+        assert result.values[i] == wine_game.value(full)[0] - wine_game.value(without)[0]
+    assert result.n_evaluations == N_POINTS + 1
+    # Leave-one-out is the semivalue with all weight on size n - 1.
+    weights = np.zeros(N_POINTS)
+    weights[-1] = 1.0
+    assert np.allclose(exact_semivalue(wine_game, weights).values, result.values, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda g: beta_shapley(g, alpha=0), r"'alpha' parameter of beta_shapley must be a float"),
+        (lambda g: beta_shapley(g, tail=1.0), r"'tail' parameter of beta_shapley .* \[0.0, 1.0\)"),
+        (lambda g: beta_shapley(g, n_permutations=1), r"'n_permutations' .* \[2, inf\]"),
+        (lambda g: data_banzhaf(g, value_range=0), r"'value_range' parameter of data_banzhaf"),
+        (lambda g: data_banzhaf(g, delta=1.5), r"'delta' parameter of data_banzhaf"),
+        (lambda g: exact_semivalue(g, [0.5, 0.5]), r"must hold 4 finite non-negative numbers"),
+        (lambda g: exact_semivalue(g, [1, -1, 0, 1]), r"finite non-negative numbers. Got"),
+    ],
+)
+def test_bad_arguments_are_named(call, match) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(ns.games.AdditiveGame([1.0, 2.0, 3.0, 4.0]))
