@@ -447,7 +447,7 @@ def test_load_of_a_directory_with_only_the_json(tmp_path: Path) -> None:
     result = ns.exact_shapley(soum())
     result.save(tmp_path)
     (tmp_path / "result.npz").unlink()
-    assert json.loads((tmp_path / "result.json").read_text())["format_version"] == 2
+    assert json.loads((tmp_path / "result.json").read_text())["format_version"] == 3
     with pytest.raises(FileNotFoundError, match=r"result\.json and result\.npz"):
         ns.ShapleyResult.load(tmp_path)
 

@@ -270,10 +270,15 @@ def test_save_load_round_trip(
     meta = json.loads((directory / "result.json").read_text())
     assert meta["player_names"] == result.player_names
     with np.load(directory / "result.npz", allow_pickle=False) as data:
-        assert set(data.files) == set(ARRAYS)
+        # Sampling results also keep the anytime bound's variance process (exact ones: none).
+        sampling = "bound" in result.params
+        assert set(data.files) == set(ARRAYS) | ({"variance_process"} if sampling else set())
         np.testing.assert_array_equal(data["values"], result.values)
     loaded = ns.ShapleyResult.load(directory)
     assert_same_result(loaded, result)
+    if sampling:
+        assert loaded.variance_process is not None and result.variance_process is not None
+        np.testing.assert_array_equal(loaded.variance_process, result.variance_process)
     assert loaded.params == result.params
     assert loaded.elapsed_seconds == result.elapsed_seconds
     for name in ARRAYS:

@@ -68,39 +68,90 @@ def test_a_cut_first_task_leaves_no_sample_but_counts_its_evaluations() -> None:
 # -- the anytime bound ------------------------------------------------------------------------
 
 
-def test_the_anytime_bound_is_wider_than_the_fixed_one_and_grows_with_t() -> None:
-    count = np.array([2, 10, 100, 10_000])
-    variance = np.full(4, 0.1)
+def test_the_stitched_boundary_is_howard_et_al_s() -> None:
+    """The reference values of the authors' own implementation (confseq,
+    uniform_boundaries_unittest.cpp): poly_stitching_bound(v=100, alpha=0.05, v_min=10, c)."""
+    from scipy.special import zeta
+
+    from neuronshapley.results import bounds
+
+    assert zeta(1.4) == pytest.approx(bounds._ZETA_S, rel=1e-15)
+    for scale, expected in [(3.0, 64.48755), (-1.0, 28.99389)]:
+        value = bounds.stitched_boundary(np.array([100.0]), alpha=0.05, scale=scale, v_min=10.0)
+        assert value[0] == pytest.approx(expected, abs=1e-5)
+
+
+def predictable_variance_process(samples: np.ndarray, first_guess: float) -> np.ndarray:
+    """V_t = sum_{i <= t} (x_i - mean of x_1..x_{i-1})^2, the first guessed by first_guess;
+    samples of shape (t, players), the result for every t."""
+    t = np.arange(1, len(samples) + 1)[:, None]
+    earlier = np.cumsum(samples, axis=0) / t
+    guess = np.vstack([np.full((1, samples.shape[1]), first_guess), earlier[:-1]])
+    return np.cumsum((samples - guess) ** 2, axis=0)
+
+
+def test_ordered_merges_keep_the_predictable_variance_process() -> None:
+    """Merging one sample at a time guesses each by the mean of the earlier ones; a block
+    merged at once is guessed by the mean before it, for all its samples."""
+    rng = np.random.default_rng(1)
+    samples = rng.random((12, 3))
+    state = RunningStats.zeros(3, ordered=True)
+    for row in samples:
+        block = RunningStats.zeros(3)
+        block.add(np.arange(3), row)
+        state = state.merge(block, first_guess=0.5)
+    assert state.variance_process is not None
+    np.testing.assert_allclose(
+        state.variance_process, predictable_variance_process(samples, 0.5)[-1], rtol=1e-12
+    )
+    head, tail = RunningStats.zeros(3), RunningStats.zeros(3)
+    for row in samples[:5]:
+        head.add(np.arange(3), row)
+    for row in samples[5:]:
+        tail.add(np.arange(3), row)
+    two_blocks = RunningStats.zeros(3, ordered=True).merge(head, first_guess=0.5)
+    two_blocks = two_blocks.merge(tail, first_guess=0.5)
+    expected = ((samples[:5] - 0.5) ** 2).sum(0) + ((samples[5:] - samples[:5].mean(0)) ** 2).sum(0)
+    assert two_blocks.variance_process is not None
+    np.testing.assert_allclose(two_blocks.variance_process, expected, rtol=1e-12)
+
+
+def test_the_anytime_bound_is_wider_than_the_fixed_one_where_it_must_be() -> None:
+    """At a moderate t the price of validity at every t is a wider interval than the
+    fixed-t bound of one player (ln ln t and the union over players)."""
+    count = np.array([100, 1_000])
+    variance = np.full(2, 0.1)
+    process = variance * count  # a V_t of t samples of that variance
     fixed = confidence_halfwidth(count, variance, delta=0.1, bound="bernstein", value_range=1.0)
-    anytime = confidence_halfwidth(count, variance, delta=0.1, bound="anytime", value_range=1.0)
-    assert np.all(anytime >= fixed)
-    # At t samples it is the fixed bound at delta 6 / (pi^2 t^2).
-    spent = 0.1 * 6 / (np.pi**2 * count.astype(float) ** 2)
-    for t, d, h in zip(count, spent, anytime, strict=True):
-        one = confidence_halfwidth(
-            np.array([t]), np.array([0.1]), delta=float(d), bound="bernstein", value_range=1.0
-        )
-        assert h == pytest.approx(one[0], rel=1e-12)
+    anytime = confidence_halfwidth(
+        count,
+        variance,
+        delta=0.1 / 21,
+        bound="anytime",
+        value_range=1.0,
+        variance_process=process.astype(float),
+    )
+    assert np.all(anytime > fixed)
+    with pytest.raises(ValueError, match="needs the samples' variance process"):
+        confidence_halfwidth(count, variance, delta=0.1, bound="anytime", value_range=1.0)
 
 
 def test_the_anytime_sequence_covers_every_player_at_every_sample_size() -> None:
-    """Bernoulli players (range 1), every interval checked at every t = 2..250: the whole
+    """Bernoulli players (range 1), every interval checked at every t = 1..400: the whole
     sequence of all 5 players fails in at most binomial_upper(300, 0.1) of 300 runs."""
     rng = np.random.default_rng(0)
     p = np.array([0.05, 0.2, 0.5, 0.7, 0.95])
-    runs, horizon, failures = 300, 250, 0
+    runs, horizon, failures = 300, 400, 0
     rule = IntervalRule("anytime", DELTA, 1.0)
     t = np.arange(1, horizon + 1)
     for _ in range(runs):
         samples = (rng.random((horizon, len(p))) < p).astype(float)
         mean = np.cumsum(samples, axis=0) / t[:, None]
-        square = np.cumsum(samples**2, axis=0) / t[:, None]
-        variance = np.where(
-            t[:, None] > 1, (square - mean**2) * t[:, None] / np.maximum(t - 1, 1)[:, None], 0.0
-        )
+        process = predictable_variance_process(samples, first_guess=0.5)
         failed = False
-        for step in range(1, horizon):
-            stats = RunningStats(np.full(len(p), step + 1), mean[step], variance[step] * step)
+        for step in range(horizon):
+            count = np.full(len(p), step + 1)
+            stats = RunningStats(count, mean[step], np.zeros(len(p)), 0.0, 1.0, process[step])
             half, _ = rule.halfwidth(stats)
             if np.any(np.abs(mean[step] - p) > half):
                 failed = True

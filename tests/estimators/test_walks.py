@@ -192,7 +192,9 @@ def test_ranges_merge_in_order_and_once() -> None:
 
     game = games.sparse_soum(30, seed=0)
     state = RunState.fresh(30)
-    first = _walker(game, 3).walk(WalkRange(0, 4))
+    walker = _walker(game, 3)
+    state.endpoints = walker.endpoints
+    first = walker.walk(WalkRange(0, 4))
     state = state.absorb(first)
     assert state.next_permutation == 4
     with pytest.raises(ValueError, match="continues at permutation 4, but the range starts at 0"):

@@ -21,7 +21,9 @@ from neuronshapley.estimators.walks import Endpoints, WalkRange
 from neuronshapley.results.stats import RunningStats
 
 CHECKPOINT_FILE = "checkpoint.npz"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
+# Version 2 had no variance process (the anytime bound's); it resumes with a valid, looser one.
+READABLE_CHECKPOINT_VERSIONS = (2, 3)
 # What versions before 0.1's one-file checkpoint wrote (two files, renamed one after the other).
 LEGACY_FILES = ("state.json", "state.npz")
 
@@ -92,6 +94,8 @@ def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
         ),
     }
     arrays: dict[str, Any] = {"count": stats.count, "mean": stats.mean, "m2": stats.m2}
+    if stats.variance_process is not None:
+        arrays["variance_process"] = stats.variance_process
     if checkpoint.pending is not None and checkpoint.pending.sampled is not None:
         arrays["pending_sampled"] = checkpoint.pending.sampled
     path = atomic_write(
@@ -155,14 +159,15 @@ def load_checkpoint(
                 f"this call has {key}={value!r}. Resume with the same parameters (only the "
                 "budgets may change)."
             )
+    endpoints = None if record["v_full"] is None else Endpoints(record["v_full"], record["v_empty"])
     stats = RunningStats(
         arrays["count"],
         arrays["mean"],
         arrays["m2"],
         _number(record["sample_min"], math.inf),
         _number(record["sample_max"], -math.inf),
+        arrays.get("variance_process", _block_variance_process(arrays, endpoints)),
     )
-    endpoints = None if record["v_full"] is None else Endpoints(record["v_full"], record["v_empty"])
     state = RunState(
         stats,
         next_permutation=int(record["next_permutation"]),
@@ -210,6 +215,8 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
             record = json.loads(str(data["record"]))
             arrays = {name: np.asarray(data[name]) for name in ("count", "mean", "m2")}
+            if "variance_process" in data.files:
+                arrays["variance_process"] = np.asarray(data["variance_process"])
             if "pending_sampled" in data.files:
                 arrays["pending_sampled"] = np.asarray(data["pending_sampled"], dtype=bool)
     except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, JSON
@@ -219,7 +226,8 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             f"{': ' + reason if reason else ''}); start the run again without resuming."
         ) from None
     problem = None
-    if not isinstance(record, dict) or record.get("checkpoint_version") != CHECKPOINT_VERSION:
+    version = record.get("checkpoint_version") if isinstance(record, dict) else None
+    if version not in READABLE_CHECKPOINT_VERSIONS:
         problem = "it has an unknown checkpoint version"
     elif missing := [name for name in _FIELDS if name not in record]:
         problem = f"its record lacks {', '.join(missing)}"
@@ -231,6 +239,20 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "resuming."
         )
     return record, arrays
+
+
+def _block_variance_process(
+    arrays: dict[str, np.ndarray], endpoints: Endpoints | None
+) -> np.ndarray:
+    """The variance process of a checkpoint written without one (version 2): all its samples
+    as one block guessed by the mean of all values, sum (x - guess)^2 = M2 + t (mean - guess)^2.
+    Valid for the anytime bound (the guess is fixed before any sample), and looser than the
+    process the run would have kept."""
+    count, mean, m2 = arrays["count"], arrays["mean"], arrays["m2"]
+    if endpoints is None:
+        return np.zeros(len(count))
+    guess = (endpoints.v_full - endpoints.v_empty) / len(count)
+    return np.asarray(m2 + count * (mean - guess) ** 2, dtype=np.float64)
 
 
 def _number(value: Any, default: float) -> float:

@@ -31,7 +31,7 @@ class RunState:
 
     @classmethod
     def fresh(cls, n_players: int) -> "RunState":
-        return cls(RunningStats.zeros(n_players))
+        return cls(RunningStats.zeros(n_players, ordered=True))
 
     def absorb(self, outcome: RangeStats) -> "RunState":
         """This state with ``outcome`` merged in; past it only if the range was complete.
@@ -45,8 +45,14 @@ class RunState:
                 f"{self.next_permutation}, but the range starts at {outcome.work.first}."
             )
         complete = outcome.complete
+        # The first guess of a player's sample in the anytime bound's variance process: the
+        # mean of all values, (V(N) - V(empty)) / n (efficiency), which lies in their range.
+        ends = self.endpoints
+        if ends is None:
+            raise ValueError("A run evaluates V(N) and V(empty) before it merges any range.")
+        first_guess = (ends.v_full - ends.v_empty) / self.stats.n_players
         return RunState(
-            stats=self.stats.merge(outcome.stats),
+            stats=self.stats.merge(outcome.stats, first_guess=first_guess),
             next_permutation=(
                 outcome.work.first + outcome.work.count if complete else self.next_permutation
             ),

@@ -25,9 +25,11 @@ from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.typing import PlayerValues
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# Version 3 adds the anytime bound's variance process (an optional array).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
+_OPTIONAL_ARRAYS = ("variance_process",)
 
 
 class RankedPlayer(NamedTuple):
@@ -79,6 +81,9 @@ class ShapleyResult:
         diagnostics: Estimator-specific counters (truncated walks, undecided players, ...).
         game_fingerprint: What identifies the game the values are of (``game_fingerprint``),
             so results of different games are never merged; ``None`` if unknown.
+        variance_process: The anytime bound's V_t per player (``results.stats``), so that a
+            merged result can recompute anytime intervals; ``None`` for exact values and
+            results saved before version 3.
     """
 
     values: PlayerValues
@@ -98,10 +103,13 @@ class ShapleyResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     groups: list[str] | None = None
     game_fingerprint: str | None = None
+    variance_process: PlayerValues | None = None
 
     def __post_init__(self) -> None:
         n = len(self.values)
-        for name in _ARRAYS:
+        for name in _ARRAYS + _OPTIONAL_ARRAYS:
+            if getattr(self, name) is None:
+                continue
             if len(getattr(self, name)) != n:
                 raise ValueError(
                     f"ShapleyResult: {name} has {len(getattr(self, name))} entries for {n} "
@@ -248,6 +256,9 @@ class ShapleyResult:
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
+        for name in _OPTIONAL_ARRAYS:
+            if getattr(self, name) is not None:
+                arrays[name] = np.asarray(getattr(self, name))
         meta = {
             "format_version": FORMAT_VERSION,
             "arrays_sha256": digest(arrays),
@@ -294,6 +305,9 @@ class ShapleyResult:
             # Our own handle: np.load leaks its file when it fails on a damaged one.
             with open(array_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
                 arrays = {name: np.asarray(data[name]) for name in _ARRAYS}
+                arrays.update(
+                    {name: np.asarray(data[name]) for name in _OPTIONAL_ARRAYS if name in data}
+                )
         except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, ...
             raise ValueError(_damaged(array_path, error)) from None
         expected = meta.get("arrays_sha256")
@@ -326,7 +340,8 @@ class ShapleyResult:
         """The sufficient statistics behind the estimates."""
         m2 = self.variance * np.maximum(self.n_samples - 1, 0)
         low, high = self.sample_range or (math.inf, -math.inf)
-        return RunningStats(self.n_samples.copy(), self.values.copy(), m2, low, high)
+        process = None if self.variance_process is None else self.variance_process.copy()
+        return RunningStats(self.n_samples.copy(), self.values.copy(), m2, low, high, process)
 
     def merge(self, other: "ShapleyResult") -> "ShapleyResult":
         """Combine two sampling runs over disjoint permutations of the same game.
@@ -366,7 +381,24 @@ class ShapleyResult:
                     f"Cannot merge results computed with different {key!r}: "
                     f"{self.params.get(key)!r} and {other.params.get(key)!r}."
                 )
-        stats = self.stats().merge(other.stats())
+        if self.params["bound"] == "anytime" and self.variance_process is None:
+            raise ValueError(
+                "Cannot merge these anytime results: the first was saved by an older version, "
+                "without the variance process its intervals need; compute it again."
+            )
+        # Each of the other's samples guessed by this result's mean (results.stats), or by
+        # the mean of all values where this result has none.
+        v_full, v_empty = self.diagnostics.get("v_full"), self.diagnostics.get("v_empty")
+        sampled = self.values[self.n_samples > 0]
+        if (
+            isinstance(v_full, float)
+            and isinstance(v_empty, float)
+            and math.isfinite(v_full - v_empty)
+        ):
+            first_guess = (v_full - v_empty) / self.n_players
+        else:  # a mean of sample means: in the samples' range too
+            first_guess = float(sampled.mean()) if len(sampled) else 0.0
+        stats = self.stats().merge(other.stats(), first_guess=first_guess)
         return result_from_stats(
             stats,
             rule=interval_rule(self.params),
@@ -456,6 +488,9 @@ def result_from_stats(
         diagnostics=dict(diagnostics, value_range_used=float(value_range)),
         groups=groups,
         game_fingerprint=game_fingerprint,
+        variance_process=(
+            None if stats.variance_process is None else stats.variance_process.copy()
+        ),
     )
 
 
