@@ -133,6 +133,44 @@ def test_metric_object_is_used_as_is() -> None:
     assert ns.metrics.resolve_metric(metric) is metric
 
 
+# -- declared value bounds: a valid range for the confidence bounds --------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "marginal_range"),
+    [
+        ("accuracy", 2.0),
+        ("recall:1", 2.0),
+        ("neg_cross_entropy", None),
+        (ns.metrics.from_outputs(lambda outputs: 0.0, bounds=(-1, 1)), 4.0),
+        (lambda logits, targets, split: 0.0, None),  # a user's metric declares nothing
+    ],
+)
+def test_the_marginal_range_comes_from_the_metric_s_bounds(
+    metric: Any, marginal_range: float | None
+) -> None:
+    """Values in [lo, hi] give marginals V(S + i) - V(S) in [-(hi - lo), hi - lo]."""
+    model = fitted("mlp")
+    x, y = vectors(N_EXAMPLES, seed=1)
+    game = NeuronGame(model, data=(x, y), metric=metric, reference=vectors(20, seed=2)[0])
+    assert game.marginal_range() == marginal_range
+
+
+def test_a_metric_outside_its_declared_bounds_is_refused() -> None:
+    model = fitted("mlp")
+    x, y = vectors(N_EXAMPLES, seed=1)
+    metric = ns.metrics.from_user(lambda logits, targets, split: 2.5, bounds=(0, 1))
+    game = NeuronGame(model, data=(x, y), metric=metric, reference=vectors(20, seed=2)[0])
+    with pytest.raises(ValueError, match=r"declares that its values lie in \[0, 1\], .* 2\.5"):
+        game.value(random_coalitions(2, 11, seed=0))
+
+
+@pytest.mark.parametrize("bounds", [(1, 0), (0, float("inf")), "01", (0,)])
+def test_bad_bounds_are_named(bounds: Any) -> None:
+    with pytest.raises(ValueError, match=r"'bounds' parameter of from_outputs"):
+        ns.metrics.from_outputs(lambda outputs: 0.0, bounds=bounds)
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 

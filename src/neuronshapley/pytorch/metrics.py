@@ -26,6 +26,12 @@ Built-in metrics, by name:
 - ``"worst_group_accuracy"``: the accuracy of the group where it is lowest.
 
 Group metrics need the split's ``groups``; examples in group -1 belong to no group.
+
+A metric may declare the interval its values lie in (``Metric.bounds``): every built-in that
+is a fraction declares [0, 1]. Then a marginal contribution V(S + i) - V(S) lies in
+[-(hi - lo), hi - lo], so the confidence bounds get a valid range R = 2 (hi - lo) instead of
+the observed range, a heuristic (``NeuronGame.marginal_range``). ``neg_cross_entropy`` is
+unbounded and declares none; a user's metric declares its own with ``bounds=(lo, hi)``.
 """
 
 import inspect
@@ -41,6 +47,8 @@ from torch.nn import functional as F  # noqa: N812
 from neuronshapley.pytorch.data import Split
 
 BatchedMetric = Callable[[torch.Tensor, torch.Tensor, Split], torch.Tensor]
+# The values of accuracy, recall and their group averages.
+FRACTION = (0.0, 1.0)
 UserMetric = Callable[[torch.Tensor, torch.Tensor, Split], Any]
 
 
@@ -52,11 +60,14 @@ class Metric:
         name: Shown in results and reports.
         batched: Logits ``(n_coalitions, n_examples, n_classes)`` -> values ``(n_coalitions,)``.
         needs_groups: Whether the split must have per-example groups.
+        bounds: ``(lo, hi)``, an interval that holds every value of the metric, or ``None``
+            if it has none or does not say (module docstring).
     """
 
     name: str
     batched: BatchedMetric
     needs_groups: bool = False
+    bounds: tuple[float, float] | None = None
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
         return self.batched(logits, targets, batch)
@@ -74,7 +85,7 @@ def _neg_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, _: Split) ->
 
 def accuracy() -> Metric:
     """Fraction of examples whose arg-max logit is the label."""
-    return Metric("accuracy", _accuracy)
+    return Metric("accuracy", _accuracy, bounds=FRACTION)
 
 
 def neg_cross_entropy() -> Metric:
@@ -104,7 +115,7 @@ def class_recall(target_class: int) -> Metric:
         hits = (logits[:, members].argmax(dim=-1) == target_class).double()
         return hits.mean(dim=1)
 
-    return Metric(f"recall:{target_class}", recall)
+    return Metric(f"recall:{target_class}", recall, bounds=FRACTION)
 
 
 def _group_masks(targets: torch.Tensor, batch: Split, name: str) -> tuple[torch.Tensor, int]:
@@ -140,7 +151,7 @@ def mean_group_recall(positive_class: int = 1) -> Metric:
         recalls = hits @ positives.double().T / counts.double()  # (n_coalitions, n_groups)
         return recalls.mean(dim=1)
 
-    return Metric(name, metric, needs_groups=True)
+    return Metric(name, metric, needs_groups=True, bounds=FRACTION)
 
 
 def worst_group_accuracy() -> Metric:
@@ -152,7 +163,7 @@ def worst_group_accuracy() -> Metric:
         accuracies = hits @ masks.double().T / masks.sum(dim=1).double()
         return accuracies.min(dim=1).values
 
-    return Metric("worst_group_accuracy", metric, needs_groups=True)
+    return Metric("worst_group_accuracy", metric, needs_groups=True, bounds=FRACTION)
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,11 @@ class OutputMetric(Metric):
 
 
 def from_outputs(
-    function: Callable[[torch.Tensor], Any], name: str | None = None, *, vectorised: bool = False
+    function: Callable[[torch.Tensor], Any],
+    name: str | None = None,
+    *,
+    vectorised: bool = False,
+    bounds: tuple[float, float] | None = None,
 ) -> OutputMetric:
     """A label-free metric of the model's outputs on the whole evaluation set.
 
@@ -172,6 +187,9 @@ def from_outputs(
             shape ``(n_coalitions,)``.
         name: Shown in results. Default: the function's name.
         vectorised: Whether ``function`` scores every coalition in one call. Default False.
+        bounds: ``(lo, hi)``, an interval that holds every value ``function`` returns (a
+            correlation: ``(-1, 1)``), for confidence bounds with a valid range. Default: not
+            declared.
     """
     if not callable(function):
         raise TypeError(
@@ -179,6 +197,7 @@ def from_outputs(
             f"Got {type(function).__name__} instead."
         )
     label = str(name or getattr(function, "__name__", type(function).__name__))
+    bounds = check_bounds(bounds, "from_outputs")
 
     if vectorised:
 
@@ -191,7 +210,7 @@ def from_outputs(
                 values = torch.from_numpy(values)
             return values
 
-        return OutputMetric(label, batched)
+        return OutputMetric(label, batched, bounds=bounds)
 
     def per_coalition(outputs: torch.Tensor, _: torch.Tensor, __: Split) -> torch.Tensor:
         values = []
@@ -203,7 +222,7 @@ def from_outputs(
             values.append(_scalar(value, label))
         return torch.tensor(values, dtype=torch.float64)
 
-    return OutputMetric(label, per_coalition)
+    return OutputMetric(label, per_coalition, bounds=bounds)
 
 
 def _takes_outputs_only(function: Callable[..., Any]) -> bool:
@@ -238,14 +257,20 @@ class MetricError(RuntimeError):
         self.coalition = coalition
 
 
-def from_user(function: UserMetric, name: str | None = None) -> Metric:
+def from_user(
+    function: UserMetric, name: str | None = None, *, bounds: tuple[float, float] | None = None
+) -> Metric:
     """Wrap a callable ``(logits, targets, batch) -> float`` scoring one coalition.
+
+    ``bounds``: ``(lo, hi)``, an interval that holds every value ``function`` returns, for
+    confidence bounds with a valid range; default: not declared.
 
     The values are made on the CPU, where the user's floats are (the game moves them once per
     batch). An exception from ``function`` comes out as a :class:`MetricError` naming the
     coalition (its row in ``logits``), with the original as its ``__cause__``.
     """
     label = str(name or getattr(function, "__name__", type(function).__name__))
+    bounds = check_bounds(bounds, "from_user")
 
     def batched(logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
         values = []
@@ -257,7 +282,28 @@ def from_user(function: UserMetric, name: str | None = None) -> Metric:
             values.append(_scalar(value, label))
         return torch.tensor(values, dtype=torch.float64)
 
-    return Metric(label, batched)
+    return Metric(label, batched, bounds=bounds)
+
+
+def check_bounds(bounds: Any, owner: str) -> tuple[float, float] | None:
+    """``bounds`` as ``(lo, hi)`` floats with lo < hi, both finite; or ``None``."""
+    if bounds is None:
+        return None
+    try:
+        if isinstance(bounds, str | bytes):
+            raise TypeError
+        lo, hi = (float(end) for end in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"The 'bounds' parameter of {owner} must be a pair (lo, hi) of numbers. "
+            f"Got {bounds!r} instead."
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(
+            f"The 'bounds' parameter of {owner} must be finite with lo < hi. "
+            f"Got {bounds!r} instead."
+        )
+    return lo, hi
 
 
 def _scalar(value: Any, name: str) -> float:
@@ -331,6 +377,20 @@ def check_metric_values(
     if finite and not torch.isfinite(values).all():
         raise ValueError(f"The metric {name!r} returned a non-finite value (NaN or inf).")
     return values
+
+
+def check_declared_bounds(values: np.ndarray, metric: Metric) -> None:
+    """Values outside the bounds a metric declares would void every interval that uses them."""
+    if metric.bounds is None or not len(values):
+        return
+    lo, hi = metric.bounds
+    low, high = float(values.min()), float(values.max())
+    if low < lo or high > hi:
+        raise ValueError(
+            f"The metric {metric.name!r} declares that its values lie in [{lo:g}, {hi:g}], but "
+            f"it returned {low if low < lo else high!r}. Fix the metric or its 'bounds' (the "
+            "confidence intervals rely on them)."
+        )
 
 
 def check_finite_values(values: np.ndarray, name: str) -> None:

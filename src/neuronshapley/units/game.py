@@ -63,6 +63,7 @@ from neuronshapley.pytorch.metrics import (
     Metric,
     MetricError,
     OutputMetric,
+    check_declared_bounds,
     check_finite_values,
     check_metric_values,
     resolve_metric,
@@ -448,7 +449,9 @@ class NeuronGame(BaseGame):
                         parts.append((chunk, scores))
             finally:
                 self._steps = [None] * len(self.layers)
-        return _gather(parts, len(coalitions), self.metric.name)
+        values = _gather(parts, len(coalitions), self.metric.name)
+        check_declared_bounds(values, self.metric)
+        return values
 
     def _logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
         """Logits ``(n_coalitions, n_examples, n_classes)`` with the coalitions' masks applied."""
@@ -662,6 +665,19 @@ class NeuronGame(BaseGame):
                 f"to {high}."
             )
         return n_classes
+
+    def marginal_range(self) -> float | None:
+        """Width of an interval holding every marginal contribution, if the metric says.
+
+        A metric with values in [lo, hi] (``Metric.bounds``; accuracy and recall: [0, 1])
+        gives marginals V(S + i) - V(S) in [-(hi - lo), hi - lo]: width 2 (hi - lo), a valid
+        ``value_range`` for the confidence bounds. ``None`` if the metric declares no bounds
+        (then only the observed range, a heuristic, is left).
+        """
+        if self.metric.bounds is None:
+            return None
+        lo, hi = self.metric.bounds
+        return 2.0 * (hi - lo)
 
     def fingerprint(self) -> str:
         """A SHA-256 hex digest of what sets the game's values.
