@@ -9,6 +9,8 @@
   :mod:`neuronshapley.workflows.studies`) and adds its section to the run's report; with
   ``--model`` it first makes the run.
 - ``neuronshapley repair`` and ``unit`` export a repaired model and show what a unit sees.
+- ``neuronshapley data`` values the training points of a bundled dataset by one method (see
+  :mod:`neuronshapley.workflows.data`).
 - ``neuronshapley synthetic`` runs TMAB on a synthetic game with known values and checks it.
 
 User mistakes (a bad number, a missing directory) print one line to stderr and exit with code 2;
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_study_arguments(commands)
     _add_explain_arguments(commands)
+    _add_data_arguments(commands)
 
     show = commands.add_parser(
         "show",
@@ -562,6 +565,8 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
         return _study(args, sys.stdout)
     if args.command == "explain":
         return _explain_command(args, sys.stdout)
+    if args.command == "data":
+        return _data_command(args, sys.stdout)
     raise UsageError(
         "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
         "synthetic "
@@ -968,6 +973,118 @@ def _explain_command(args: argparse.Namespace, out: TextIO) -> int:
         ]
         _print_table(rows, out, right=[False, True])
     print(f"Wrote {done.out}/: {', '.join(done.files)} ({done.seconds:.0f} s)", file=out)
+    return 0
+
+
+# -- data ----------------------------------------------------------------------------------------
+def _add_data_arguments(commands: Any) -> None:
+    from neuronshapley.workflows.data import DATASETS, METHODS
+
+    data = commands.add_parser(
+        "data",
+        help="value the training points of a bundled dataset",
+        description=(
+            "Values of a bundled dataset's training points for a logistic regression, by one "
+            "method, optionally after flipping a share of the labels (then the F1 and AUC of "
+            "flagging the lowest-valued as flipped): values.csv and data.json in --out."
+        ),
+    )
+    data.add_argument("--dataset", default="adult", help=f"{', '.join(DATASETS)} (default: adult)")
+    data.add_argument("--method", required=True, help=", ".join(METHODS))
+    data.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
+    data.add_argument(
+        "--n-train", metavar="N", type=_int_at_least(2), default=200, help="points (default: 200)"
+    )
+    data.add_argument(
+        "--n-test",
+        metavar="N",
+        type=_int_at_least(2),
+        default=500,
+        help="test points (default: 500)",
+    )
+    data.add_argument(
+        "--noise", metavar="P", type=float, default=0.0, help="share of labels flipped (default: 0)"
+    )
+    data.add_argument(
+        "--permutations",
+        metavar="N",
+        type=_int_at_least(2),
+        default=100,
+        help="permutations of tmc and beta (default: 100)",
+    )
+    data.add_argument(
+        "--samples",
+        metavar="N",
+        type=_int_at_least(2),
+        default=2000,
+        help="coalitions of banzhaf (default: 2000)",
+    )
+    data.add_argument(
+        "--k", metavar="N", type=_int_at_least(1), default=10, help="knn's K (default: 10)"
+    )
+    data.add_argument(
+        "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
+    )
+    data.add_argument(
+        "--show",
+        metavar="N",
+        type=_int_at_least(0),
+        default=10,
+        help="lowest-valued points printed (default: 10)",
+    )
+    data.add_argument("--overwrite", action="store_true", help="replace a valuation in --out")
+
+
+def _data_command(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.workflows.data import DataOptions, value_training_data
+    from neuronshapley.workflows.runs import RunError
+
+    prog = "neuronshapley data"
+    options = DataOptions(
+        dataset=args.dataset,
+        method=args.method,
+        out=Path(args.out),
+        n_train=args.n_train,
+        n_test=args.n_test,
+        noise=args.noise,
+        seed=args.seed,
+        permutations=args.permutations,
+        samples=args.samples,
+        k=args.k,
+        overwrite=args.overwrite,
+    )
+    try:
+        done = value_training_data(
+            options, log=lambda line: print(f"  {line}", file=out, flush=True)
+        )
+    except RunError as error:
+        raise UsageError(f"{prog}: error: {error}") from None
+    order = np.argsort(done.values, kind="stable")[: args.show]
+    if len(order):
+        print(f"Lowest-valued training points ({args.method}):", file=out)
+        rows = [["rank", "point", "train index", "label", "flipped", "value"]]
+        rows += [
+            [
+                str(rank),
+                str(point),
+                str(done.indices[point]),
+                str(done.labels[point]),
+                "yes" if done.flipped[point] else "",
+                f"{done.values[point]:.4g}",
+            ]
+            for rank, point in enumerate(order, start=1)
+        ]
+        _print_table(rows, out, right=[True, True, True, True, False, True])
+    if done.scores:
+        print(
+            f"Flagging the lowest-valued as flipped: F1 {done.scores['f1']:.3f} (as many as "
+            f"flipped), {done.scores['f1_two_means']:.3f} (2-means); AUC {done.scores['auc']:.3f}",
+            file=out,
+        )
+    print(
+        f"Wrote {done.out}/: {', '.join(done.files)} ({done.fits:,} fits, {done.seconds:.1f} s)",
+        file=out,
+    )
     return 0
 
 

@@ -1,0 +1,87 @@
+"""``neuronshapley data``: the values it writes equal the library's, the lowest-valued points and
+the detection scores it prints, and bad input refused in one line (exit 2)."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuronshapley.cli.main import main
+from neuronshapley.data import knn_shapley
+from neuronshapley.data.detection import f1_at_count, flip_labels
+from neuronshapley.zoo.datasets import adult
+
+KNN = ["data", "--method", "knn", "--n-train", "120", "--n-test", "80", "--noise", "0.1"]
+
+
+def test_knn_values_equal_the_library_call_and_the_flags_are_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "knn"
+    assert main([*KNN, "--seed", "3", "--show", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["data.json", "manifest.json", "values.csv"]
+    rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    assert len(rows) == 120 and [int(r["rank"]) for r in rows] == list(range(1, 121))
+    # The same subsets and flips by hand (the workflow's documented recipe, seed 3).
+    bundle = adult()
+    rng = np.random.default_rng(3)
+    train = np.sort(rng.choice(len(bundle.train.x), size=120, replace=False))
+    test = np.sort(rng.choice(len(bundle.test.x), size=80, replace=False))
+    labels, flipped = flip_labels(bundle.train.y.numpy()[train], 0.1, seed=3, n_classes=2)
+    expected = knn_shapley(
+        bundle.train.x.numpy()[train].astype(np.float64),
+        labels,
+        bundle.test.x.numpy()[test].astype(np.float64),
+        bundle.test.y.numpy()[test],
+        k=10,
+    ).values
+    written = np.empty(120)
+    written[[int(r["point"]) for r in rows]] = [float(r["value"]) for r in rows]
+    assert np.array_equal(written, expected)
+    assert {int(r["train_index"]) for r in rows} == set(train.tolist())
+    assert sum(int(r["flipped"]) for r in rows) == len(flipped) == 12
+    record = json.loads((out / "data.json").read_text())
+    assert record["scores"]["f1"] == pytest.approx(f1_at_count(expected, flipped))
+    assert "Lowest-valued training points (knn)" in printed
+    assert f"F1 {record['scores']['f1']:.3f} (as many as flipped)" in printed
+    lowest = int(rows[0]["point"])
+    assert f"     1  {lowest:>5}" in printed
+    # Again without --overwrite: refused; with it: replaced.
+    assert main([*KNN, "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*KNN, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_leave_one_out_without_noise_prints_no_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["data", "--method", "loo", "--n-train", "30", "--n-test", "50", "--show", "2"]
+    assert main([*args, "--out", str(tmp_path / "loo")]) == 0
+    printed = capsys.readouterr().out
+    assert "Flagging" not in printed and "(31 fits" in printed
+    record = json.loads((tmp_path / "loo" / "data.json").read_text())
+    assert record["fits"] == 31 and record["scores"] == {}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "shapley"], "--method must be one of tmc, beta, banzhaf, loo, knn"),
+        (["--method", "knn", "--dataset", "mnist"], "--dataset must be one of adult, digits"),
+        (["--method", "knn", "--noise", "0.7"], r"--noise must be a share in [0, 0.5]"),
+        (["--method", "knn", "--n-train", "99999"], "--n-train must be in [2, 24130] for adult"),
+        (["--method", "knn", "--n-train", "5", "--k", "6"], "--k must be at most --n-train (5)"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    out = tmp_path / "never"
+    assert main(["data", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("neuronshapley data: error:")
+    assert message in err
+    assert not out.exists()
