@@ -52,6 +52,18 @@ RUNS: dict[str, Callable[..., ns.ShapleyResult]] = {
     "tmab": lambda game, **kw: ns.tmab_shapley(
         game, k=3, tol=0.0, truncation=0.3, **{"max_evaluations": 6_000, **kw}
     ),
+    # Each walk's coin (go on past the truncation point?) comes from its seed, not the worker.
+    "unbiased truncated": lambda game, **kw: ns.truncated_shapley(
+        game, n_permutations=48, truncation=0.3, patience=2, continue_probability=0.5, **kw
+    ),
+    "unbiased tmab": lambda game, **kw: ns.tmab_shapley(
+        game,
+        k=3,
+        tol=0.0,
+        truncation=0.3,
+        continue_probability=0.5,
+        **{"max_evaluations": 6_000, **kw},
+    ),
 }
 
 
@@ -78,7 +90,7 @@ def test_tasks_run_elsewhere_in_any_order_give_the_local_result(name: str) -> No
 
 
 @pytest.mark.parametrize("budget", [2, 3, 40, 61, 62, 500, 777, 1_000])
-@pytest.mark.parametrize("name", ["permutation", "truncated", "tmab"])
+@pytest.mark.parametrize("name", ["permutation", "truncated", "tmab", "unbiased truncated"])
 def test_a_budget_stops_a_distributed_run_where_it_stops_a_local_one(
     name: str, budget: int
 ) -> None:

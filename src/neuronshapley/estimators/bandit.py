@@ -102,6 +102,7 @@ def tmab_shapley(
     truncation: float | None = None,
     truncation_mode: str = "relative",
     patience: int = 5,
+    continue_probability: float | None = None,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
     batch_size: int = 32,
@@ -143,6 +144,10 @@ def tmab_shapley(
             off. Networks usually want it, e.g. 0.1.
         truncation_mode: ``"relative"`` (default) or ``"absolute"``.
         patience: Consecutive dead evaluations that end a walk. Default 5.
+        continue_probability: ``None`` (default): plain truncation; the decisions are then
+            about the truncated game's values (the returned intervals are widened by the bound
+            on the bias, as in ``truncated_shapley``). A float p in (0, 1): unbiased
+            truncation, so the guarantee holds for the game's own values (any game).
         max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
         max_seconds: Stop after this much wall time in this call.
         batch_size: Coalitions per call to the game. Default 32.
@@ -182,7 +187,9 @@ def tmab_shapley(
         progress,
         sampling=Sampling.from_arguments(owner, False, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound).check(owner),
-        truncation=Truncation.from_arguments(owner, truncation, truncation_mode, patience),
+        truncation=Truncation.from_arguments(
+            owner, truncation, truncation_mode, patience, continue_probability
+        ),
         budget=Budget.from_arguments(owner, None, max_evaluations, max_seconds),
         persistence=Persistence.from_arguments(owner, checkpoint, checkpoint_every, resume),
         identity={"k": k, "tol": tol, "side": side, "threshold": threshold, "adaptive": adaptive},

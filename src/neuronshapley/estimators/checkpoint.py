@@ -19,6 +19,7 @@ from neuronshapley._internal.files import atomic_write, json_text, jsonable
 from neuronshapley.estimators.state import RunState
 from neuronshapley.estimators.walks import Endpoints, WalkRange
 from neuronshapley.results.stats import RunningStats
+from neuronshapley.results.tails import TailBounds
 
 CHECKPOINT_FILE = "checkpoint.npz"
 CHECKPOINT_VERSION = 3
@@ -86,6 +87,9 @@ def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
         "sample_min": stats.sample_min,
         "sample_max": stats.sample_max,
         "extra": state.extra,
+        "n_walks_continued": state.n_walks_continued,
+        # With plain truncation: the bounds on what the tails hide (their arrays below).
+        "tails": None if state.tails is None else _tail_extremes(state.tails),
         "elapsed_seconds": checkpoint.elapsed_seconds,
         "pending": (
             None
@@ -98,6 +102,12 @@ def save_checkpoint(directory: Path, checkpoint: Checkpoint) -> Path:
         arrays["variance_process"] = stats.variance_process
     if checkpoint.pending is not None and checkpoint.pending.sampled is not None:
         arrays["pending_sampled"] = checkpoint.pending.sampled
+    if state.tails is not None:
+        for end, tail_stats in (("low", state.tails.low), ("high", state.tails.high)):
+            arrays[f"tails_{end}_mean"] = tail_stats.mean
+            arrays[f"tails_{end}_m2"] = tail_stats.m2
+            if tail_stats.variance_process is not None:
+                arrays[f"tails_{end}_variance_process"] = tail_stats.variance_process
     path = atomic_write(
         directory / CHECKPOINT_FILE,
         lambda file: np.savez(file, record=np.array(json_text(record)), **arrays),
@@ -176,6 +186,8 @@ def load_checkpoint(
         n_walks_truncated=int(record["n_walks_truncated"]),
         removed_fraction_sum=float(record["removed_fraction_sum"]),
         extra=dict(record["extra"]),
+        tails=_tails(record, arrays, directory),
+        n_walks_continued=int(record.get("n_walks_continued", 0)),
     )
     pending = None
     if record.get("pending") is not None:
@@ -217,6 +229,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             arrays = {name: np.asarray(data[name]) for name in ("count", "mean", "m2")}
             if "variance_process" in data.files:
                 arrays["variance_process"] = np.asarray(data["variance_process"])
+            arrays.update(
+                {name: np.asarray(data[name]) for name in data.files if name.startswith("tails_")}
+            )
             if "pending_sampled" in data.files:
                 arrays["pending_sampled"] = np.asarray(data["pending_sampled"], dtype=bool)
     except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, JSON
@@ -253,6 +268,31 @@ def _block_variance_process(
         return np.zeros(len(count))
     guess = (endpoints.v_full - endpoints.v_empty) / len(count)
     return np.asarray(m2 + count * (mean - guess) ** 2, dtype=np.float64)
+
+
+def _tail_extremes(tails: TailBounds) -> dict[str, Any]:
+    record = tails.to_record()
+    return {key: record[key] for key in ("low_min", "low_max", "high_min", "high_max", "dead_band")}
+
+
+def _tails(
+    record: dict[str, Any], arrays: dict[str, np.ndarray], directory: str | Path
+) -> TailBounds | None:
+    """The tail bounds of a plainly truncated run's checkpoint (``None`` for other runs)."""
+    extremes = record.get("tails")
+    if extremes is None:  # no truncation, or no range merged yet
+        return None
+    ends = {
+        f"{end}_{part}": arrays.get(f"tails_{end}_{part}")
+        for end in ("low", "high")
+        for part in ("mean", "m2", "variance_process")
+    }
+    if any(ends[f"{end}_{part}"] is None for end in ("low", "high") for part in ("mean", "m2")):
+        raise CheckpointError(
+            f"The checkpoint in {directory} cannot be resumed: it lacks the arrays of its "
+            "truncated tails' bounds; start the run again without resuming."
+        )
+    return TailBounds.from_record({**extremes, **ends}, arrays["count"])
 
 
 def _number(value: Any, default: float) -> float:

@@ -18,7 +18,7 @@ the last complete round; the estimators install no signal handlers. Which signal
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,9 @@ def run_identity(
         "truncation": None if truncation is None else truncation.threshold,
         "truncation_mode": "relative" if truncation is None else truncation.mode,
         "patience": 5 if truncation is None else truncation.patience,
+        "continue_probability": None if truncation is None else truncation.continue_probability,
+        # "bounded": intervals widened by the tails' bound; "unbiased": continue_probability.
+        "truncation_bias": None if truncation is None else truncation.bias,
         "antithetic": sampling.antithetic,
         "delta": interval.delta,
         "bound": interval.bound,
@@ -137,19 +140,29 @@ def sampling_spec(
         raise ValueError(
             f"{owner} cannot truncate walks on {game!r} (pass truncation=None): {reason}"
         )
+    identity = {**(identity or {}), **run_identity(sampling, interval, truncation)}
     return RunSpec(
         owner=owner,
         game=game,
         entropy=run_entropy(seed, persistence, owner),
-        identity={**(identity or {}), **run_identity(sampling, interval, truncation)},
+        identity=identity,
         sampling=sampling,
-        interval=interval,
+        interval=unbiased_truncation_rule(interval, truncation),
         truncation=truncation,
         budget=budget,
         persistence=persistence,
         progress=progress,
         backend=check_backend(backend, owner),
     )
+
+
+def unbiased_truncation_rule(interval: IntervalRule, truncation: Truncation | None) -> IntervalRule:
+    """The interval rule for the samples a run records: with ``continue_probability`` p, a tail
+    sample is x / p or 0, so a range R of the marginals (holding 0) becomes R / p."""
+    p = None if truncation is None else truncation.continue_probability
+    if p is None or interval.value_range is None:
+        return interval
+    return replace(interval, value_range=interval.value_range / p)
 
 
 def run_entropy(seed: Any, persistence: Persistence, owner: str) -> int:
@@ -373,11 +386,16 @@ def _result(
             if state.n_walks_truncated
             else None
         ),
+        "n_walks_continued": state.n_walks_continued,
         # Spent on a task a budget cut short, whose marginals are not in the values.
         "n_evaluations_unused": unused,
         **state.extra,
     }
-    return result_from_stats(
+    if state.tails is not None:
+        # Plain truncation biases the values by what the tails hide; the intervals are widened
+        # by its bound (results.tails), whose statistics the result keeps for merging.
+        diagnostics["truncation_tails"] = state.tails.to_record()
+    result = result_from_stats(
         state.stats,
         rule=spec.interval,
         player_names=list(spec.game.player_names),
@@ -391,3 +409,7 @@ def _result(
         groups=player_groups(spec.game),
         game_fingerprint=fingerprint,
     )
+    if state.tails is not None:
+        result.ci_low, result.ci_high, value_range = state.tails.interval(spec.interval)
+        result.diagnostics["value_range_used"] = value_range
+    return result

@@ -30,26 +30,64 @@ class Truncation:
             mode it is dead when V <= threshold.
         mode: ``"relative"`` or ``"absolute"``.
         patience: Consecutive dead evaluations after which the walk stops.
+        continue_probability: ``None`` (plain truncation: the players a walk did not reach get a
+            zero marginal, a bias the intervals bound, see ``results.tails``), or p in (0, 1):
+            at the truncation point a walk goes on with probability p and its tail marginals are
+            weighted by 1/p, which keeps every sample unbiased (see ``walks``).
     """
 
     threshold: float
     mode: str = "relative"
     patience: int = 5
+    continue_probability: float | None = None
 
     @classmethod
     def from_arguments(
-        cls, owner: str, threshold: Any, mode: Any, patience: Any
+        cls,
+        owner: str,
+        threshold: Any,
+        mode: Any,
+        patience: Any,
+        continue_probability: Any = None,
     ) -> "Truncation | None":
-        """The rule for an estimator's ``truncation``, ``truncation_mode`` and ``patience``."""
+        """The rule for an estimator's ``truncation``, ``truncation_mode``, ``patience`` and
+        ``continue_probability``."""
         check_choice(mode, "truncation_mode", owner, TRUNCATION_MODES)
         check_int(patience, "patience", owner, min_value=1)
+        check_float(
+            continue_probability,
+            "continue_probability",
+            owner,
+            low=0.0,
+            high=1.0,
+            include_low=False,
+            include_high=False,
+            allow_none=True,
+        )
         if threshold is None:
+            if continue_probability is not None:
+                raise ValueError(
+                    f"The 'continue_probability' parameter of {owner} needs truncation: with "
+                    f"truncation=None no walk is cut. Got continue_probability="
+                    f"{continue_probability!r}."
+                )
             return None
         if mode == "relative":
             check_float(threshold, "truncation", owner, low=0.0, high=1.0, include_high=False)
         else:
             check_float(threshold, "truncation", owner)
-        return cls(float(threshold), str(mode), int(patience))
+        p = None if continue_probability is None else float(continue_probability)
+        return cls(float(threshold), str(mode), int(patience), p)
+
+    @property
+    def bias(self) -> str:
+        """``"bounded"`` (plain: intervals widened by the tails' bound) or ``"unbiased"``."""
+        return "bounded" if self.continue_probability is None else "unbiased"
+
+    def dead_band(self, v_full: float, v_empty: float) -> float:
+        """D = |dead level - V(empty)|: the largest total a monotone truncated tail can hide."""
+        level, _ = self.dead_level(v_full, v_empty)
+        return abs(level - v_empty) if np.isfinite(level) else 0.0
 
     def dead(self, values: GameValues, v_full: float, v_empty: float) -> NDArray[np.bool_]:
         """Which of ``values`` count as a dead network."""

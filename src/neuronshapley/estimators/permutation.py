@@ -27,6 +27,7 @@ def truncated_shapley(
     truncation: float | None = 0.1,
     truncation_mode: str = "relative",
     patience: int = 5,
+    continue_probability: float | None = None,
     antithetic: bool = False,
     delta: float = 0.05,
     bound: str = "bernstein",
@@ -49,7 +50,11 @@ def truncated_shapley(
 
     Each permutation is walked from the full set down, removing one player at a time; a walk
     stops once ``patience`` consecutive coalitions are dead, and the players it has not removed
-    yet get a zero marginal for that permutation.
+    yet get a zero marginal for that permutation. That biases the values towards the truncated
+    game's; the intervals are widened by a bound on the bias (what each walk's truncated tail
+    can hide, V(C_t*) - V(empty); valid for a monotone game, see ``results.tails``).
+    ``continue_probability=p`` makes the truncation unbiased for any game instead: a walk goes
+    on past its truncation point with probability p and weights its tail by 1/p.
 
     Args:
         game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``.
@@ -60,6 +65,11 @@ def truncated_shapley(
             network's gain over the empty one, (V - V(empty)) / (V(N) - V(empty)) <= 0.1.
         truncation_mode: ``"relative"`` (default) or ``"absolute"`` (dead when V <= truncation).
         patience: Consecutive dead evaluations that end a walk. Default 5.
+        continue_probability: ``None`` (default): plain truncation, the intervals widened by
+            the bound on its bias. A float p in (0, 1): unbiased truncation (Russian roulette);
+            each walk goes on past its truncation point with probability p, drawn from its
+            seed, and its tail marginals are weighted by 1/p. Costs about p of the evaluations
+            truncation saves; the range R of the intervals becomes ``value_range / p``.
         antithetic: Walk each permutation and its reverse; their mean is one sample. Default
             ``False``. Needs an even ``n_walks`` and ``n_permutations``.
         delta: Each interval fails with probability at most ``delta``. Default 0.05.
@@ -90,7 +100,8 @@ def truncated_shapley(
             ``ns.backends.RayBackend(workers=2)``. The result does not depend on it.
 
     Returns:
-        A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped.
+        A ``ShapleyResult``; ``diagnostics`` counts truncated walks and where they stopped
+        (``n_walks_continued``: walks that went on past their truncation point).
     """
     return _permutation_run(
         "truncated_shapley",
@@ -100,7 +111,7 @@ def truncated_shapley(
         progress,
         sampling=(antithetic, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound),
-        truncation=(truncation, truncation_mode, patience),
+        truncation=(truncation, truncation_mode, patience, continue_probability),
         budget=(n_permutations, max_evaluations, max_seconds),
         persistence=(checkpoint, checkpoint_every, resume),
         backend=backend,
@@ -146,7 +157,7 @@ def permutation_shapley(
         progress,
         sampling=(antithetic, batch_size, n_walks, walks_per_task),
         interval=IntervalRule(bound, delta, value_range, union_bound),
-        truncation=(None, "relative", 5),
+        truncation=(None, "relative", 5, None),
         budget=(n_permutations, max_evaluations, max_seconds),
         persistence=(checkpoint, checkpoint_every, resume),
         backend=backend,
@@ -162,7 +173,7 @@ def _permutation_run(
     *,
     sampling: tuple[Any, Any, Any, Any],
     interval: IntervalRule,
-    truncation: tuple[Any, Any, Any],
+    truncation: tuple[Any, Any, Any, Any],
     budget: tuple[Any, Any, Any],
     persistence: tuple[Any, Any, Any],
     backend: Any,

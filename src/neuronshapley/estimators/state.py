@@ -5,6 +5,7 @@ from typing import Any
 
 from neuronshapley.estimators.walks import Endpoints, RangeStats
 from neuronshapley.results.stats import RunningStats
+from neuronshapley.results.tails import TailBounds
 
 
 @dataclass
@@ -19,6 +20,8 @@ class RunState:
         n_walks_truncated: Walks that ended early on a dead network.
         removed_fraction_sum: Sum over those walks of the fraction of players removed.
         extra: The planner's diagnostics (e.g. TMAB's undecided players), JSON types.
+        tails: With plain truncation, the bounds on what the truncated tails hide.
+        n_walks_continued: Walks that went on past their truncation point.
     """
 
     stats: RunningStats
@@ -28,6 +31,8 @@ class RunState:
     n_walks_truncated: int = 0
     removed_fraction_sum: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    tails: TailBounds | None = None
+    n_walks_continued: int = 0
 
     @classmethod
     def fresh(cls, n_players: int) -> "RunState":
@@ -51,6 +56,13 @@ class RunState:
         if ends is None:
             raise ValueError("A run evaluates V(N) and V(empty) before it merges any range.")
         first_guess = (ends.v_full - ends.v_empty) / self.stats.n_players
+        tails = self.tails
+        if outcome.tails is not None:  # plain truncation: the bounds on what the tails hide
+            if tails is None:
+                tails = TailBounds.zeros(
+                    self.stats.n_players, outcome.tails.dead_band, ordered=True
+                )
+            tails = tails.merge(outcome.tails, first_guess=first_guess)
         return RunState(
             stats=self.stats.merge(outcome.stats, first_guess=first_guess),
             next_permutation=(
@@ -61,4 +73,6 @@ class RunState:
             n_walks_truncated=self.n_walks_truncated + outcome.n_walks_truncated,
             removed_fraction_sum=self.removed_fraction_sum + outcome.removed_fraction_sum,
             extra=dict(self.extra),
+            tails=tails,
+            n_walks_continued=self.n_walks_continued + outcome.n_walks_continued,
         )

@@ -12,7 +12,17 @@ evaluates exactly the coalitions those players need, C_q and C_{q+1} for a playe
 the players in between are removed without evaluation, at the price of one extra evaluation where
 the walk resumes (as in the original code). Early truncation (appendix B) ends a walk once
 ``patience`` consecutive evaluated coalitions are dead; the players removed after that point get a
-zero marginal.
+zero marginal, a bias that the intervals bound (``results.tails``).
+
+With ``Truncation.continue_probability`` = p the truncation is unbiased (Russian roulette, as in
+Monte Carlo transport): at the truncation point t* the walk flips a coin, goes on to the end with
+probability p and weights every marginal of its tail (positions q >= t*) by 1/p, or stops with
+probability 1 - p and records 0 for them. The truncation point depends only on the permutation
+and the coin is independent of it, so for every permutation the expected sample of a tail player
+is p (x / p) + (1 - p) 0 = x, its marginal: each sample is unbiased, whatever the game. The price
+is variance (a tail sample is x / p or 0) and a wider range, R / p, for the intervals. The coin of
+walk j is the first draw of its own stream, ``SeedSequence(entropy, spawn_key=(j, 1))``, so a
+range gives the same coins wherever it is walked.
 
 Walks run in *rounds* of a few permutations whose coalitions share batches, so that a game (a
 PyTorch model) answers many coalitions per call. Permutation number j is drawn from its own seed,
@@ -30,6 +40,7 @@ from numpy.typing import NDArray
 from neuronshapley.estimators.options import Sampling, Truncation
 from neuronshapley.games.base import BaseGame, Game, check_values
 from neuronshapley.results.stats import RunningStats
+from neuronshapley.results.tails import TailBounds
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
 # With truncation, the fewest rows a walk gets in a shared batch (see Walker._walk).
@@ -92,6 +103,13 @@ def permutation(entropy: int, index: int, n_players: int) -> NDArray[np.intp]:
     return rng.permutation(n_players)
 
 
+def continue_draw(entropy: int, index: int) -> float:
+    """Walk number ``index``'s uniform draw for the unbiased truncation (its own stream)."""
+    return float(
+        np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(index, 1))).random()
+    )
+
+
 def rank_dtype(n_players: int) -> type[np.unsignedinteger[Any]]:
     # Comparing 16-bit ranks builds the coalition masks twice as fast as 32-bit ones.
     return np.uint16 if n_players < 2**16 else np.uint32
@@ -108,8 +126,10 @@ class Walk:
         "own_endpoints",
         "ranks",
         "streak",
+        "tail_weight",
         "truncated_at",
         "values",
+        "weighted_from",
     )
 
     def __init__(
@@ -117,6 +137,7 @@ class Walk:
         order: NDArray[np.intp],
         sampled: NDArray[np.bool_] | None,
         context: int | None = None,
+        tail_weight: float | None = None,
     ) -> None:
         n = len(order)
         dtype = rank_dtype(n)
@@ -140,6 +161,10 @@ class Walk:
         self.cursor = 0
         self.streak = 0
         self.truncated_at: int | None = None
+        # 1/p if this walk's coin says it goes on past its truncation point (then from the
+        # prefix ``weighted_from`` on its marginals are weighted by it), else None.
+        self.tail_weight = tail_weight
+        self.weighted_from: int | None = None
 
     @property
     def done(self) -> bool:
@@ -158,7 +183,7 @@ class Walk:
         start, count = self.cursor, len(values)
         self.values[start : start + count] = values
         self.cursor = start + count
-        if truncation is None:
+        if truncation is None or self.weighted_from is not None:
             return
         dead = truncation.dead(values, v_full, v_empty)
         if not dead.any():
@@ -181,6 +206,10 @@ class Walk:
             self.streak = int(streak[-1])
 
     def _truncate(self, index: int) -> None:
+        if self.tail_weight is not None:
+            # The coin says go on: the values after this point (same batch) are used.
+            self.weighted_from = int(self.needed[index])
+            return
         # Values evaluated after the truncation point (same batch) are paid for but not used,
         # so the marginals do not depend on the batch size.
         self.truncated_at = int(self.needed[index])
@@ -190,6 +219,16 @@ class Walk:
         self, sampled: NDArray[np.bool_] | None, v_full: float, v_empty: float
     ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
         """Players whose marginal this walk measured, and those marginals."""
+        players, contributions, _ = self.measure(sampled, v_full, v_empty)
+        return players, contributions
+
+    def measure(
+        self, sampled: NDArray[np.bool_] | None, v_full: float, v_empty: float
+    ) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+        """:meth:`marginals`, and for each what the truncated tail may hide: its total
+        M = V(C_{t*}) - V(empty) for the players the walk did not reach (recorded as 0), else 0.
+        A walk with its own data (a context) has no V(empty) of its own when truncated; the
+        run's stands in for it."""
         n = len(self.order)
         evaluated = self.needed[: self.cursor].astype(np.intp)
         complete = self.cursor == len(self.needed) and self.truncated_at is None
@@ -209,11 +248,18 @@ class Walk:
         measured = positions[positions + 1 <= limit]
         before = np.searchsorted(prefixes, measured)
         contributions = values[before] - values[before + 1]
+        if self.weighted_from is not None and self.tail_weight is not None:
+            tail = measured >= self.weighted_from
+            contributions[tail] *= self.tail_weight
+        hidden = np.zeros(len(measured))
         if self.truncated_at is not None:
             dead = positions[positions >= self.truncated_at]
             measured = np.concatenate((measured, dead))
             contributions = np.concatenate((contributions, np.zeros(len(dead))))
-        return self.order[measured], contributions
+            # _truncate left the cursor just past the truncation point's value.
+            total = float(self.values[self.cursor - 1]) - v_empty
+            hidden = np.concatenate((hidden, np.full(len(dead), total)))
+        return self.order[measured], contributions, hidden
 
 
 @dataclass(frozen=True)
@@ -246,6 +292,10 @@ class RangeStats:
         removed_fraction_sum: Sum over those walks of the fraction of players removed.
         complete: ``False`` if a budget stopped it part way (its marginals are then those of
             the walks' first steps only, and a resumed run walks the whole range again).
+        tails: With plain truncation, the bounds on what its truncated tails hide
+            (``results.tails``); ``None`` otherwise.
+        n_walks_continued: Its walks that went on past their truncation point
+            (``continue_probability``).
     """
 
     work: WalkRange
@@ -254,6 +304,8 @@ class RangeStats:
     n_walks_truncated: int
     removed_fraction_sum: float
     complete: bool
+    tails: TailBounds | None = None
+    n_walks_continued: int = 0
 
 
 @dataclass(frozen=True)
@@ -307,6 +359,13 @@ class Walker:
             return None
         return walk_number // 2 if self.antithetic else walk_number
 
+    def _tail_weight(self, walk_number: int) -> float | None:
+        """1/p if walk ``walk_number`` goes on past its truncation point, else ``None``."""
+        p = None if self.truncation is None else self.truncation.continue_probability
+        if p is None or continue_draw(self.entropy, walk_number) >= p:
+            return None
+        return 1.0 / p
+
     def _order(self, walk_number: int) -> NDArray[np.intp]:
         if not self.antithetic:
             return permutation(self.entropy, walk_number, self.n_players)
@@ -329,13 +388,17 @@ class Walker:
                 f"even number of them. Got first={work.first}, count={work.count}."
             )
         walks = [
-            Walk(self._order(j), work.sampled, self._context(j))
+            Walk(self._order(j), work.sampled, self._context(j), self._tail_weight(j))
             for j in range(work.first, work.first + work.count)
         ]
         evaluated_before = self.evaluator.n_evaluations
         complete = self._walk(walks)
         stats = RunningStats.zeros(self.n_players)
-        self._collect(walks, work.sampled, stats)
+        tails = None
+        if self.truncation is not None and self.truncation.continue_probability is None:
+            band = self.truncation.dead_band(self.endpoints.v_full, self.endpoints.v_empty)
+            tails = TailBounds.zeros(self.n_players, band)
+        self._collect(walks, work.sampled, stats, tails)
         truncated = [walk.truncated_at for walk in walks if walk.truncated_at is not None]
         return RangeStats(
             work=work,
@@ -344,6 +407,8 @@ class Walker:
             n_walks_truncated=len(truncated),
             removed_fraction_sum=float(sum(t / self.n_players for t in truncated)),
             complete=complete,
+            tails=tails,
+            n_walks_continued=sum(walk.weighted_from is not None for walk in walks),
         )
 
     def _walk(self, walks: list[Walk]) -> bool:
@@ -395,15 +460,22 @@ class Walker:
         return True
 
     def _collect(
-        self, walks: list[Walk], sampled: NDArray[np.bool_] | None, stats: RunningStats
+        self,
+        walks: list[Walk],
+        sampled: NDArray[np.bool_] | None,
+        stats: RunningStats,
+        tails: TailBounds | None,
     ) -> None:
         v_full, v_empty = self.endpoints.v_full, self.endpoints.v_empty
-        measured = [walk.marginals(sampled, v_full, v_empty) for walk in walks]
+        measured = [walk.measure(sampled, v_full, v_empty) for walk in walks]
         if not self.antithetic:
-            for players, contributions in measured:
+            for players, contributions, hidden in measured:
                 stats.add(players, contributions)
+                if tails is not None:
+                    tails.low.add(players, contributions + np.minimum(hidden, 0.0))
+                    tails.high.add(players, contributions + np.maximum(hidden, 0.0))
             return
-        for (players_a, values_a), (players_b, values_b) in zip(
+        for (players_a, values_a, hidden_a), (players_b, values_b, hidden_b) in zip(
             measured[0::2], measured[1::2], strict=True
         ):
             # A pair's mean is one sample; keep players that both walks measured.
@@ -415,3 +487,13 @@ class Walker:
             seen[players_b] += 1
             both = np.flatnonzero(seen == 2)
             stats.add(both, total[both] / 2.0)
+            if tails is not None:
+                # The ends of a pair's mean are the means of its walks' ends.
+                below = np.zeros(self.n_players)
+                above = np.zeros(self.n_players)
+                below[players_a] += np.minimum(hidden_a, 0.0)
+                below[players_b] += np.minimum(hidden_b, 0.0)
+                above[players_a] += np.maximum(hidden_a, 0.0)
+                above[players_b] += np.maximum(hidden_b, 0.0)
+                tails.low.add(both, (total[both] + below[both]) / 2.0)
+                tails.high.add(both, (total[both] + above[both]) / 2.0)

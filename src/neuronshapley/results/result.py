@@ -23,6 +23,7 @@ from neuronshapley._internal.files import atomic_write, json_text
 from neuronshapley._internal.fingerprint import digest
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.stats import RunningStats
+from neuronshapley.results.tails import TailBounds
 from neuronshapley.typing import PlayerValues
 
 # Version 3 adds the anytime bound's variance process (an optional array).
@@ -177,7 +178,7 @@ class ShapleyResult:
         """What ``ci_low``/``ci_high`` promise, in words (per player or all at once, and how)."""
         if "bound" not in self.params:
             return "exact values: no sampling error" if self.n_evaluations else "given values"
-        return interval_rule(self.params).guarantee
+        return interval_rule(self.params).guarantee + _truncation_note(self.params)
 
     # -- rankings --------------------------------------------------------------------------
     def top_indices(self, k: int) -> NDArray[np.intp]:
@@ -375,7 +376,15 @@ class ShapleyResult:
                 "permutations; merging them would count those samples twice. Merge runs with "
                 "different seeds."
             )
-        for key in ("bound", "delta", "value_range", "union_bound", "truncation", "antithetic"):
+        for key in (
+            "bound",
+            "delta",
+            "value_range",
+            "union_bound",
+            "truncation",
+            "continue_probability",
+            "antithetic",
+        ):
             if self.params.get(key) != other.params.get(key):
                 raise ValueError(
                     f"Cannot merge results computed with different {key!r}: "
@@ -399,9 +408,11 @@ class ShapleyResult:
         else:  # a mean of sample means: in the samples' range too
             first_guess = float(sampled.mean()) if len(sampled) else 0.0
         stats = self.stats().merge(other.stats(), first_guess=first_guess)
-        return result_from_stats(
+        tails = _merged_tails(self, other, first_guess)
+        rule = interval_rule(self.params)
+        merged = result_from_stats(
             stats,
-            rule=interval_rule(self.params),
+            rule=rule,
             player_names=self.player_names,
             n_evaluations=self.n_evaluations + other.n_evaluations,
             estimator=self.estimator,
@@ -411,11 +422,20 @@ class ShapleyResult:
             elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
             diagnostics={
                 "merged_seeds": sorted(self.seeds() + other.seeds()),
-                "merged_from": [self.diagnostics, other.diagnostics],
+                "merged_from": [
+                    {k: v for k, v in part.diagnostics.items() if k != "truncation_tails"}
+                    for part in (self, other)
+                ],
             },
             groups=self.groups,
             game_fingerprint=self.game_fingerprint or other.game_fingerprint,
         )
+        if tails is not None:  # plain truncation: widened by the tails' bound (results.tails)
+            merged.ci_low, merged.ci_high, value_range = tails.interval(rule)
+            merged.diagnostics.update(
+                truncation_tails=tails.to_record(), value_range_used=value_range
+            )
+        return merged
 
     def seeds(self) -> list[int]:
         """The seeds of the runs behind this result (several after :meth:`merge`)."""
@@ -495,10 +515,49 @@ def result_from_stats(
 
 
 def interval_rule(params: dict[str, Any]) -> IntervalRule:
-    """The interval rule recorded in a sampling result's ``params``."""
-    return IntervalRule(
-        params["bound"], params["delta"], params["value_range"], params["union_bound"]
-    )
+    """The interval rule recorded in a sampling result's ``params``.
+
+    With unbiased truncation (``continue_probability`` p) a tail sample is x / p or 0, so a
+    given range R of the marginals is R / p for the samples.
+    """
+    value_range = params["value_range"]
+    p = params.get("continue_probability")
+    if value_range is not None and p is not None:
+        value_range = value_range / p
+    return IntervalRule(params["bound"], params["delta"], value_range, params["union_bound"])
+
+
+def _truncation_note(params: dict[str, Any]) -> str:
+    """What the intervals say about truncation, appended to the rule's guarantee."""
+    if params.get("truncation_bias") == "bounded":
+        return (
+            "; widened by the truncation bias bound (what the truncated tails can hide; holds "
+            "for a monotone game)"
+        )
+    if params.get("truncation_bias") == "unbiased":
+        return (
+            f"; unbiased truncation (walks go on with probability "
+            f"{params['continue_probability']:g}, tails weighted by its inverse)"
+        )
+    return ""
+
+
+def _merged_tails(
+    first: ShapleyResult, second: ShapleyResult, first_guess: float
+) -> TailBounds | None:
+    """The merged bounds on what the truncated tails hide (``None`` without plain truncation)."""
+    if first.params.get("truncation_bias") != "bounded":
+        return None
+    tails = []
+    for part in (first, second):
+        record = part.diagnostics.get("truncation_tails")
+        if record is None:
+            raise ValueError(
+                "Cannot merge these truncated results: one of them lacks the bounds of its "
+                "truncated tails (diagnostics['truncation_tails']), which its intervals need."
+            )
+        tails.append(TailBounds.from_record(record, part.n_samples))
+    return tails[0].merge(tails[1], first_guess=first_guess)
 
 
 def _damaged(path: Path, error: Exception) -> str:
