@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import neuronshapley as ns
+from benchmarks import truncation
 from neuronshapley.estimators.bandit import TopKRace
 from neuronshapley.estimators.driver import run_rounds, sampling_spec
 from neuronshapley.estimators.options import Budget, Persistence, Sampling, Truncation
@@ -117,6 +118,7 @@ def main() -> None:
                 f"{name:8s} {bound:9s} wrong top-{K}: {wrong}/{len(seeds)}, "
                 f"mean evaluations {evaluations:,.0f} ({seconds:.0f} s)"
             )
+    truncation.report(seeds)  # truncation's bias, before and after (benchmarks/truncation.py)
 
 
 if __name__ == "__main__":

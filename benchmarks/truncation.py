@@ -64,9 +64,10 @@ class Runs:
         return np.where(bias <= 1e-12, 0.0, bias / np.maximum(spread, 1e-300))
 
     def misses(self, truth: np.ndarray, *, plain: bool) -> np.ndarray:
-        """Per player, the seeds whose interval misses the true value."""
+        """Per player, the seeds whose interval misses the true value (by more than rounding:
+        a null player's marginals are +-1e-17, not 0, and so are its interval's ends)."""
         low, high = (self.plain_low, self.plain_high) if plain else (self.low, self.high)
-        return np.sum((truth < low) | (truth > high), axis=0)
+        return np.sum((truth < low - 1e-12) | (truth > high + 1e-12), axis=0)
 
 
 def truncation_runs(
