@@ -17,7 +17,10 @@ either because its lower bound reaches ``threshold - tol``, or because its half-
 most ``tol`` while its estimate is above the threshold; both put its value above
 ``threshold - tol`` on that event; likewise below.) ``bound="bernstein"`` is the paper's rule,
 without that guarantee; ``"normal"`` is refused (a player with a low early variance would be
-decided on a few samples and never sampled again).
+decided on a few samples and never sampled again). With truncation the guarantee is about the
+game's values only with ``continue_probability`` (unbiased samples, range ``value_range / p``);
+plain truncation decides on the truncated game's values (the returned intervals are widened by
+the bias bound of ``results.tails``, the decisions are not).
 
 Each round walks a few permutations and records marginals only for undecided players; the others
 are removed without evaluation (one extra evaluation where the walk resumes). The run ends when no
