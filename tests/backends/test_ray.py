@@ -76,6 +76,18 @@ def test_any_number_of_workers_gives_the_local_result(name: str, workers: int) -
         assert remote.diagnostics["n_walks_truncated"] > 0
 
 
+def test_unbiased_truncation_draws_its_coins_from_the_seed_on_any_worker() -> None:
+    def run(**kw: Any) -> ns.ShapleyResult:
+        return ns.truncated_shapley(
+            game(), n_permutations=24, truncation=0.3, patience=2, continue_probability=0.5, **kw
+        )
+
+    local = run(seed=3, walks_per_task=2)
+    remote = run(seed=3, walks_per_task=2, backend=RayBackend(workers=2))
+    assert_identical(remote, local)
+    assert local.diagnostics["n_walks_continued"] > 0 and local.diagnostics["n_walks_truncated"] > 0
+
+
 USER_MODEL = textwrap.dedent(
     """
     import torch
