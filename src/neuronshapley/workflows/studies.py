@@ -49,9 +49,21 @@ from neuronshapley.workflows.runs import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from neuronshapley.applications.heads import HeadsStudy
+
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
 DEFAULT_BUDGET = 3000
+HEADS_BUDGET = 900
+"""Evaluations of the heads study's run when none is given: about 20 minutes of MiniLM on MEN on
+2 free CPU cores (1.3 s per evaluation), so that the whole study fits in 30 (docs/studies.md)."""
+HEADS_SECONDS = 1500.0
+"""Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
+busier machine than that (the values are then of fewer evaluations, which the study says)."""
+HEADS_UNITS = "heads:encoder.layer.*.attention"
+# Passes of 64 MiB (NeuronGame's CPU default) hold 97 of MEN's 751 words, and MiniLM runs 3x
+# slower in such small batches than in one of every word (measured: 7.4 s against 2.6 s of CPU).
+HEADS_MEMORY_BUDGET = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,8 @@ class StudyOptions:
         sources: Comma-separated models whose attacks the ``adversarial`` study transfers
             (bundled names or ``path/to/file.py:function``); ``"none"`` for none; ``None`` for
             the other bundled models trained on the same data.
+        seconds: Seconds of sampling of the run a study makes with ``--model`` (``None``: no
+            limit, or :data:`HEADS_SECONDS` for ``heads``).
     """
 
     k: int | None = None
@@ -88,6 +102,7 @@ class StudyOptions:
     steps: int = 20
     step_size: float | None = None
     sources: str | None = None
+    seconds: float | None = None
 
 
 @dataclass
@@ -212,18 +227,65 @@ def save_study(
     return record
 
 
+def study_run_config(
+    study: str,
+    model: str,
+    *,
+    budget: int | None,
+    seed: int,
+    truncation: float | None,
+    seconds: float | None = None,
+) -> RunConfig:
+    """The run a study makes with ``--model`` when its directory holds none.
+
+    The ``heads`` study values the attention heads of a pretrained encoder (``minilm``) on its
+    valuing benchmark: every head a player, token means, no truncation (a truncated walk would
+    give the heads late in it nothing, and the study looks for heads that hurt near the full
+    model), 3 random draws on the run's own removal curve (the study draws its own), and by
+    default :data:`HEADS_BUDGET` evaluations or :data:`HEADS_SECONDS` seconds, whichever comes
+    first. The other studies: TMAB with ``truncation`` and ``budget``.
+    """
+    if study != "heads":
+        return RunConfig(
+            model=model, truncation=truncation, budget=budget, seed=seed, max_seconds=seconds
+        )
+    from neuronshapley import zoo
+
+    if model not in zoo.pretrained():
+        raise RunError(
+            f"--model {model}: the heads study values the attention heads of a pretrained "
+            f"encoder on word similarity; choose one of {', '.join(zoo.pretrained())}."
+        )
+    return RunConfig(
+        model=model,
+        units=HEADS_UNITS,
+        ablation="token_mean",
+        truncation=None,
+        budget=HEADS_BUDGET if budget is None else budget,
+        max_seconds=HEADS_SECONDS if seconds is None else seconds,
+        seed=seed,
+        n_random=3,
+        memory_budget=HEADS_MEMORY_BUDGET,
+    )
+
+
 def ensure_run(
     directory: str | Path,
     model: str | None,
     *,
-    budget: int,
+    budget: int | None,
     seed: int,
     truncation: float | None,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] = print,
     on_game: Callable[[list[str]], None] | None = None,
+    study: str = "critical",
+    seconds: float | None = None,
 ) -> bool:
     """Make sure ``directory`` holds a run to study; make it with ``model`` if it holds none.
+
+    The run is made as :func:`study_run_config` says for ``study``; ``budget`` (evaluations)
+    and ``seconds`` bound its sampling (``None``: the study's default).
 
     Returns:
         Whether the run was made now.
@@ -247,7 +309,9 @@ def ensure_run(
             f"--run {out} holds no run; make one with 'neuronshapley run', or pass --model to "
             "make it first."
         )
-    config = RunConfig(model=model, truncation=truncation, budget=budget, seed=seed)
+    config = study_run_config(
+        study, model, budget=budget, seed=seed, truncation=truncation, seconds=seconds
+    )
     execute(config, out, progress=progress, log=log, on_game=on_game)
     return True
 
@@ -755,6 +819,120 @@ def _units(
     )
 
 
+# -- attention heads of a pretrained encoder (issue 13) ------------------------------------------
+def _heads(
+    run: StudiedRun, options: StudyOptions, progress: ProgressCallback | None
+) -> StudyOutput:
+    from neuronshapley import zoo
+    from neuronshapley.applications.heads import heads_study
+
+    game, result, config = run.game, run.result, run.config
+    if config.model not in zoo.pretrained() or config.data is not None:
+        raise RunError(
+            "the heads study needs a run of a pretrained encoder on its own benchmarks "
+            f"(--model {' or '.join(zoo.pretrained())}, no --data); this run is of "
+            f"{config.model}{'' if config.data is None else ' with --data ' + config.data}."
+        )
+    try:
+        words = zoo.minilm.word_similarity()
+        k = min(options.k or 10, game.n_players - 1)
+        study = heads_study(
+            game,
+            result,
+            {name: words.evaluation(name) for name in words.held_out},
+            special_ids=words.special_ids,
+            k=k,
+            n_random=max(options.n_random, 2),
+            seed=options.seed,
+            valuing=words.valuing,
+        )
+    except (ImportError, ValueError) as error:
+        raise RunError(str(error)) from error
+    return _heads_output(study, result, words.valuing)
+
+
+def _rho(value: float | None) -> str:
+    return "undefined (all values equal)" if value is None else f"{value:+.2f}"
+
+
+def _heads_output(study: "HeadsStudy", result: ShapleyResult, valuing: str) -> StudyOutput:
+    from neuronshapley.report.studies import (
+        plot_head_removal,
+        plot_head_values,
+        plot_values_against_attention,
+    )
+
+    k, scores, sd = study.k, study.scores, study.random_sd
+    none, top, negative, random = study.removals
+    full, empty = float(study.curves["highest first"][0]), float(study.curves["lowest first"][-1])
+    n_walks = int(np.max(result.n_samples)) if len(result.n_samples) else 0
+    low, high = np.asarray(result.ci_low), np.asarray(result.ci_high)
+    sign_known = int(np.sum((low > 0) | (high < 0)))
+
+    def after(benchmark: str) -> str:
+        row = scores[benchmark]
+        return (
+            f"{benchmark}: {_fmt(row[none])}; without the top {k} {_fmt(row[top])}, without the "
+            f"{k} most negative {_fmt(row[negative])}, without {k} random "
+            f"{_fmt(row[random])} ± {_fmt(sd[benchmark])}"
+        )
+
+    held_out = [name for name in scores if name != valuing]
+    rho = study.rank_correlation
+    text = (
+        f"The {len(study.names)} attention heads valued for the Spearman correlation between "
+        f"the cosine similarities of the words' embeddings and people's ratings on {valuing} "
+        f"(V(N) = {_fmt(full)} with every head, V(∅) = {_fmt(empty)} with none), "
+        f"{result.estimator}, {result.n_evaluations:,} evaluations (up to {n_walks} marginal "
+        f"samples per head; stopped: {result.stop_reason}). {sign_known} of "
+        f"{len(study.names)} heads have an interval that excludes 0; {study.n_negative} have "
+        f"a negative value. Top {k}: {', '.join(study.top)}. Most negative: "
+        f"{', '.join(study.most_negative)}.\n\n"
+        f"Spearman on the valuing benchmark, {after(valuing)} ({study.n_random} draws).\n\n"
+        "Held out (never used for the values): "
+        + "; ".join(after(name) for name in held_out)
+        + ".\n\n"
+        "Attention weights are not explanations: the rank correlation between the heads' "
+        f"values and their mean attention entropy is {_rho(rho['entropy'])}, and with their "
+        f"share of attention on content tokens (not [CLS], [SEP]) {_rho(rho['content share'])}."
+    )
+    return StudyOutput(
+        heading="Attention heads of a pretrained encoder",
+        text=text,
+        figures=[
+            ("head_values", f"Every head's value on {valuing}.", plot_head_values(study)),
+            (
+                "head_removal",
+                f"Spearman on {valuing} as heads are removed; grey: random heads.",
+                plot_head_removal(study),
+            ),
+            (
+                "head_attention",
+                "Each head's value against the mean entropy of its attention.",
+                plot_values_against_attention(study),
+            ),
+        ],
+        table=study.score_table(),
+        headline={
+            "k": k,
+            "valuing": valuing,
+            "full": full,
+            "empty": empty,
+            "n_evaluations": result.n_evaluations,
+            "stop_reason": result.stop_reason,
+            "sign_known": sign_known,
+            "n_negative": study.n_negative,
+            "top": study.top,
+            "most_negative": study.most_negative,
+            "scores": scores,
+            "random_sd": sd,
+            "n_random": study.n_random,
+            "rank_correlation": rho,
+            "heads": study.table(),
+        },
+    )
+
+
 _FUNCTIONS: dict[str, StudyFunction] = {
     "critical": _critical,
     "classes": _classes,
@@ -762,4 +940,5 @@ _FUNCTIONS: dict[str, StudyFunction] = {
     "adversarial": _adversarial,
     "dropout": _dropout,
     "units": _units,
+    "heads": _heads,
 }
