@@ -1,5 +1,12 @@
-"""``neuronshapley explain``: attributions of a bundled model's test examples to their input
-features, by one or several methods, written to a directory.
+"""``neuronshapley explain``: attributions of a model's test examples to their input features,
+by one or several methods, written to a directory.
+
+The model is a bundled one or a user's ``path/to/file.py:function`` (as for ``run``: it returns
+an ``nn.Module`` or a ``(module, Bundle)`` pair; the file's code is run), and the examples come
+from the bundled data, the pair's ``Bundle`` or a ``--data`` factory (a ``Bundle`` or
+``{"data": x or (x, y), "reference": x}``). Removed features take the baseline: zero, the
+per-feature mean of the reference split, or a background set of its rows (the value is the mean
+output over them).
 
 The directory holds ``attributions.npz`` (inputs, targets, each method's values per player and
 per feature), ``attributions.csv`` (one row per example, method and player), ``heatmaps.png``
@@ -29,6 +36,7 @@ from scipy.stats import spearmanr
 
 from neuronshapley import zoo
 from neuronshapley._internal.files import atomic_write, json_text
+from neuronshapley._internal.specs import file_digest, is_spec
 from neuronshapley.estimators import exact_shapley, permutation_shapley
 from neuronshapley.features import FeatureGame, attribute, dasp, image_patches
 from neuronshapley.features.tcav import TCAVResult, tcav
@@ -36,7 +44,7 @@ from neuronshapley.report.attribution import heatmap_grid
 from neuronshapley.report.html import Section, figure_to_png, render_html
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.workflows.manifest import delete_ours, foreign, record_files
-from neuronshapley.workflows.runs import RunError, check_out
+from neuronshapley.workflows.runs import RunError, check_out, load_factory, load_model
 
 # Command-line name -> what runs it.
 METHODS = (
@@ -62,6 +70,7 @@ FILES = (
     RECORD_FILE,
 )
 _MAX_EXAMPLES = 100
+BASELINES = ("zero", "mean", "background")
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,10 @@ class ExplainOptions:
     """What ``neuronshapley explain`` does.
 
     Attributes:
-        model: A bundled model (``zoo.available()``).
+        model: A bundled model (``zoo.available()``) or ``path/to/file.py:function`` returning an
+            ``nn.Module`` or a ``(module, Bundle)`` pair (its code is run).
+        data: ``None`` (the bundled model's or the pair's data) or ``path/to/file.py:function``
+            returning a ``Bundle`` or ``{"data": x or (x, y), "reference": x}``.
         examples: Test examples, e.g. ``"0-9"`` or ``"0,3,7-9"``.
         methods: The methods, in order (two or more add the agreement table).
         out: The directory written.
@@ -78,8 +90,12 @@ class ExplainOptions:
         sizes: Coalition sizes of ``dasp`` (evenly spaced; ``None``: all). Default 8: with all
             64 sizes of the digits a DASP example took 21 s on a busy core, with 8 about 3 s.
         steps: Integration steps of ``ig``.
-        seed: Seed of the sampling methods.
+        seed: Seed of the sampling methods (and of the background rows drawn).
         overwrite: Replace an explanation already in ``out``.
+        baseline: What a removed feature becomes: ``"zero"``, ``"mean"`` (per feature, over
+            the reference split) or ``"background"`` (``background`` rows of the reference
+            split drawn with ``seed``; every method's cost is multiplied by their number).
+        background: Rows of the background set.
     """
 
     model: str
@@ -92,6 +108,9 @@ class ExplainOptions:
     steps: int = 50
     seed: int = 0
     overwrite: bool = False
+    data: str | None = None
+    baseline: str = "zero"
+    background: int = 16
 
 
 @dataclass(frozen=True)
@@ -147,18 +166,31 @@ def parse_examples(text: str, available: int) -> list[int]:
 def explain(options: ExplainOptions, log: Callable[[str], None] = lambda line: None) -> Explanation:
     """Check everything, then compute each method on each example and write the directory."""
     started = time.perf_counter()
-    if options.model not in zoo.available():
+    user_model = is_spec(options.model)
+    if not user_model and options.model not in zoo.available():
         raise RunError(
-            f"--model must be one of the bundled models: {', '.join(zoo.available())}. Got "
-            f"{options.model!r} instead."
+            f"--model must be one of the bundled models: {', '.join(zoo.available())}, or "
+            f"path/to/file.py:function. Got {options.model!r} instead."
         )
+    if options.baseline not in BASELINES:
+        raise RunError(
+            f"--baseline must be one of {', '.join(BASELINES)}. Got {options.baseline!r} instead."
+        )
+    if options.data is not None and not is_spec(options.data):
+        raise RunError(f"--data must be 'path/to/file.py:function'. Got {options.data!r} instead.")
     out = Path(options.out)
     _check_directory(out, options.overwrite)
-    data = zoo.load_data(options.model).test
-    if not isinstance(data.x, torch.Tensor):
-        raise RunError(f"--model {options.model}: its inputs are not one tensor per example.")
-    examples = parse_examples(options.examples, len(data.x))
-    shape = tuple(data.x.shape[1:])
+    model: Any = None
+    if user_model:
+        log(f"loading {options.model}")
+        model, bundle, _ = load_model(options.model)  # runs the file's code
+    else:
+        bundle = zoo.load_data(options.model) if options.data is None else None
+    if options.data is not None:
+        bundle = load_factory(options.data, "data")
+    test_x, test_y, reference = _data(bundle, options)
+    examples = parse_examples(options.examples, len(test_x))
+    shape = tuple(test_x.shape[1:])
     groups = _groups(shape, options.patch)
     n_players = int(np.prod(shape)) if groups is None else len(np.unique(groups))
     if "exact" in options.methods and n_players > EXACT_LIMIT:
@@ -167,29 +199,34 @@ def explain(options: ExplainOptions, log: Callable[[str], None] = lambda line: N
             f"{options.model} has {n_players} input features. Use sampling or dasp, or group "
             "pixels with --patch N."
         )
+    baseline = _baseline(options, reference, shape)
 
-    log(f"loading {options.model}")
-    model, _ = zoo.load(options.model)
-    inputs = data.x[examples]
+    if model is None:
+        log(f"loading {options.model}")
+        model, _ = zoo.load(options.model)
+    inputs = test_x[examples]
     values: dict[str, list[np.ndarray]] = {m: [] for m in options.methods}
     costs: dict[str, list[float]] = {m: [] for m in options.methods}
     targets: list[int] = []
     names: list[str] = []
     owner_of = np.zeros(0, dtype=np.int64)
     for row, x in zip(examples, inputs, strict=True):
-        game = FeatureGame(model, x, groups=groups)
+        try:
+            game = FeatureGame(model, x, baseline=baseline, groups=groups)
+        except (ValueError, TypeError) as error:
+            raise RunError(f"--model {options.model} on its example {row}: {error}") from error
         targets.append(game.target)
         names, owner_of = game.player_names, game.players.owner_of
         for method in options.methods:
-            result = _run(method, model, x, game, groups, options)
+            result = _run(method, model, x, game, groups, baseline, options)
             values[method].append(result.values)
             costs[method].append(float(result.diagnostics.get("network_evaluations", 0)))
-        log(f"example {row}: class {int(data.y[row])}, explained class {game.target}")
+        log(f"example {row}: class {int(test_y[row])}, explained class {game.target}")
 
     per_player = {m: np.stack(v) for m, v in values.items()}
     maps = {m: v[:, owner_of].reshape(len(examples), *shape) for m, v in per_player.items()}
     agreement = _agreement(per_player)
-    labels = [int(data.y[i]) for i in examples]
+    labels = [int(test_y[i]) for i in examples]
     written = _write(
         out,
         options,
@@ -233,6 +270,60 @@ def _check_directory(out: Path, overwrite: bool) -> None:
         )
 
 
+def _data(bundle: Any, options: ExplainOptions) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The test inputs, their labels (-1 where there are none) and the reference inputs (or
+    ``None``) of a Bundle or a ``{"data": ..., "reference": ...}`` dict."""
+    from neuronshapley.pytorch.data import Bundle
+
+    source = f"--data {options.data}" if options.data else f"--model {options.model}"
+    if bundle is None:
+        raise RunError(
+            f"--model {options.model} gave no data: return (model, Bundle) from it or pass "
+            "--data path/to/file.py:function."
+        )
+    y: Any
+    if isinstance(bundle, Bundle):
+        x, y, reference = bundle.test.x, bundle.test.y, bundle.reference.x
+    elif isinstance(bundle, dict) and "data" in bundle:
+        data = bundle["data"]
+        x, y = data if isinstance(data, tuple) and len(data) == 2 else (data, -1)
+        reference = bundle.get("reference")
+    else:
+        raise RunError(
+            f"{source} must give a Bundle or a dict {{'data': x or (x, y), 'reference': x}}. "
+            f"Got {type(bundle).__name__} instead."
+        )
+    if not isinstance(x, torch.Tensor):
+        raise RunError(
+            f"{source}: explain needs its inputs as one tensor (n_examples, ...). Got "
+            f"{type(x).__name__} instead."
+        )
+    if isinstance(y, int):  # no labels
+        y = torch.full((len(x),), y, dtype=torch.int64)
+    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+        raise RunError(f"{source}: the labels must be a tensor of shape ({len(x)},).")
+    return x, y, reference
+
+
+def _baseline(options: ExplainOptions, reference: Any, shape: tuple[int, ...]) -> Any:
+    """``"zero"``, the reference's per-feature mean, or ``background`` of its rows."""
+    if options.baseline == "zero":
+        return "zero"
+    if not isinstance(reference, torch.Tensor) or tuple(reference.shape[1:]) != shape:
+        raise RunError(
+            f"--baseline {options.baseline} needs reference inputs shaped like the examples "
+            f"(n, {', '.join(map(str, shape))}): a Bundle's reference split or the 'reference' "
+            "of a --data dict. Use --baseline zero."
+        )
+    if options.baseline == "mean":
+        return reference.double().mean(dim=0)
+    if options.background < 1:
+        raise RunError(f"--background must be at least 1. Got {options.background}.")
+    generator = torch.Generator().manual_seed(options.seed)
+    rows = torch.randperm(len(reference), generator=generator)[: options.background]
+    return reference[rows]
+
+
 def _groups(shape: tuple[int, ...], patch: int | None) -> np.ndarray | None:
     if patch is None:
         return None
@@ -249,11 +340,15 @@ def _run(
     x: torch.Tensor,
     game: FeatureGame,
     groups: Any,
+    baseline: Any,
     options: ExplainOptions,
 ) -> ShapleyResult:
     if method == "dasp":
         sizes = None if options.sizes is None else min(options.sizes, game.n_players)
-        return dasp(model, x, target=game.target, n_sizes=sizes, groups=groups)
+        try:
+            return dasp(model, x, baseline, target=game.target, n_sizes=sizes, groups=groups)
+        except ValueError as error:  # a layer DASP cannot propagate, named
+            raise RunError(f"--method dasp on --model {options.model}: {error}") from error
     if method == "exact":
         result = exact_shapley(game)
         result.diagnostics = {"network_evaluations": result.n_evaluations}
@@ -268,6 +363,7 @@ def _run(
         _CAPTUM_NAMES.get(method, method),
         model,
         x,
+        baseline,
         target=game.target,
         groups=groups,
         n_steps=options.steps,
@@ -386,7 +482,7 @@ def _write(
             f"{len(names)}"
             + (f" ({options.patch}x{options.patch} patches)" if options.patch else ""),
         ),
-        ("baseline", "zero"),
+        ("baseline", _baseline_said(options)),
     ]
     files["report.html"] = render_html(
         title=f"Input attributions: {options.model}", summary=summary, sections=sections
@@ -394,6 +490,11 @@ def _write(
     record = {
         "command": "explain",
         "model": options.model,
+        "model_sha256": file_digest(options.model),
+        "data": options.data,
+        "data_sha256": file_digest(options.data) if options.data else None,
+        "baseline": options.baseline,
+        "background": options.background if options.baseline == "background" else None,
         "examples": examples,
         "methods": list(options.methods),
         "patch": options.patch,
@@ -409,6 +510,14 @@ def _write(
         atomic_write(out / name, content)
     record_files(out, list(files))
     return sorted(files)
+
+
+def _baseline_said(options: ExplainOptions) -> str:
+    if options.baseline == "mean":
+        return "the per-feature mean of the reference split"
+    if options.baseline == "background":
+        return f"{options.background} rows of the reference split (seed {options.seed})"
+    return "zero"
 
 
 def closed_loops(layer: str = "relu2", n_runs: int = 20, seed: int = 0) -> TCAVResult:
