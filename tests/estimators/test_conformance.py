@@ -24,14 +24,16 @@ ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
 
 @dataclass(frozen=True)
 class Estimator:
-    """An estimator under test: its name, a small factory, and whether it samples."""
+    """An estimator under test: its name, a small factory, whether it samples, and which
+    variant of its options the factory sets (``""``: the defaults)."""
 
     name: str
     run: Callable[..., ns.ShapleyResult]
     sampling: bool
+    variant: str = ""
 
     def __repr__(self) -> str:
-        return self.name
+        return f"{self.name}-{self.variant}" if self.variant else self.name
 
 
 def _exact_shapley(game: Any, **kwargs: Any) -> ns.ShapleyResult:
@@ -54,6 +56,11 @@ def _truncated(game: Any, **kwargs: Any) -> ns.ShapleyResult:
     return ns.truncated_shapley(game, **kwargs)
 
 
+def _unbiased_truncated(game: Any, **kwargs: Any) -> ns.ShapleyResult:
+    kwargs.setdefault("continue_probability", 0.5)
+    return _truncated(game, **kwargs)
+
+
 def _tmab(game: Any, **kwargs: Any) -> ns.ShapleyResult:
     # A loose tol: on the test games the run separates after ~1,000-4,000 evaluations.
     kwargs.setdefault("k", 2)
@@ -68,10 +75,11 @@ EXACT = [
 SAMPLING = [
     Estimator("permutation_shapley", _permutation, sampling=True),
     Estimator("truncated_shapley", _truncated, sampling=True),
+    Estimator("truncated_shapley", _unbiased_truncated, sampling=True, variant="unbiased"),
     Estimator("tmab_shapley", _tmab, sampling=True),
 ]
-ESTIMATORS = [pytest.param(e, id=e.name) for e in EXACT + SAMPLING]
-SAMPLING_PARAMS = [pytest.param(e, id=e.name) for e in SAMPLING]
+ESTIMATORS = [pytest.param(e, id=repr(e)) for e in EXACT + SAMPLING]
+SAMPLING_PARAMS = [pytest.param(e, id=repr(e)) for e in SAMPLING]
 
 
 def soum() -> ns.games.SOUM:
