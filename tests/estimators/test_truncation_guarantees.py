@@ -20,6 +20,7 @@ from benchmarks.truncation import DELTA, Runs, monotone_soum, signed_soum, trunc
 
 import neuronshapley as ns
 import neuronshapley.estimators.walks as walks
+from neuronshapley.estimators.checkpoint import CheckpointError
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.tails import TailBounds
 from tests.estimators.test_checkpoint import assert_same_values
@@ -125,6 +126,16 @@ def test_a_resumed_run_keeps_the_tails_bound_and_the_coins(tmp_path: Path) -> No
         resumed = ns.truncated_shapley(signed_soum(), **options, resume=tmp_path / str(p))
         assert_same_values(resumed, whole)
         assert resumed.diagnostics == whole.diagnostics
+
+
+def test_a_run_resumes_only_with_its_own_continue_probability(tmp_path: Path) -> None:
+    ns.truncated_shapley(
+        signed_soum(), n_permutations=8, seed=3, continue_probability=0.5, checkpoint=tmp_path
+    )
+    with pytest.raises(CheckpointError, match=r"continue_probability=0.5; this call has .*0.25"):
+        ns.truncated_shapley(
+            signed_soum(), n_permutations=16, seed=3, continue_probability=0.25, resume=tmp_path
+        )
 
 
 def test_merged_results_keep_the_tails_bound() -> None:
