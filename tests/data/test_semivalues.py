@@ -148,3 +148,18 @@ def test_leave_one_out_values_on_a_data_game(wine_game) -> None:
 def test_bad_arguments_are_named(call, match) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         call(ns.games.AdditiveGame([1.0, 2.0, 3.0, 4.0]))
+
+
+def test_sampled_semivalues_save_load_and_leave_the_game_alone(wine_game, tmp_path) -> None:
+    before = wine_game.fingerprint()
+    for result in (
+        beta_shapley(wine_game, n_permutations=5, seed=1, tail=0.05),
+        data_banzhaf(wine_game, n_samples=50, seed=1),
+        leave_one_out_values(wine_game),
+    ):
+        loaded = ns.ShapleyResult.load(result.save(tmp_path / result.estimator))
+        assert np.array_equal(loaded.values, result.values)
+        assert np.array_equal(loaded.ci_low, result.ci_low)
+        assert loaded.params == result.params and loaded.estimator == result.estimator
+        assert loaded.game_fingerprint == before
+    assert wine_game.fingerprint() == before
