@@ -1,5 +1,6 @@
-"""Heat maps of input-feature attributions: the examples in rows, the input and each method's
-attributions in columns (drawn on a ``matplotlib.figure.Figure``; matplotlib imported lazily).
+"""Figures of input-feature attributions (drawn on a ``matplotlib.figure.Figure``; matplotlib
+imported lazily): heat maps with the examples in rows and the input and each method's
+attributions in columns, and each method's error against its cost in network evaluations.
 """
 
 from collections.abc import Mapping, Sequence
@@ -57,4 +58,50 @@ def heatmap_grid(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
+
+
+def convergence_plot(
+    curves: Mapping[str, Mapping[str, Sequence[tuple[float, float, float]]]],
+    reference: str = "reference",
+) -> "Figure":
+    """Error of each attribution method against its cost, one row of panels per model.
+
+    Left: RMSE against the reference (log-log); right: Spearman rank correlation (log x).
+    Methods with several settings (DASP's sizes, sampling budgets) are lines with markers;
+    single-setting methods (the gradient family) are lone markers.
+
+    Args:
+        curves: Model name -> method name -> ``(evaluations, rmse, spearman)`` per setting,
+            sorted by evaluations.
+        reference: What the errors are measured against, for the axis labels.
+
+    Returns:
+        A figure with ``len(curves)`` rows and two columns.
+    """
+    figure_module: Any = require("matplotlib.figure", "plot", "convergence plots")
+    fig = figure_module.Figure(figsize=(11, 4 * len(curves) + 0.4), layout="constrained")
+    axes = np.asarray(fig.subplots(len(curves), 2, squeeze=False))
+    for row, (model, methods) in enumerate(curves.items()):
+        rmse_axis, rho_axis = axes[row]
+        for i, (method, points) in enumerate(methods.items()):
+            array = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+            style = {
+                "color": f"C{i % 10}",
+                "marker": "os^vD<>ph*"[i % 10],
+                "markersize": 4 if len(array) > 1 else 7,
+                "linestyle": "-" if len(array) > 1 else "none",
+                "label": method,
+            }
+            rmse_axis.plot(array[:, 0], array[:, 1], **style)
+            rho_axis.plot(array[:, 0], array[:, 2], **style)
+        rmse_axis.set_yscale("log")
+        rmse_axis.set_ylabel(f"RMSE vs {reference}")
+        rho_axis.set_ylabel(f"Spearman vs {reference}")
+        for axis in (rmse_axis, rho_axis):
+            axis.set_xscale("log")
+            axis.set_xlabel("network evaluations")
+            axis.set_title(model, fontsize=10)
+            axis.grid(alpha=0.3)
+        rho_axis.legend(fontsize=7, loc="lower right")
     return fig
