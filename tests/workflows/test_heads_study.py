@@ -80,6 +80,9 @@ def test_heads_study_makes_the_run_and_writes_its_section(
     headline = study["headline"]
     assert headline["valuing"] == "MEN" and headline["k"] == 2
     assert headline["n_evaluations"] == record["n_evaluations"] <= 60
+    # Walks are tasks: a budget inside a round keeps the walks it finished (11 evaluations each).
+    values = json.loads((run / "result.json").read_text())
+    assert values["diagnostics"]["n_permutations"] == (60 - 2) // 11
     assert set(headline["scores"]) == {"MEN", "RG-65"}
     assert len(headline["top"]) == len(headline["most_negative"]) == 2
     assert len(headline["heads"]) == 12
@@ -124,8 +127,9 @@ def test_a_study_needs_a_run_or_a_bundled_model(capsys: pytest.CaptureFixture[st
 
 def test_heads_run_config_defaults() -> None:
     config = study_run_config("heads", "minilm", budget=None, seed=0, truncation=0.1)
-    assert (config.budget, config.max_seconds) == (900, 1500.0)
+    assert (config.budget, config.max_seconds) == (2 + 12 * 71, 1500.0)
     assert config.memory_budget == 1 << 30 and config.truncation is None
+    assert config.walks_per_task == 1
     config = study_run_config("heads", "minilm", budget=50, seed=0, truncation=0.1, seconds=9)
     assert (config.budget, config.max_seconds) == (50, 9)
     critical = study_run_config("critical", "digits-cnn", budget=70, seed=1, truncation=0.1)

@@ -54,9 +54,10 @@ if TYPE_CHECKING:
 STUDY_FILE = "study.json"
 STUDY_FORMAT = 1
 DEFAULT_BUDGET = 3000
-HEADS_BUDGET = 900
-"""Evaluations of the heads study's run when none is given: about 20 minutes of MiniLM on MEN on
-2 free CPU cores (1.3 s per evaluation), so that the whole study fits in 30 (docs/studies.md)."""
+HEADS_BUDGET = 2 + 12 * 71
+"""Evaluations of the heads study's run when none is given: V(N), V(empty) and 12 permutation
+walks of 71 evaluations each (72 heads). About 17 minutes of MiniLM on MEN on 2 free CPU cores
+(1.1 to 1.3 s per evaluation), so that the whole study fits in 30 (docs/studies.md)."""
 HEADS_SECONDS = 1500.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values are then of fewer evaluations, which the study says)."""
@@ -243,7 +244,10 @@ def study_run_config(
     give the heads late in it nothing, and the study looks for heads that hurt near the full
     model), 3 random draws on the run's own removal curve (the study draws its own), and by
     default :data:`HEADS_BUDGET` evaluations or :data:`HEADS_SECONDS` seconds, whichever comes
-    first. The other studies: TMAB with ``truncation`` and ``budget``.
+    first. Each walk is its own task (``walks_per_task=1``): a budget that ends inside a round
+    of 8 walks then loses at most the walk it cuts (71 evaluations, a minute or so), not the
+    whole round (a budget of 146 gave whole rounds no walk at all). The other studies: TMAB
+    with ``truncation`` and ``budget``.
     """
     if study != "heads":
         return RunConfig(
@@ -265,6 +269,7 @@ def study_run_config(
         max_seconds=HEADS_SECONDS if seconds is None else seconds,
         seed=seed,
         n_random=3,
+        walks_per_task=1,
         memory_budget=HEADS_MEMORY_BUDGET,
     )
 
@@ -865,7 +870,8 @@ def _heads_output(study: "HeadsStudy", result: ShapleyResult, valuing: str) -> S
     k, scores, sd = study.k, study.scores, study.random_sd
     none, top, negative, random = study.removals
     full, empty = float(study.curves["highest first"][0]), float(study.curves["lowest first"][-1])
-    n_walks = int(np.max(result.n_samples)) if len(result.n_samples) else 0
+    n_walks = int(result.diagnostics.get("n_permutations", np.max(result.n_samples)))
+    unused = int(result.diagnostics.get("n_evaluations_unused", 0))
     low, high = np.asarray(result.ci_low), np.asarray(result.ci_high)
     sign_known = int(np.sum((low > 0) | (high < 0)))
 
@@ -883,8 +889,11 @@ def _heads_output(study: "HeadsStudy", result: ShapleyResult, valuing: str) -> S
         f"The {len(study.names)} attention heads valued for the Spearman correlation between "
         f"the cosine similarities of the words' embeddings and people's ratings on {valuing} "
         f"(V(N) = {_fmt(full)} with every head, V(∅) = {_fmt(empty)} with none), "
-        f"{result.estimator}, {result.n_evaluations:,} evaluations (up to {n_walks} marginal "
-        f"samples per head; stopped: {result.stop_reason}). {sign_known} of "
+        f"{result.estimator}, {result.n_evaluations:,} evaluations: {n_walks} permutations of "
+        f"the heads{f', and {unused} evaluations of one the budget cut' if unused else ''} "
+        f"(stopped: {result.stop_reason})"
+        + (". No permutation finished: every value is 0; raise --budget" if n_walks == 0 else "")
+        + f". {sign_known} of "
         f"{len(study.names)} heads have an interval that excludes 0; {study.n_negative} have "
         f"a negative value. Top {k}: {', '.join(study.top)}. Most negative: "
         f"{', '.join(study.most_negative)}.\n\n"
@@ -919,6 +928,7 @@ def _heads_output(study: "HeadsStudy", result: ShapleyResult, valuing: str) -> S
             "full": full,
             "empty": empty,
             "n_evaluations": result.n_evaluations,
+            "n_permutations": n_walks,
             "stop_reason": result.stop_reason,
             "sign_known": sign_known,
             "n_negative": study.n_negative,
