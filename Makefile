@@ -91,7 +91,7 @@ data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_datamodels
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
-# is one command; each adds its section to runs/<model>/report.html (heads: about 25 minutes).
+# is one command; each adds its section to runs/<model>/report.html (heads: up to 30 minutes).
 STUDY := $(BIN)/neuronshapley study --no-progress
 studies: $(BIN)/.installed
 	$(STUDY) critical --model digits-cnn --run runs/digits
