@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import neuronshapley as ns
 from neuronshapley.cli import main
 from tests.test_cli_run import FACTORY
 
@@ -449,6 +450,65 @@ def test_show_options_do_what_they_say(
     assert len(table.read_text().splitlines()) == 15
     assert main(["show", str(run), "--top", "99"]) == 2
     assert "--top must be at most the number of players (14). Got 99" in _one_line(capsys)
+
+
+# -- the range R of the intervals (issue 17, item 5) ------------------------------------------
+
+
+def test_the_intervals_use_the_metric_s_range_and_say_which(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accuracy lies in [0, 1], so its marginals in [-1, 1]: R = 2, a valid range."""
+    record = json.loads((run / "run.json").read_text())
+    assert record["config"]["value_range"] == "metric"
+    assert main(["show", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "finite-sample (empirical Bernstein, range 2)" in out
+    # How many units TMAB decided, from the result's diagnostics.
+    undecided = ns.ShapleyResult.load(run).diagnostics["n_undecided"]
+    assert f"Decided: {14 - undecided} of 14 units in or out of the top 3" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--value-range", "observed"], r"observed range \d[\d.e-]* \(a heuristic range\)"),
+        (["--value-range", "0.5"], r"range 0\.5\)"),
+        (["--metric", "neg_cross_entropy"], r"observed range \d[\d.e-]* \(a heuristic range\)"),
+    ],
+)
+def test_other_ranges_are_printed_as_what_they_are(
+    factory: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: str,
+) -> None:
+    assert _run(factory, tmp_path / "run", *extra) == 0
+    out = capsys.readouterr().out
+    # A metric without declared bounds gets the heuristic, and the run says so.
+    assert ("declares no range for its values" in out) == ("neg_cross_entropy" in extra)
+    assert main(["show", str(tmp_path / "run")]) == 0
+    assert re.search(expected, capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "wide"])
+def test_a_bad_value_range_is_one_line(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    assert _run(factory, tmp_path / "run", "--value-range", value) == 2
+    line = _one_line(capsys)
+    assert "--value-range: must be 'metric', 'observed' or a number R > 0" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_recorded_before_the_option_used_the_observed_range(run: Path) -> None:
+    from neuronshapley.workflows.runs import run_config
+
+    record = json.loads((run / "run.json").read_text())
+    del record["config"]["value_range"]
+    assert run_config(record).value_range == "observed"
+    assert "value_range" not in run_config(record).identity()
 
 
 def test_a_relative_path_in_a_record_is_resolved_from_the_run_directory(

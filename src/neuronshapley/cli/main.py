@@ -356,6 +356,18 @@ def _truncation(text: str) -> float | None:
     return number or None
 
 
+def _value_range(text: str) -> float | str:
+    """``--value-range``: 'metric', 'observed' or a number R > 0."""
+    from neuronshapley.workflows.runs import RunError, check_value_range
+
+    try:
+        return check_value_range(text.strip().lower())
+    except RunError:
+        raise argparse.ArgumentTypeError(
+            f"must be 'metric', 'observed' or a number R > 0. Got {text!r} instead."
+        ) from None
+
+
 def _add_run_arguments(commands: Any, name: str) -> None:
     demo = name == "demo"
     parser = commands.add_parser(
@@ -440,6 +452,16 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         type=_float_in(0.0, 1.0),
         default=0.05,
         help="failure probability of each confidence interval (default: 0.05)",
+    )
+    parser.add_argument(
+        "--value-range",
+        metavar="R",
+        type=_value_range,
+        default="metric",
+        help="width R of an interval holding every marginal contribution, for intervals that "
+        "hold as printed: 'metric' takes the one the metric declares (accuracy, recall: 2), "
+        "'observed' the range of the samples seen (a heuristic, no guarantee), or a number "
+        "(default: metric)",
     )
     parser.add_argument(
         "--tol",
@@ -692,6 +714,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         k=args.k,
         delta=args.delta,
         tol=args.tol,
+        value_range=args.value_range,
         truncation=args.truncation,
         budget=args.budget,
         max_seconds=args.max_seconds,
@@ -785,6 +808,20 @@ def _print_run(
         )
     if result is not None:
         print(f"Intervals: {result.interval_guarantee}", file=out)
+        undecided = result.diagnostics.get("n_undecided")
+        if isinstance(undecided, int):
+            print(
+                f"Decided: {result.n_players - undecided} of {result.n_players} units in or out "
+                f"of the top {k}"
+                + (
+                    f"; {undecided} undecided (their intervals still straddle the threshold: "
+                    "more evaluations, a larger --tol, or a narrower --value-range would decide "
+                    "them)"
+                    if undecided
+                    else ""
+                ),
+                file=out,
+            )
         groups = result.groups or [""] * result.n_players  # none in results saved before 0.1
         for label, ranked in (
             ("Top", result.top(k if top is None else top)),

@@ -182,6 +182,10 @@ class IntervalRule:
     @property
     def guarantee(self) -> str:
         """What the intervals promise, in words (printed beside them)."""
+        return self.describe()
+
+    def describe(self, observed_range: float | None = None) -> str:
+        """:attr:`guarantee`, naming the observed range a run used where it took one."""
         level = f"{100 * (1 - self.delta):g}%"
         if self.bound == "normal":
             spread = ", delta divided among the players" if self.union_bound else ""
@@ -195,7 +199,8 @@ class IntervalRule:
             "at any time (anytime-valid)" if self.bound == "anytime" else "at a fixed sample size"
         )
         if self.value_range is None:
-            kind = "empirical Bernstein with the observed range (a heuristic range)"
+            seen = "" if observed_range is None else f" {observed_range:.3g}"
+            kind = f"empirical Bernstein with the observed range{seen} (a heuristic range)"
         else:
             kind = f"finite-sample (empirical Bernstein, range {self.value_range:g})"
         return f"{level} for {scope}, {when}; {kind}"

@@ -178,7 +178,9 @@ class ShapleyResult:
         """What ``ci_low``/``ci_high`` promise, in words (per player or all at once, and how)."""
         if "bound" not in self.params:
             return "exact values: no sampling error" if self.n_evaluations else "given values"
-        return interval_rule(self.params).guarantee + _truncation_note(self.params)
+        used = self.diagnostics.get("value_range_used")
+        observed = float(used) if isinstance(used, int | float) else None
+        return interval_rule(self.params).describe(observed) + _truncation_note(self.params)
 
     # -- rankings --------------------------------------------------------------------------
     def top_indices(self, k: int) -> NDArray[np.intp]:

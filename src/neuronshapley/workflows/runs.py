@@ -116,6 +116,11 @@ class RunConfig:
         memory_budget: ``NeuronGame``'s ``memory_budget`` (bytes of activations per forward
             pass), or ``None`` for its default. How the work is cut, not what it computes: it
             does not identify the run.
+        value_range: The range R of a marginal contribution the confidence bounds use:
+            ``"metric"`` (default) the one the metric declares (accuracy and recall: 2; see
+            ``NeuronGame.marginal_range``), or the observed range with a warning if it declares
+            none; ``"observed"``: the range of the samples seen, a heuristic without guarantee
+            (every run before this option); or a number R > 0 the user vouches for.
     """
 
     model: str
@@ -136,6 +141,7 @@ class RunConfig:
     forward: str | None = None
     output: str | None = None
     memory_budget: int | None = None
+    value_range: float | str = "metric"
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -148,6 +154,8 @@ class RunConfig:
         for name in _CALLABLE_SPECS:
             if fields[name] is None:  # as in every run made before they existed
                 fields.pop(name)
+        if fields["value_range"] == "observed":  # as every run made before the option
+            fields.pop("value_range")
         return fields
 
 
@@ -565,7 +573,9 @@ def execute(
     from neuronshapley.applications.removal import removal_curve
 
     directory = Path(out)
-    config = resolved_config(config)
+    config = dataclasses.replace(
+        resolved_config(config), value_range=check_value_range(config.value_range)
+    )
     plan = prepare_directory(directory, config, resume=resume, overwrite=overwrite)
     previous = plan.previous or {}
     digests = previous.get("code") if plan.resume else None
@@ -577,7 +587,10 @@ def execute(
             f"--k {config.k} must be smaller than the number of units ({game.n_players})."
         )
     _check_metric(config, game)
+    value_range, warning = marginal_range_for(config, game)
     log(f"{loaded.source}: {game!r}")
+    if warning is not None:
+        log(warning)
     plain = _plain_evaluation(game)
     if plain is not None:
         log(plain)
@@ -612,6 +625,7 @@ def execute(
             k=config.k,
             delta=config.delta,
             tol=config.tol,
+            value_range=value_range,
             truncation=config.truncation,
             max_evaluations=config.budget,
             max_seconds=config.max_seconds,
@@ -699,6 +713,43 @@ def _plain_evaluation(game: Any) -> str | None:
     )
 
 
+VALUE_RANGES = ("metric", "observed")
+
+
+def check_value_range(value: Any) -> float | str:
+    """A run's ``value_range``: ``"metric"``, ``"observed"`` or a number R > 0 (RunError)."""
+    if value in VALUE_RANGES:
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise RunError(
+            f"--value-range must be 'metric', 'observed' or a number R > 0 (the width of an "
+            f"interval holding every marginal contribution). Got {value!r} instead."
+        )
+    return number
+
+
+def marginal_range_for(config: RunConfig, game: Any) -> tuple[float | None, str | None]:
+    """The range R the run's intervals use (``None``: the observed range), and a warning
+    where the user did not choose a heuristic but gets one."""
+    choice = check_value_range(config.value_range)
+    if choice == "observed":
+        return None, None
+    if choice != "metric":
+        return float(choice), None
+    declared = game.marginal_range()
+    if declared is None:
+        return None, (
+            f"warning: the metric {game.metric.name!r} declares no range for its values, so the "
+            "intervals use the observed range of the marginals: a heuristic, without guarantee. "
+            "Give --value-range R (the width of an interval that holds every marginal) for one."
+        )
+    return float(declared), None
+
+
 def build_game(config: RunConfig, loaded: Loaded) -> Any:
     """The ``NeuronGame`` a run computes values for; user mistakes become ``RunError``."""
     from neuronshapley.units import NeuronGame
@@ -725,6 +776,7 @@ def run_config(record: dict[str, Any]) -> RunConfig:
     """The configuration in a run record (read with :func:`read_run`)."""
     names = {field.name for field in dataclasses.fields(RunConfig)}
     fields = {name: value for name, value in record["config"].items() if name in names}
+    fields.setdefault("value_range", "observed")  # what every run before the option used
     try:
         return RunConfig(**fields)
     except TypeError as error:
