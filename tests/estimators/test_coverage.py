@@ -54,6 +54,8 @@ def test_the_normal_interval_is_not_joint_and_does_not_say_it_is() -> None:
     assert not joint.simultaneous
     assert "not joint" in joint.guarantee and "no finite-sample guarantee" in joint.guarantee
     assert IntervalRule("bernstein", DELTA, 1.0, union_bound=True).simultaneous
+    # Dividing delta still widens it (Bonferroni), as asked.
+    assert cells["normal, union"].width_over_se > cells["normal"].width_over_se
 
 
 def test_half_widths_are_reported_against_the_true_standard_error() -> None:

@@ -168,7 +168,10 @@ class IntervalRule:
     def halfwidth(self, stats: RunningStats) -> tuple[NDArray[np.float64], float]:
         """Half-width of each player's interval, and the range R it used."""
         value_range = stats.observed_range if self.value_range is None else self.value_range
-        delta = self.delta / (stats.n_players if self.simultaneous else 1)
+        # Divided among the players for the union bound, the normal interval's included
+        # (Bonferroni; still not joint, see ``simultaneous``).
+        divided = self.union_bound or self.bound == "anytime"
+        delta = self.delta / (stats.n_players if divided else 1)
         half = confidence_halfwidth(
             stats.count,
             stats.variance,
