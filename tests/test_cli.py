@@ -85,7 +85,10 @@ def test_show_without_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         (["show", "x", "--top", "-2"], r"argument --top: must be an int >= 0\. Got -2"),
         (["synthetic", "--unknown"], r"unrecognized arguments: --unknown"),
         (["bogus"], r"invalid choice: 'bogus'"),
-        ([], r"choose a command: run, demo, show, study, repair, unit or synthetic"),
+        (
+            [],
+            r"choose a command: run, demo, show, study, explain, data, repair, unit or synthetic",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(

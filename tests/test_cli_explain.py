@@ -82,3 +82,44 @@ def test_a_foreign_non_empty_out_is_refused(
     assert main([*FAST, "--out", str(tmp_path), "--overwrite"]) == 2
     assert "holds no explanation" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+USER = """
+import torch
+from torch import nn
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def data():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 6, generator=generator)
+    return {"data": (x, torch.arange(5) % 3), "reference": torch.randn(20, 6, generator=generator)}
+"""
+
+
+def test_a_user_model_and_data_with_a_background_set(tmp_path: Path) -> None:
+    user = tmp_path / "user.py"
+    user.write_text(USER)
+    out = tmp_path / "user"
+    args = ["explain", "--model", f"{user}:mlp", "--data", f"{user}:data", "--examples", "0-1"]
+    args += ["--method", "exact,dasp", "--baseline", "background", "--background", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    record = json.loads((out / "explain.json").read_text())
+    assert record["baseline"] == "background" and record["background"] == 3
+    assert record["data"] == f"{user}:data"
+    assert np.load(out / "attributions.npz")["values_exact"].shape == (2, 6)
+
+
+def test_a_user_model_without_data_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = tmp_path / "user.py"
+    user.write_text(USER)
+    args = ["explain", "--model", f"{user}:mlp", "--out", str(tmp_path / "n")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gave no data" in err

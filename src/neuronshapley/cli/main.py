@@ -607,9 +607,8 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
     if args.command == "data":
         return _data_command(args, sys.stdout)
     raise UsageError(
-        "neuronshapley: error: choose a command: run, demo, show, study, repair, unit or "
-        "synthetic "
-        "(see 'neuronshapley --help')"
+        "neuronshapley: error: choose a command: run, demo, show, study, explain, data, repair, "
+        "unit or synthetic (see 'neuronshapley --help')"
     )
 
 
@@ -939,7 +938,7 @@ def _per_evaluation(progress: Progress) -> str:
 def _add_explain_arguments(commands: Any) -> None:
     explain = commands.add_parser(
         "explain",
-        help="attribute a bundled model's test examples to their input features",
+        help="attribute a model's test examples to their input features",
         description=(
             "Attributions of test examples to their input features (pixels, positions, columns) "
             "by DASP, exact enumeration, permutation sampling or Captum's gradient methods: "
@@ -947,7 +946,34 @@ def _add_explain_arguments(commands: Any) -> None:
             "(or --compare) the agreement between them (Spearman)."
         ),
     )
-    explain.add_argument("--model", required=True, help="a bundled model, e.g. digits-cnn")
+    explain.add_argument(
+        "--model",
+        required=True,
+        help="a bundled model (e.g. digits-cnn) or path/to/file.py:function returning an "
+        "nn.Module or (module, Bundle)",
+    )
+    explain.add_argument(
+        "--data",
+        metavar="FILE.py:FUNCTION",
+        help="a function returning a ns.Bundle or {'data': x or (x, y), 'reference': x}: the "
+        "examples (its test split) and the reference inputs of --baseline mean/background "
+        "(default: the bundled model's data, or the Bundle --model returns)",
+    )
+    explain.add_argument(
+        "--baseline",
+        choices=("zero", "mean", "background"),
+        default="zero",
+        help="what a removed feature becomes: zero, the per-feature mean of the reference "
+        "inputs, or a background set of their rows (default: zero)",
+    )
+    explain.add_argument(
+        "--background",
+        metavar="N",
+        type=_int_at_least(1),
+        default=16,
+        help="rows of the background set, drawn with --seed; every method's cost is multiplied "
+        "by N (default: 16)",
+    )
     explain.add_argument(
         "--examples", default="0-9", help="test examples, e.g. 0-9 or 0,3,7-9 (default: 0-9)"
     )
@@ -1011,6 +1037,9 @@ def _explain_command(args: argparse.Namespace, out: TextIO) -> int:
             steps=args.steps,
             seed=args.seed,
             overwrite=args.overwrite,
+            data=args.data,
+            baseline=args.baseline,
+            background=args.background,
         )
         done = explain(options, log=lambda line: print(f"  {line}", file=out, flush=True))
     except RunError as error:
