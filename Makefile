@@ -77,8 +77,9 @@ bench-ray: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.ray_backend
 
 # Input-feature attribution: against exact values on 100 wine and 100 diabetes examples, TCAV's
-# closed loops, and the convergence study on digits-cnn and mnist1d-cnn with its figures (about
-# 3 minutes of CPU, 7 under a shared load; docs/attribution.md, tables copied from what it prints).
+# closed loops, and the convergence study on digits-cnn, mnist1d-cnn and a BatchNorm/strided CNN
+# with its figures (about 4.5 minutes of CPU, 9 under a shared load; docs/attribution.md, tables
+# copied from what it prints).
 attribution: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.attribution
 
