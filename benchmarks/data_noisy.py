@@ -104,7 +104,7 @@ def run_seed(seed: int, n_train: int) -> dict[str, dict[str, Any]]:
 
     methods["TMC-Shapley"] = on_game(
         lambda: tmc_shapley(
-            game, tolerance=0.01, n_permutations=TMC_PERMUTATIONS, seed=seed, value_range=1.0
+            game, tolerance=0.01, n_permutations=TMC_PERMUTATIONS, seed=seed, value_range=2.0
         )
     )
     methods["Beta(16,1)-Shapley"] = on_game(

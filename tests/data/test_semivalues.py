@@ -111,12 +111,12 @@ def test_data_banzhaf_msr_is_within_its_bound_of_exact(wine_game) -> None:
 def test_data_banzhaf_gives_the_trivial_interval_to_a_player_never_left_out() -> None:
     # Two samples for 12 players: all 12 seen on both sides has probability 2^-12.
     game = ns.games.AdditiveGame(np.linspace(0.0, 0.1, 12))
-    value_range = float(np.sum(np.linspace(0.0, 0.1, 12)))
-    result = data_banzhaf(game, n_samples=2, seed=0, value_range=value_range)
+    metric_range = float(np.sum(np.linspace(0.0, 0.1, 12)))
+    result = data_banzhaf(game, n_samples=2, seed=0, metric_range=metric_range)
     unseen = result.values == 0.0
     assert result.diagnostics["players_unseen_on_a_side"] == unseen.sum() > 0
-    assert np.allclose(result.ci_low[unseen], -value_range)
-    assert np.allclose(result.ci_high[unseen], value_range)
+    assert np.allclose(result.ci_low[unseen], -metric_range)
+    assert np.allclose(result.ci_high[unseen], metric_range)
 
 
 def test_leave_one_out_values_on_a_data_game(wine_game) -> None:
@@ -139,7 +139,7 @@ def test_leave_one_out_values_on_a_data_game(wine_game) -> None:
         (lambda g: beta_shapley(g, alpha=0), r"'alpha' parameter of beta_shapley must be a float"),
         (lambda g: beta_shapley(g, tail=1.0), r"'tail' parameter of beta_shapley .* \[0.0, 1.0\)"),
         (lambda g: beta_shapley(g, n_permutations=1), r"'n_permutations' .* \[2, inf\]"),
-        (lambda g: data_banzhaf(g, value_range=0), r"'value_range' parameter of data_banzhaf"),
+        (lambda g: data_banzhaf(g, metric_range=0), r"'metric_range' parameter of data_banzhaf"),
         (lambda g: data_banzhaf(g, delta=1.5), r"'delta' parameter of data_banzhaf"),
         (lambda g: exact_semivalue(g, [0.5, 0.5]), r"must hold 4 finite non-negative numbers"),
         (lambda g: exact_semivalue(g, [1, -1, 0, 1]), r"finite non-negative numbers. Got"),

@@ -171,7 +171,7 @@ def beta_shapley(
     n_permutations: int = 100,
     seed: int = 0,
     tail: float = 0.0,
-    value_range: float = 1.0,
+    metric_range: float = 1.0,
     delta: float = 0.05,
     union_bound: bool = False,
     batch_size: int = 4096,
@@ -187,7 +187,7 @@ def beta_shapley(
 
     ``tail`` saves evaluations: a walk stops at the smallest size ``K`` whose remaining weight
     ``sum_{k >= K} p_k`` is at most ``tail``; the marginals past it count as 0. That biases
-    each value by at most ``tail * value_range`` (``diagnostics["bias_bound"]``), which the
+    each value by at most ``tail * metric_range`` (``diagnostics["bias_bound"]``), which the
     intervals do not include. With ``alpha = 16, beta = 1`` and 200 players, ``tail=1e-3``
     evaluates about a third of each walk.
 
@@ -198,8 +198,9 @@ def beta_shapley(
         n_permutations: Permutations to walk. Default 100.
         seed: Seed of the permutations. Default 0.
         tail: Weight left out at the end of each walk, in [0, 1). Default 0 (whole walks).
-        value_range: Width R of the interval V's values lie in (accuracy: 1): marginals lie in
-            [-R, R], the weighted samples in ``[-W R, W R]`` with ``W = n max_k p_k``, and the
+        metric_range: Width M of the interval V's values lie in (accuracy: 1; not the
+            engine's ``value_range``, the width for the marginals, 2 M): marginals lie in
+            [-M, M], the weighted samples in ``[-W M, W M]`` with ``W = n max_k p_k``, and the
             intervals are empirical Bernstein with that range. Default 1.
         delta: Failure probability of each interval (all together with ``union_bound``).
             Default 0.05.
@@ -210,14 +211,14 @@ def beta_shapley(
 
     Returns:
         A ``ShapleyResult`` (``estimator="beta_shapley"``) whose ``params`` record the
-        interval rule on the weighted samples (``value_range`` there is their width ``2 W R``).
+        interval rule on the weighted samples (``value_range`` there is their width ``2 W M``).
     """
     owner = "beta_shapley"
     alpha, beta = _check_alpha_beta(alpha, beta, owner)
     n_permutations = int(check_int(n_permutations, "n_permutations", owner, min_value=2))  # type: ignore[arg-type]
     seed = int(check_int(seed, "seed", owner, min_value=0))  # type: ignore[arg-type]
     tail = float(check_float(tail, "tail", owner, low=0.0, high=1.0, include_high=False))  # type: ignore[arg-type]
-    game_range = float(check_float(value_range, "value_range", owner, low=0.0, include_low=False))  # type: ignore[arg-type]
+    metric_range = _check_range(metric_range, owner)
     batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
     game = as_game(game, n_players, owner)
     n = game.n_players
@@ -227,7 +228,9 @@ def beta_shapley(
     remaining = np.concatenate([np.cumsum(size_weights[::-1])[::-1], [0.0]])
     stop_size = int(np.flatnonzero(remaining <= tail)[0])
     weight_max = float(sample_weights.max())
-    rule = IntervalRule("bernstein", delta, 2.0 * weight_max * game_range, union_bound).check(owner)
+    rule = IntervalRule("bernstein", delta, 2.0 * weight_max * metric_range, union_bound).check(
+        owner
+    )
     started = time.perf_counter()
     evaluator = Evaluator(game)
     v_empty = float(evaluator(np.zeros((1, n), dtype=bool))[0])
@@ -258,7 +261,7 @@ def beta_shapley(
         "beta": beta,
         "n_permutations": n_permutations,
         "tail": tail,
-        "game_value_range": game_range,
+        "metric_range": metric_range,
         "bound": rule.bound,
         "delta": rule.delta,
         "value_range": rule.value_range,
@@ -277,7 +280,7 @@ def beta_shapley(
         diagnostics={
             "walk_length": stop_size,
             "dropped_weight": float(remaining[stop_size]),
-            "bias_bound": float(remaining[stop_size]) * game_range,
+            "bias_bound": float(remaining[stop_size]) * metric_range,
             "max_sample_weight": weight_max,
         },
         groups=player_groups(game),
@@ -290,7 +293,7 @@ def data_banzhaf(
     *,
     n_samples: int = 1000,
     seed: int = 0,
-    value_range: float = 1.0,
+    metric_range: float = 1.0,
     delta: float = 0.05,
     union_bound: bool = False,
     batch_size: int = 4096,
@@ -301,11 +304,11 @@ def data_banzhaf(
     ``n_samples`` coalitions, each player in independently with probability 1/2 (drawn from
     ``numpy.random.default_rng(seed)``); player i's value is the mean V of the coalitions
     holding i minus the mean V of those without it. Given how many hold i, each side is a
-    mean of i.i.d. values in an interval of width ``value_range``, so each gets an empirical
+    mean of i.i.d. values in an interval of width ``metric_range``, so each gets an empirical
     Bernstein half-width at ``delta / 2`` and the interval is their sum.
 
     A player on one side of every sample (likely only below ~30 samples) gets the value 0 and
-    the interval ``[-value_range, value_range]``, which holds every Banzhaf value.
+    the interval ``[-metric_range, metric_range]``, which holds every Banzhaf value.
 
     The result is a difference of two means, not a mean of samples: do not ``merge`` two of
     them (draw one run with more samples instead).
@@ -314,7 +317,7 @@ def data_banzhaf(
         game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
         n_samples: Coalitions drawn. Default 1000.
         seed: Seed of the coalitions. Default 0.
-        value_range: Width R of the interval V's values lie in (accuracy: 1). Default 1.
+        metric_range: Width M of the interval V's values lie in (accuracy: 1). Default 1.
         delta: Failure probability of each interval (all together with ``union_bound``).
             Default 0.05.
         union_bound: Divide ``delta`` among the players. Default ``False``.
@@ -328,9 +331,9 @@ def data_banzhaf(
     owner = "data_banzhaf"
     n_samples = int(check_int(n_samples, "n_samples", owner, min_value=2))  # type: ignore[arg-type]
     seed = int(check_int(seed, "seed", owner, min_value=0))  # type: ignore[arg-type]
-    game_range = float(check_float(value_range, "value_range", owner, low=0.0, include_low=False))  # type: ignore[arg-type]
+    metric_range = _check_range(metric_range, owner)
     batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
-    rule = IntervalRule("bernstein", delta, game_range, union_bound).check(owner)
+    rule = IntervalRule("bernstein", delta, metric_range, union_bound).check(owner)
     game = as_game(game, n_players, owner)
     n = game.n_players
     started = time.perf_counter()
@@ -349,13 +352,13 @@ def data_banzhaf(
         variance = np.where(count > 1, (squares - count * mean**2) / np.maximum(count - 1, 1), 0.0)
         variance = np.maximum(variance, 0.0)  # rounding
         half = confidence_halfwidth(
-            count, variance, delta=side_delta, bound="bernstein", value_range=game_range
+            count, variance, delta=side_delta, bound="bernstein", value_range=metric_range
         )
         sides.append((count, mean, variance, half))
     (count_in, mean_in, var_in, half_in), (count_out, mean_out, var_out, half_out) = sides
     seen = (count_in > 0) & (count_out > 0)
     values = np.where(seen, mean_in - mean_out, 0.0)
-    half = np.where(seen, np.minimum(half_in + half_out, 2.0 * game_range), game_range)
+    half = np.where(seen, np.minimum(half_in + half_out, 2.0 * metric_range), metric_range)
     squared_error = var_in / np.maximum(count_in, 1) + var_out / np.maximum(count_out, 1)
     stderr = np.where(seen, np.sqrt(squared_error), np.inf)
     n_each = np.minimum(count_in, count_out)
@@ -428,3 +431,7 @@ def _check_alpha_beta(alpha: Any, beta: Any, owner: str) -> tuple[float, float]:
         float(check_float(alpha, "alpha", owner, low=0.0, include_low=False)),  # type: ignore[arg-type]
         float(check_float(beta, "beta", owner, low=0.0, include_low=False)),  # type: ignore[arg-type]
     )
+
+
+def _check_range(metric_range: Any, owner: str) -> float:
+    return float(check_float(metric_range, "metric_range", owner, low=0.0, include_low=False))  # type: ignore[arg-type]

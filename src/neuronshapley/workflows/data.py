@@ -200,7 +200,7 @@ def _value(
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
         result = data.tmc_shapley(
-            game, tolerance=0.01, n_permutations=options.permutations, seed=seed, value_range=1.0
+            game, tolerance=0.01, n_permutations=options.permutations, seed=seed, value_range=2.0
         )
         params = {"tolerance": 0.01, "n_permutations": options.permutations}
     elif method == "beta":
