@@ -115,6 +115,23 @@ def test_the_widening_is_the_tails_bound_and_nothing_where_no_walk_is_truncated(
     assert "truncation bias" in result.interval_guarantee
 
 
+def test_the_guarantee_says_when_the_game_is_seen_not_to_be_monotone() -> None:
+    """A negative marginal (V(N) > V(empty)) refutes monotonicity, and with it the tails'
+    bound: the printed guarantee says so instead of claiming coverage."""
+    monotone = ns.truncated_shapley(monotone_soum(), n_permutations=16, seed=0)
+    assert not monotone.diagnostics["monotone_refuted"]
+    assert "holds for a monotone game)" in monotone.interval_guarantee
+    signed = ns.truncated_shapley(signed_soum(), n_permutations=16, seed=0)
+    assert signed.diagnostics["monotone_refuted"]
+    assert "this one is not" in signed.interval_guarantee
+    assert (
+        "this one is not"
+        in signed.merge(
+            ns.truncated_shapley(signed_soum(), n_permutations=16, seed=1)
+        ).interval_guarantee
+    )
+
+
 def test_a_resumed_run_keeps_the_tails_bound_and_the_coins(tmp_path: Path) -> None:
     for p in (None, 0.5):
         options = {"n_permutations": 64, "seed": 3, "continue_probability": p}

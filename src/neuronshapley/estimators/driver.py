@@ -46,6 +46,7 @@ from neuronshapley.estimators.walks import Endpoints, Evaluator, RangeStats, Wal
 from neuronshapley.games.base import Game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import ShapleyResult, result_from_stats
+from neuronshapley.results.tails import monotone_refuted
 
 
 def seed_entropy(seed: Any, owner: str) -> int:
@@ -395,6 +396,10 @@ def _result(
         # Plain truncation biases the values by what the tails hide; the intervals are widened
         # by its bound (results.tails), whose statistics the result keeps for merging.
         diagnostics["truncation_tails"] = state.tails.to_record()
+        if endpoints is not None:
+            diagnostics["monotone_refuted"] = monotone_refuted(
+                state.stats, endpoints.v_full, endpoints.v_empty
+            )
     result = result_from_stats(
         state.stats,
         rule=spec.interval,

@@ -180,7 +180,9 @@ class ShapleyResult:
             return "exact values: no sampling error" if self.n_evaluations else "given values"
         used = self.diagnostics.get("value_range_used")
         observed = float(used) if isinstance(used, int | float) else None
-        return interval_rule(self.params).describe(observed) + _truncation_note(self.params)
+        return interval_rule(self.params).describe(observed) + _truncation_note(
+            self.params, self.diagnostics
+        )
 
     # -- rankings --------------------------------------------------------------------------
     def top_indices(self, k: int) -> NDArray[np.intp]:
@@ -435,7 +437,11 @@ class ShapleyResult:
         if tails is not None:  # plain truncation: widened by the tails' bound (results.tails)
             merged.ci_low, merged.ci_high, value_range = tails.interval(rule)
             merged.diagnostics.update(
-                truncation_tails=tails.to_record(), value_range_used=value_range
+                truncation_tails=tails.to_record(),
+                value_range_used=value_range,
+                monotone_refuted=any(
+                    part.diagnostics.get("monotone_refuted", False) for part in (self, other)
+                ),
             )
         return merged
 
@@ -529,8 +535,14 @@ def interval_rule(params: dict[str, Any]) -> IntervalRule:
     return IntervalRule(params["bound"], params["delta"], value_range, params["union_bound"])
 
 
-def _truncation_note(params: dict[str, Any]) -> str:
+def _truncation_note(params: dict[str, Any], diagnostics: dict[str, Any]) -> str:
     """What the intervals say about truncation, appended to the rule's guarantee."""
+    if params.get("truncation_bias") == "bounded" and diagnostics.get("monotone_refuted"):
+        return (
+            "; widened by the truncation bias bound, which holds for a monotone game only, and "
+            "this one is not (a marginal of the wrong sign was seen): the values and intervals "
+            "may be biased; use continue_probability"
+        )
     if params.get("truncation_bias") == "bounded":
         return (
             "; widened by the truncation bias bound (what the truncated tails can hide; holds "

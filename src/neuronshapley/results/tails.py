@@ -126,6 +126,19 @@ class TailBounds:
         return cls(stats("low"), stats("high"), float(record["dead_band"]))
 
 
+def monotone_refuted(stats: RunningStats, v_full: float, v_empty: float) -> bool:
+    """Whether the samples show that the game is not monotone in the direction of its gain:
+    a measured marginal below 0 when V(N) > V(empty) (above 0 when V(N) < V(empty)). Then the
+    tails' bound has no proof (module notes); beyond rounding only."""
+    gain = v_full - v_empty
+    slack = 1e-12 * max(1.0, abs(gain))
+    if gain > 0:
+        return stats.sample_min < -slack
+    if gain < 0:
+        return stats.sample_max > slack
+    return False
+
+
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
