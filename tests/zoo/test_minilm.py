@@ -96,7 +96,7 @@ def test_metric_is_scipys_spearman_of_the_cosines() -> None:
     generator = torch.Generator().manual_seed(0)
     embeddings = torch.randn(3, len(WORDS), 4, generator=generator)
     metric = minilm.spearman_similarity(TOY, WORDS)
-    assert metric.name == "spearman:toy"
+    assert metric.name == "spearman:toy" and metric.bounds == (-1.0, 1.0)
     got = metric(embeddings, torch.full((3,), -1), None)  # type: ignore[arg-type]
     index = {word: i for i, word in enumerate(WORDS)}
     first, second = [index[w] for w in TOY.first], [index[w] for w in TOY.second]

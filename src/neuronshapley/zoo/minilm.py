@@ -94,7 +94,8 @@ def spearman_similarity(pairs: WordPairs, words: tuple[str, ...]) -> Metric:
     Returns:
         A vectorised metric of the embeddings of ``words`` (``(n_words, dim)`` per coalition).
         Ties (in similarities or ratings) get average ranks, as ``scipy.stats.spearmanr``.
-        Similarities that are all equal carry no ranking: the metric is 0 there.
+        Similarities that are all equal carry no ranking: the metric is 0 there. Its bounds
+        are (-1, 1), so a game's marginals lie within a range of 4.
     """
     stats = require("scipy.stats", "zoo", "The word-similarity metric")
     position = {word: i for i, word in enumerate(words)}
@@ -111,7 +112,10 @@ def spearman_similarity(pairs: WordPairs, words: tuple[str, ...]) -> Metric:
         correlation = np.divide(covariance, norms, out=np.zeros_like(covariance), where=norms > 0)
         return torch.from_numpy(correlation)
 
-    return from_outputs(spearman, name=f"spearman:{pairs.name}", vectorised=True)
+    # A correlation lies in [-1, 1]: the confidence bounds get a valid range from it.
+    return from_outputs(
+        spearman, name=f"spearman:{pairs.name}", vectorised=True, bounds=(-1.0, 1.0)
+    )
 
 
 def _centred(ranks: NDArray[np.float64]) -> NDArray[np.float64]:
