@@ -89,6 +89,8 @@ attribution: $(BIN)/.installed
 data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_influence
 	$(BIN)/python -m benchmarks.data_noisy
+	$(BIN)/python -m benchmarks.data_noisy --n-train 1000 --noise 0.2 --tmc-permutations 50 \
+	    --beta-permutations 50 --figure docs/figures/data/removal-1000.png
 	$(BIN)/python -m benchmarks.data_datamodels
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study

@@ -17,7 +17,9 @@ change of the summed test loss when a point is removed ("influence (test)") and 
 self-influence I(x, x) ("self-influence"); and random values.
 
 Run: ``.venv/bin/python -m benchmarks.data_noisy`` (results in docs/data.md);
-``--seeds 0`` and ``--n-train 100`` for a quick look.
+``--seeds 0`` and ``--n-train 100`` for a quick look; the issue's size, without the costly
+TMC and Beta Shapley: ``--n-train 1000 --noise 0.2 --no-slow``, with them on fewer walks:
+``--tmc-permutations 50 --beta-permutations 50``.
 """
 
 import argparse
@@ -89,9 +91,15 @@ def influence_values(
     return test_value, result.self_influence, time.perf_counter() - started
 
 
-def run_seed(seed: int, n_train: int) -> dict[str, dict[str, Any]]:
+SLOW = ("TMC-Shapley", "Beta(16,1)-Shapley")
+
+
+def run_seed(
+    seed: int, n_train: int, noise: float, slow: bool, permutations: tuple[int, int]
+) -> dict[str, dict[str, Any]]:
+    tmc_permutations, beta_permutations = permutations
     x, y_clean, x_test, y_test = sample(seed, n_train)
-    y, flipped = flip_labels(y_clean, NOISE, seed=seed)
+    y, flipped = flip_labels(y_clean, noise, seed=seed)
     game = DataGame(x, y, x_test, y_test, fit=learner())
     methods: dict[str, Callable[[], tuple[np.ndarray, int]]] = {}
 
@@ -104,11 +112,11 @@ def run_seed(seed: int, n_train: int) -> dict[str, dict[str, Any]]:
 
     methods["TMC-Shapley"] = on_game(
         lambda: tmc_shapley(
-            game, tolerance=0.01, n_permutations=TMC_PERMUTATIONS, seed=seed, value_range=2.0
+            game, tolerance=0.01, n_permutations=tmc_permutations, seed=seed, value_range=2.0
         )
     )
     methods["Beta(16,1)-Shapley"] = on_game(
-        lambda: beta_shapley(game, n_permutations=BETA_PERMUTATIONS, seed=seed, tail=1e-3)
+        lambda: beta_shapley(game, n_permutations=beta_permutations, seed=seed, tail=1e-3)
     )
     methods["Data Banzhaf"] = on_game(
         lambda: data_banzhaf(game, n_samples=BANZHAF_SAMPLES, seed=seed)
@@ -120,6 +128,8 @@ def run_seed(seed: int, n_train: int) -> dict[str, dict[str, Any]]:
     )
     out: dict[str, dict[str, Any]] = {}
     for name, method in methods.items():
+        if name in SLOW and not slow:
+            continue
         started = time.perf_counter()
         values, fits = method()
         out[name] = {"values": values, "fits": fits, "seconds": time.perf_counter() - started}
@@ -154,16 +164,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
+    parser.add_argument("--noise", type=float, default=NOISE)
+    parser.add_argument(
+        "--no-slow", action="store_true", help="leave out TMC and Beta Shapley (the costly ones)"
+    )
+    parser.add_argument("--tmc-permutations", type=int, default=TMC_PERMUTATIONS)
+    parser.add_argument("--beta-permutations", type=int, default=BETA_PERMUTATIONS)
     parser.add_argument("--figure", type=Path, default=FIGURE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    runs = [run_seed(seed, args.n_train) for seed in args.seeds]
+    permutations = (args.tmc_permutations, args.beta_permutations)
+    runs = [
+        run_seed(seed, args.n_train, args.noise, not args.no_slow, permutations)
+        for seed in args.seeds
+    ]
     methods = list(runs[0])
-    n_flipped = round(NOISE * args.n_train)
+    n_flipped = round(args.noise * args.n_train)
     print(
         f"Adult, {args.n_train} train ({n_flipped} flipped) / {N_TEST} test, seeds {args.seeds}, "
-        f"logistic regression (liblinear, C={C:g}); mean ± sd over seeds\n"
+        f"logistic regression (liblinear, C={C:g}); permutations: TMC {permutations[0]}, "
+        f"Beta {permutations[1]}; mean ± sd over seeds\n"
     )
     print(
         "| method | F1 (flag as many as flipped) | F1 (2-means, OpenDataVal) | AUC | fits ", end=""
