@@ -7,7 +7,16 @@ count of misses exceeds what a miss rate of delta could give with probability AL
 
 import numpy as np
 import pytest
-from benchmarks.coverage import DELTA, GAMES, RULES, measure, neuron_game
+from benchmarks.coverage import (
+    DELTA,
+    GAMES,
+    RULES,
+    TOP_K,
+    exact_values,
+    measure,
+    neuron_game,
+    tmab_cell,
+)
 
 from neuronshapley.results.bounds import IntervalRule
 from tests.estimators.test_guarantees import binomial_upper
@@ -64,3 +73,25 @@ def test_half_widths_are_reported_against_the_true_standard_error() -> None:
     # The valid finite-sample intervals are wider than the normal one, by their price.
     assert cells["normal"].width_over_se < cells["bernstein"].width_over_se
     assert np.isfinite(cells["anytime"].width_over_se)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SOUM (20)", "glove (10+12)", "sparse SOUM (200)"])
+def test_anytime_tmab_is_wrong_at_most_delta_of_the_time_on_every_game(name: str) -> None:
+    """The audit's remaining TMAB cells (voting and airport are in test_guarantees.py): with
+    the default bound and a valid range, wrong top k in at most delta of the runs."""
+    game, value_range = GAMES[name]()
+    wrong, _ = tmab_cell(game, value_range, TOP_K.get(name, 3), "anytime", range(20))
+    assert wrong <= binomial_upper(20, DELTA)
+
+
+@pytest.mark.slow
+def test_anytime_tmab_on_a_neuron_game_by_enumeration() -> None:
+    """Six filters of digits-cnn (values by enumeration of 64 coalitions): the top 3, whose
+    boundary is 0.0017 wide, with tol = 5e-4 so that a swap across it counts as wrong."""
+    game, value_range = neuron_game(6)
+    truth = np.sort(exact_values(game))[::-1]
+    tol = 5e-4
+    assert truth[2] - truth[3] > 2 * tol, "the boundary this test needs"
+    wrong, _ = tmab_cell(game, value_range, 3, "anytime", range(12), tol=tol)
+    assert wrong <= binomial_upper(12, DELTA)
