@@ -38,12 +38,13 @@ def test_tmc_shapley_matches_exact_data_shapley_within_its_interval(wine) -> Non
         game.value(np.ones((1, 8), bool))[0] - game.value(np.zeros((1, 8), bool))[0]
     )
     result = tmc_shapley(
-        game, tolerance=0.01, n_permutations=400, seed=0, value_range=1.0, union_bound=True
+        game, tolerance=0.01, n_permutations=400, seed=0, value_range=2.0, union_bound=True
     )
     assert result.diagnostics["n_walks_truncated"] > 0  # truncation did happen: TMC, not MC
-    # Bernstein intervals at delta=0.05 over all 8 players at once (range 1: accuracy). The
-    # truncation's bias is at most the tolerance per truncated walk and player when later
-    # marginals are of one sign; measured gap 0.02 against half-widths 0.07-0.09.
+    # Bernstein intervals at delta=0.05 over all 8 players at once (range 2: accuracy's
+    # marginals lie in [-1, 1]). The truncation's bias is at most the tolerance per truncated
+    # walk and player when later marginals are of one sign; measured gap 0.010 against
+    # half-widths 0.09-0.10.
     half_width = (result.ci_high - result.ci_low) / 2
     assert (np.abs(result.values - exact.values) <= half_width + 0.01).all()
 
