@@ -108,6 +108,14 @@ def test_data_banzhaf_msr_is_within_its_bound_of_exact(wine_game) -> None:
     assert (half_width < 0.1).all()  # the bound is informative at this size
 
 
+def test_data_banzhaf_results_are_not_merged_as_one_mean() -> None:
+    game = ns.games.AdditiveGame(np.linspace(0.0, 0.1, 6))
+    first = data_banzhaf(game, n_samples=50, seed=0, metric_range=1.0)
+    second = data_banzhaf(game, n_samples=50, seed=1, metric_range=1.0)
+    with pytest.raises(ValueError, match=r"Cannot merge data_banzhaf results: .* two means"):
+        first.merge(second)
+
+
 def test_data_banzhaf_gives_the_trivial_interval_to_a_player_never_left_out() -> None:
     # Two samples for 12 players: all 12 seen on both sides has probability 2^-12.
     game = ns.games.AdditiveGame(np.linspace(0.0, 0.1, 12))

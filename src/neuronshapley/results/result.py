@@ -31,6 +31,8 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 _ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
 _OPTIONAL_ARRAYS = ("variance_process",)
+# Sampling results whose values are not one mean of samples, so merge cannot pool them.
+_NOT_POOLABLE = {"data_banzhaf": "a difference of two means (coalitions with and without it)"}
 
 
 class RankedPlayer(NamedTuple):
@@ -356,6 +358,12 @@ class ShapleyResult:
         """
         if "bound" not in self.params or "bound" not in other.params:
             raise ValueError("Exact results have no sampling error to pool; nothing to merge.")
+        if self.estimator in _NOT_POOLABLE:
+            raise ValueError(
+                f"Cannot merge {self.estimator} results: each value is "
+                f"{_NOT_POOLABLE[self.estimator]}, which Chan's update of one mean does not "
+                "pool. Run it once with the samples of both."
+            )
         if self.player_names != other.player_names:
             raise ValueError("Cannot merge results of games with different players.")
         if (
