@@ -86,6 +86,8 @@ def test_heads_study_makes_the_run_and_writes_its_section(
     assert set(headline["scores"]) == {"MEN", "RG-65"}
     assert len(headline["top"]) == len(headline["most_negative"]) == 2
     assert len(headline["heads"]) == 12
+    assert headline["curves"]["counts"] == [0, 1, 2, 3, 5, 10, 12]
+    assert headline["curves"]["lowest first"][-1] == pytest.approx(headline["empty"])
     assert set(headline["rank_correlation"]) == {"entropy", "content share"}
     with open(folder / "table.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -127,7 +129,7 @@ def test_a_study_needs_a_run_or_a_bundled_model(capsys: pytest.CaptureFixture[st
 
 def test_heads_run_config_defaults() -> None:
     config = study_run_config("heads", "minilm", budget=None, seed=0, truncation=0.1)
-    assert (config.budget, config.max_seconds) == (2 + 12 * 71, 1500.0)
+    assert (config.budget, config.max_seconds) == (2 + 12 * 71, 1200.0)
     assert config.memory_budget == 1 << 30 and config.truncation is None
     assert config.walks_per_task == 1
     config = study_run_config("heads", "minilm", budget=50, seed=0, truncation=0.1, seconds=9)
