@@ -502,6 +502,21 @@ def test_a_bad_value_range_is_one_line(
     assert not (tmp_path / "run").exists()
 
 
+def test_unbiased_truncation_from_the_command_line(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(factory, tmp_path / "run", "--continue-probability", "0.5") == 0
+    result = ns.ShapleyResult.load(tmp_path / "run")
+    assert result.params["continue_probability"] == 0.5
+    assert "unbiased truncation" in capsys.readouterr().out
+    # Without truncation there is nothing to continue: one line, nothing written.
+    assert (
+        _run(factory, tmp_path / "off", "--truncation", "off", "--continue-probability", "0.5") == 2
+    )
+    assert "continue_probability" in _one_line(capsys)
+    assert not (tmp_path / "off").exists()
+
+
 def test_a_run_recorded_before_the_option_used_the_observed_range(run: Path) -> None:
     from neuronshapley.workflows.runs import run_config
 

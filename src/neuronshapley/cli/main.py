@@ -480,6 +480,16 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         f"(default: {DEFAULT_TRUNCATION}, as in the paper)",
     )
     parser.add_argument(
+        "--continue-probability",
+        metavar="P",
+        type=_float_in(0.0, 1.0),
+        default=None,
+        help="with truncation, make it unbiased for any model: each permutation goes on past "
+        "its truncation point with probability P and weights what follows by 1/P (default: "
+        "plain truncation, whose intervals are widened by what it can hide, valid only when "
+        "removing units never raises the metric)",
+    )
+    parser.add_argument(
         "--budget",
         metavar="N",
         type=_int_at_least(2),
@@ -715,6 +725,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         tol=args.tol,
         value_range=args.value_range,
         truncation=args.truncation,
+        continue_probability=args.continue_probability,
         budget=args.budget,
         max_seconds=args.max_seconds,
         device=args.device,

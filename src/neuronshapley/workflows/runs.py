@@ -121,6 +121,10 @@ class RunConfig:
             ``NeuronGame.marginal_range``), or the observed range with a warning if it declares
             none; ``"observed"``: the range of the samples seen, a heuristic without guarantee
             (every run before this option); or a number R > 0 the user vouches for.
+        continue_probability: With truncation: ``None`` (default) for plain truncation (the
+            intervals widened by what the truncated tails can hide, valid for monotone games),
+            or p in (0, 1) for unbiased truncation (``tmab_shapley``'s ``continue_probability``:
+            a walk goes on past its truncation point with probability p, its tail weighted 1/p).
     """
 
     model: str
@@ -142,6 +146,7 @@ class RunConfig:
     output: str | None = None
     memory_budget: int | None = None
     value_range: float | str = "metric"
+    continue_probability: float | None = None
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -156,6 +161,8 @@ class RunConfig:
                 fields.pop(name)
         if fields["value_range"] == "observed":  # as every run made before the option
             fields.pop("value_range")
+        if fields["continue_probability"] is None:  # as every run made before the option
+            fields.pop("continue_probability")
         return fields
 
 
@@ -576,6 +583,12 @@ def execute(
     config = dataclasses.replace(
         resolved_config(config), value_range=check_value_range(config.value_range)
     )
+    if config.continue_probability is not None and config.truncation is None:
+        raise RunError(
+            f"--continue-probability {config.continue_probability:g} needs truncation: with "
+            "--truncation off no permutation is cut, so none can go on past its cut "
+            "(continue_probability)."
+        )
     plan = prepare_directory(directory, config, resume=resume, overwrite=overwrite)
     previous = plan.previous or {}
     digests = previous.get("code") if plan.resume else None
@@ -627,6 +640,7 @@ def execute(
             tol=config.tol,
             value_range=value_range,
             truncation=config.truncation,
+            continue_probability=config.continue_probability,
             max_evaluations=config.budget,
             max_seconds=config.max_seconds,
             seed=config.seed,
