@@ -10,8 +10,11 @@ Nothing heavy is imported here: no torch, no plotting.
 
 from neuronshapley import games
 from neuronshapley.estimators import (
+    DifferenceResult,
     RankedPlayer,
     ShapleyResult,
+    anchored_shapley,
+    difference_shapley,
     exact_banzhaf,
     exact_shapley,
     permutation_shapley,
@@ -50,11 +53,14 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Bundle",
+    "DifferenceResult",
     "Game",
     "NeuronGame",
     "RankedPlayer",
     "ShapleyResult",
     "Split",
+    "anchored_shapley",
+    "difference_shapley",
     "exact_banzhaf",
     "exact_shapley",
     "features",

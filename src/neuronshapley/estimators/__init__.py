@@ -1,4 +1,5 @@
-"""Shapley value estimators: exact, Monte Carlo, truncated, and the TMAB top-k bandit.
+"""Shapley value estimators: exact, Monte Carlo, truncated, the TMAB top-k bandit, and
+differences of values sampled directly (``differences``).
 
 The sampling estimators share one engine: ``walks.Walker.walk`` walks a range of permutations
 into mergeable statistics (the pure step), and ``driver.run_rounds`` plans rounds, merges them,
@@ -6,6 +7,11 @@ checkpoints (``checkpoint``) and reports ``Progress``.
 """
 
 from neuronshapley.estimators.bandit import TopKRace, tmab_shapley, undecided_players
+from neuronshapley.estimators.differences import (
+    DifferenceResult,
+    anchored_shapley,
+    difference_shapley,
+)
 from neuronshapley.estimators.exact import exact_banzhaf, exact_shapley
 from neuronshapley.estimators.options import (
     Budget,
@@ -29,6 +35,7 @@ from neuronshapley.results import (
 
 __all__ = [
     "Budget",
+    "DifferenceResult",
     "IntervalRule",
     "Persistence",
     "Progress",
@@ -45,7 +52,9 @@ __all__ = [
     "Truncation",
     "WalkRange",
     "Walker",
+    "anchored_shapley",
     "confidence_halfwidth",
+    "difference_shapley",
     "exact_banzhaf",
     "exact_shapley",
     "permutation_shapley",

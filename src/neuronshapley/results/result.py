@@ -32,7 +32,10 @@ READABLE_VERSIONS = (1, 2, 3)
 _ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
 _OPTIONAL_ARRAYS = ("variance_process",)
 # Sampling results whose values are not one mean of samples, so merge cannot pool them.
-_NOT_POOLABLE = {"data_banzhaf": "a difference of two means (coalitions with and without it)"}
+_NOT_POOLABLE = {
+    "data_banzhaf": "a difference of two means (coalitions with and without it)",
+    "anchored_shapley": "the anchor's mean minus a mean of differences",
+}
 
 
 class RankedPlayer(NamedTuple):
@@ -182,8 +185,12 @@ class ShapleyResult:
             return "exact values: no sampling error" if self.n_evaluations else "given values"
         used = self.diagnostics.get("value_range_used")
         observed = float(used) if isinstance(used, int | float) else None
-        return interval_rule(self.params).describe(observed) + _truncation_note(
-            self.params, self.diagnostics
+        # An estimator whose intervals combine several (anchored_shapley) says how, here.
+        combined = str(self.diagnostics.get("interval_note", ""))
+        return (
+            interval_rule(self.params).describe(observed)
+            + _truncation_note(self.params, self.diagnostics)
+            + combined
         )
 
     # -- rankings --------------------------------------------------------------------------
