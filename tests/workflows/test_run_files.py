@@ -517,6 +517,32 @@ def test_unbiased_truncation_from_the_command_line(
     assert not (tmp_path / "off").exists()
 
 
+FLAKY_METRIC = """
+CALLS = []
+
+
+def flaky(logits, targets, batch):
+    CALLS.append(1)
+    if len(CALLS) > 40:
+        raise ValueError("the metric broke")
+    return float((logits.argmax(1) == targets).double().mean())
+"""
+
+
+def test_a_metric_that_raises_while_sampling_is_one_line_and_the_run_can_be_made_again(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metric = tmp_path / "metric.py"
+    metric.write_text(FLAKY_METRIC)
+    out = tmp_path / "run"
+    assert _run(factory, out, "--metric", f"{metric}:flaky") == 2
+    line = _one_line(capsys)
+    assert "The metric you passed ('flaky') raised ValueError on coalition" in line
+    assert "fix the metric and make the run again with --overwrite" in line
+    metric.write_text(FLAKY_METRIC.replace("> 40", "> 10**9"))
+    assert _run(factory, out, "--metric", f"{metric}:flaky", "--overwrite") == 0
+
+
 def test_a_run_recorded_before_the_option_used_the_observed_range(run: Path) -> None:
     from neuronshapley.workflows.runs import run_config
 

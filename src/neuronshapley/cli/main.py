@@ -708,6 +708,7 @@ def _explain(stop_reason: str) -> str:
 
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley.pytorch.metrics import MetricError
     from neuronshapley.workflows.runs import RunConfig, RunError, execute, load_result
 
     prog = f"neuronshapley {args.command}"
@@ -750,6 +751,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             result = load_result(args.out, record)
         except (RunError, ConnectionError) as error:
             raise UsageError(f"{prog}: error: {error}") from None
+        except MetricError as error:  # the user's metric raised while the run sampled
+            raise UsageError(
+                f"{prog}: error: {error}. The run stopped there; fix the metric and make the "
+                "run again with --overwrite."
+            ) from None
     _print_run(record, result, Path(args.out), out)
     return 0
 
