@@ -13,6 +13,11 @@ from neuronshapley.estimators.differences import (
     difference_shapley,
 )
 from neuronshapley.estimators.exact import exact_banzhaf, exact_shapley
+from neuronshapley.estimators.interactions import (
+    exact_interactions,
+    permutation_interactions,
+    shapiq_interactions,
+)
 from neuronshapley.estimators.options import (
     Budget,
     Persistence,
@@ -25,6 +30,8 @@ from neuronshapley.estimators.permutation import permutation_shapley, truncated_
 from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.walks import RangeStats, Walker, WalkRange
 from neuronshapley.results import (
+    InteractionPair,
+    InteractionResult,
     IntervalRule,
     RankedPlayer,
     Ranking,
@@ -36,6 +43,8 @@ from neuronshapley.results import (
 __all__ = [
     "Budget",
     "DifferenceResult",
+    "InteractionPair",
+    "InteractionResult",
     "IntervalRule",
     "Persistence",
     "Progress",
@@ -56,8 +65,11 @@ __all__ = [
     "confidence_halfwidth",
     "difference_shapley",
     "exact_banzhaf",
+    "exact_interactions",
     "exact_shapley",
+    "permutation_interactions",
     "permutation_shapley",
+    "shapiq_interactions",
     "tmab_shapley",
     "truncated_shapley",
     "undecided_players",

@@ -1,0 +1,250 @@
+"""``InteractionResult``: pairwise Shapley interactions of chosen players, with their uncertainty.
+
+The pairwise Shapley interaction index (SII, Grabisch & Roubens 1999) of players ``i`` and ``j``
+of a game ``V`` on the players ``N`` (``n = |N|``) is
+
+    I_ij = sum_{S ⊆ N \\ {i, j}} |S|! (n - |S| - 2)! / (n - 1)! * Δ_ij(S),
+    Δ_ij(S) = V(S + i + j) - V(S + i) - V(S + j) + V(S).
+
+Negative: the two are redundant (either one does much of what both do); positive: they are
+synergistic (each needs the other). A result holds the index for every pair of a chosen set of
+players *inside the whole game* (the other players stay players: they are in or out of ``S``).
+
+Saved like ``ShapleyResult``: a directory holding ``interactions.npz`` (arrays) and
+``interactions.json`` (names, parameters, counts and a hash of the arrays), loaded without pickle.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley._internal.files import atomic_write, json_text
+from neuronshapley._internal.fingerprint import digest
+
+FORMAT_VERSION = 1
+_MATRICES = ("values", "stderr", "ci_low", "ci_high")
+_ARRAYS = (*_MATRICES, "player_indices", "n_samples")
+
+
+class InteractionPair(NamedTuple):
+    """A row of ``InteractionResult.pairs()``: the two players, the index and its interval."""
+
+    first: str
+    second: str
+    value: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(eq=False)
+class InteractionResult:
+    """Pairwise Shapley interaction indices among ``m`` chosen players of a game.
+
+    Every matrix is ``(m, m)`` and symmetric; its diagonal is 0 (the index is of pairs).
+
+    Attributes:
+        values: ``values[a, b]``: the SII of players ``a`` and ``b`` (estimated, or exact).
+        stderr: Standard error of each entry (0 for exact values).
+        ci_low: Lower end of each entry's interval (``interval`` says what it promises).
+        ci_high: Upper end of each entry's interval.
+        player_names: The names of the ``m`` chosen players.
+        player_indices: Their indices among the game's players, int array of shape ``(m,)``.
+        n_game_players: Number of players of the whole game.
+        n_samples: Samples behind each pair's estimate, int array of shape ``(m, m)`` (0 for
+            exact values).
+        n_evaluations: Coalitions the estimator evaluated.
+        estimator: Name of the estimator function.
+        params: The estimator's parameters (JSON types only).
+        seed: The seed of the sampling (``None`` for exact values).
+        interval: What ``ci_low``/``ci_high`` promise, in words.
+        elapsed_seconds: Wall time of the computation.
+        game_fingerprint: What identifies the game (``games.game_fingerprint``), or ``None``.
+        diagnostics: Estimator-specific counters.
+    """
+
+    values: NDArray[np.float64]
+    stderr: NDArray[np.float64]
+    ci_low: NDArray[np.float64]
+    ci_high: NDArray[np.float64]
+    player_names: list[str]
+    player_indices: NDArray[np.int64]
+    n_game_players: int
+    n_samples: NDArray[np.int64]
+    n_evaluations: int
+    estimator: str
+    params: dict[str, Any]
+    seed: int | None
+    interval: str
+    elapsed_seconds: float
+    game_fingerprint: str | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = len(self.player_names)
+        for name in _MATRICES:
+            shape = np.shape(getattr(self, name))
+            if shape != (m, m):
+                raise ValueError(
+                    f"InteractionResult: {name} has shape {shape} for {m} players; every matrix "
+                    f"has shape ({m}, {m})."
+                )
+        if np.shape(self.n_samples) != (m, m):
+            raise ValueError(
+                f"InteractionResult: n_samples has shape {np.shape(self.n_samples)} for {m} "
+                f"players; it has shape ({m}, {m})."
+            )
+        if np.shape(self.player_indices) != (m,):
+            raise ValueError(
+                f"InteractionResult: player_indices has shape {np.shape(self.player_indices)} "
+                f"for {m} players; it holds one index per player."
+            )
+
+    @property
+    def n_players(self) -> int:
+        """Number of chosen players (rows of the matrix)."""
+        return len(self.player_names)
+
+    def value(self, first: str, second: str) -> float:
+        """The index of the pair named ``first`` and ``second``."""
+        a, b = self._position(first, "first"), self._position(second, "second")
+        if a == b:
+            raise ValueError(
+                f"InteractionResult.value needs two different players. Got {first!r} twice."
+            )
+        return float(self.values[a, b])
+
+    def _position(self, name: str, parameter: str) -> int:
+        try:
+            return self.player_names.index(name)
+        except ValueError:
+            shown = ", ".join(repr(n) for n in self.player_names[:5])
+            more = ", ..." if self.n_players > 5 else ""
+            raise ValueError(
+                f"The {parameter!r} parameter of InteractionResult.value must name one of the "
+                f"result's players ({shown}{more}). Got {name!r} instead."
+            ) from None
+
+    def pairs(self, order: str = "value") -> list[InteractionPair]:
+        """Every pair once, sorted.
+
+        Args:
+            order: ``"value"`` (most negative, i.e. most redundant, first), ``"-value"`` (most
+                synergistic first) or ``"magnitude"`` (largest ``|value|`` first). Default
+                ``"value"``.
+        """
+        keys = {"value": 1.0, "-value": -1.0}
+        if order not in (*keys, "magnitude"):
+            raise ValueError(
+                "The 'order' parameter of InteractionResult.pairs must be 'value', '-value' or "
+                f"'magnitude'. Got {order!r} instead."
+            )
+        rows, cols = np.triu_indices(self.n_players, k=1)
+        entries = self.values[rows, cols]
+        key = np.abs(entries) * -1.0 if order == "magnitude" else entries * keys[order]
+        ranked = np.argsort(key, kind="stable")
+        return [
+            InteractionPair(
+                self.player_names[rows[k]],
+                self.player_names[cols[k]],
+                float(entries[k]),
+                float(self.stderr[rows[k], cols[k]]),
+                float(self.ci_low[rows[k], cols[k]]),
+                float(self.ci_high[rows[k], cols[k]]),
+            )
+            for k in ranked
+        ]
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "arrays_sha256": digest(arrays),
+            "player_names": self.player_names,
+            "n_game_players": int(self.n_game_players),
+            "n_evaluations": int(self.n_evaluations),
+            "estimator": self.estimator,
+            "params": self.params,
+            "seed": self.seed,
+            "interval": self.interval,
+            "elapsed_seconds": self.elapsed_seconds,
+            "game_fingerprint": self.game_fingerprint,
+            "diagnostics": self.diagnostics,
+        }
+        # The arrays first, the record naming their hash last: a save cut between the two
+        # leaves files that load refuses, never a silent mix of two saves.
+        atomic_write(directory / "interactions.npz", lambda f: np.savez(f, **arrays))
+        atomic_write(directory / "interactions.json", json_text(meta).encode())
+        return directory
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "InteractionResult":
+        """Load a result written by :meth:`save`."""
+        directory = Path(path)
+        meta_path = directory / "interactions.json"
+        array_path = directory / "interactions.npz"
+        if not meta_path.is_file() or not array_path.is_file():
+            raise FileNotFoundError(
+                f"{directory} is not a saved InteractionResult: expected interactions.json and "
+                "interactions.npz in it (written by InteractionResult.save)."
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("it does not hold a JSON object")
+        except (OSError, ValueError) as error:
+            raise ValueError(_damaged(meta_path, error)) from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{meta_path} has format version {meta.get('format_version')!r}; this version "
+                f"of neuronshapley reads version {FORMAT_VERSION}."
+            )
+        try:
+            with open(array_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+                arrays = {name: np.asarray(data[name]) for name in _ARRAYS}
+        except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, ...
+            raise ValueError(_damaged(array_path, error)) from None
+        if digest(arrays) != meta.get("arrays_sha256"):
+            raise ValueError(
+                f"{array_path} does not belong to {meta_path} (their contents come from "
+                "different saves, e.g. a save cut short); save the result again."
+            )
+        try:
+            return cls(
+                **arrays,
+                player_names=[str(name) for name in meta["player_names"]],
+                n_game_players=int(meta["n_game_players"]),
+                n_evaluations=int(meta["n_evaluations"]),
+                estimator=str(meta["estimator"]),
+                params=dict(meta["params"]),
+                seed=meta["seed"],
+                interval=str(meta["interval"]),
+                elapsed_seconds=float(meta["elapsed_seconds"]),
+                game_fingerprint=meta.get("game_fingerprint"),
+                diagnostics=dict(meta["diagnostics"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(_damaged(meta_path, error)) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"InteractionResult({self.estimator}, {self.n_players} players of "
+            f"{self.n_game_players}, {self.n_evaluations} evaluations)"
+        )
+
+
+def _damaged(path: Path, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{path} is damaged and cannot be read ({type(error).__name__}: {reason}); "
+        "compute or save the result again."
+    )
