@@ -205,3 +205,29 @@ def test_reverse_plot_marks_units_before_drop(dropout: DropoutStudy) -> None:
 def test_histograms_check_their_bins(dropout: DropoutStudy) -> None:
     with pytest.raises(ValueError, match="'bins' parameter of plot_value_histograms"):
         plot_value_histograms(dropout, bins=0)
+
+
+def test_interaction_figures() -> None:
+    from neuronshapley.applications.interactions import greedy_removal_order, values_after_removal
+    from neuronshapley.estimators.interactions import (
+        exact_interactions,
+        permutation_interactions,
+    )
+    from neuronshapley.report.interactions import plot_interaction_matrix, plot_removal_orders
+
+    game = ns.games.SOUM(7, n_basis=12, seed=1, max_order=2)
+    sampled = permutation_interactions(game, n_permutations=50, seed=0)
+    fig = plot_interaction_matrix(sampled)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert [label.get_text() for label in ax.get_yticklabels()] == game.player_names
+    assert ax.images[0].get_clim()[0] == -ax.images[0].get_clim()[1]  # symmetric around 0
+    assert "permutation_interactions" in ax.get_title()
+    exact = plot_interaction_matrix(exact_interactions(game), title="exact")
+    assert exact.axes[0].get_title() == "exact"
+    greedy = greedy_removal_order(game, 3)
+    shapley = values_after_removal(game, ["p0", "p1", "p2"], "index order")
+    fig = plot_removal_orders([greedy, shapley], metric="accuracy")
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["greedy on the game", "index order"]
+    np.testing.assert_allclose(lines[0].get_ydata(), greedy.values)
