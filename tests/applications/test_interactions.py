@@ -8,10 +8,11 @@ from neuronshapley.applications.interactions import (
     greedy_removal_order,
     leave_one_out_costs,
     pairwise_removal_order,
+    total_interactions,
     values_after_removal,
 )
 from neuronshapley.estimators.interactions import exact_interactions
-from neuronshapley.games import SOUM
+from neuronshapley.games import SOUM, CallableGame
 
 
 def two_additive() -> SOUM:
@@ -62,3 +63,15 @@ def test_bad_input_is_refused() -> None:
         greedy_removal_order(game, 10)
     with pytest.raises(ValueError, match="one cost per player"):
         pairwise_removal_order([1.0, 2.0], exact_interactions(game), 1)
+
+
+def test_total_interactions_are_the_row_sums_of_the_exact_matrix() -> None:
+    # Any game: a SOUM of order up to 5 and a non-polynomial one.
+    soum = SOUM(8, n_basis=30, seed=4, max_order=5)
+    weights = np.linspace(0.5, 2.0, 7)
+    smooth = CallableGame(lambda c: np.sqrt(c @ weights) + c[:, 0] * c[:, 3], 7)
+    for game in (soum, smooth):
+        exact = exact_interactions(game).values
+        totals = total_interactions(game, game.player_names)
+        np.testing.assert_allclose(totals, exact.sum(axis=1), atol=1e-12)
+    assert total_interactions(soum, ["p2", "p5"]).shape == (2,)

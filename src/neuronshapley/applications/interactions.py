@@ -96,6 +96,29 @@ def leave_one_out_costs(game: Game, names: Sequence[str]) -> NDArray[np.float64]
     return values[0] - values[1:]
 
 
+def total_interactions(game: Game, names: Sequence[str]) -> NDArray[np.float64]:
+    """Each unit's interactions with *all* other players, summed: ``sum_{j != i} I_ij``, exactly.
+
+    Writing the game in its Möbius (Harsanyi) coefficients, ``I_ij = sum_{T ⊇ {i, j}} m_T /
+    (|T| - 1)``, so summing over ``j`` counts every ``T ∋ i`` of two or more players once:
+
+        sum_{j != i} I_ij = sum_{T ∋ i, |T| >= 2} m_T = [V(N) - V(N - i)] - [V({i}) - V(∅)],
+
+    the leave-one-out cost less the unit's worth on its own. This holds for every game (no
+    sampling, ``2 |names| + 2`` evaluations in one call), so it gives the interactions of chosen
+    units with the thousands of others that no pairwise estimate covers.
+    """
+    indices = _indices(game, names, "total_interactions")
+    k = len(indices)
+    rows = np.zeros((2 * k + 2, game.n_players), dtype=bool)
+    rows[0] = True  # N
+    rows[1 : k + 1] = True
+    rows[np.arange(1, k + 1), indices] = False  # N - i
+    rows[np.arange(k + 1, 2 * k + 1), indices] = True  # {i}; the last row is the empty set
+    values = np.asarray(game.value(rows), dtype=np.float64)
+    return (values[0] - values[1 : k + 1]) - (values[k + 1 : 2 * k + 1] - values[-1])
+
+
 def pairwise_removal_order(
     costs: Sequence[float] | NDArray[np.float64], interactions: InteractionResult, k: int
 ) -> list[str]:
