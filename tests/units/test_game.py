@@ -344,3 +344,21 @@ def test_logits_with_units_removed_match_the_metric() -> None:
         plain = model.eval()(x)
     torch.testing.assert_close(game.logits(), plain)
     assert_no_hooks(model)
+
+
+def test_a_game_s_fingerprint_is_the_one_earlier_versions_computed() -> None:
+    """Checkpoints, run directories and results are matched to their game by this digest, so
+    a change of its encoding would refuse every earlier run as "another game". The literal was
+    computed by the code before metrics declared bounds (commit aaf5e23); hand-set weights and
+    data, so no training or random draw enters it."""
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        for i, parameter in enumerate(model.parameters()):
+            count = parameter.numel()
+            parameter.copy_(
+                torch.arange(count, dtype=torch.float32).reshape(parameter.shape) / (7 + i)
+            )
+    x = torch.arange(40, dtype=torch.float32).reshape(10, 4) / 40.0
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    game = NeuronGame(model, data=(x, y), reference=1.0 - x)
+    assert game.fingerprint() == "e9d543e3ccae373a72e13db591486e860b443de4703be83f88c1398ee5fcda51"

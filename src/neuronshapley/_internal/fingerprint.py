@@ -131,6 +131,11 @@ def _feed_object(hasher: Any, value: Any, depth: int) -> None:
         return
     attributes = getattr(value, "__dict__", None)
     if isinstance(attributes, dict):
+        # A class may name attributes that do not set what it computes (a metric's declared
+        # bounds), so that adding one leaves every earlier digest as it was.
+        ignored = getattr(kind, "__fingerprint_ignore__", ())
+        if ignored:
+            attributes = {key: item for key, item in attributes.items() if key not in ignored}
         _feed(hasher, attributes, depth + 1)
         return
     text = repr(value)

@@ -38,7 +38,7 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -68,6 +68,10 @@ class Metric:
     batched: BatchedMetric
     needs_groups: bool = False
     bounds: tuple[float, float] | None = None
+
+    # The bounds set the intervals, not the values: a game's fingerprint (what its checkpoints
+    # and results are matched by) does not depend on them, as before they existed.
+    __fingerprint_ignore__: ClassVar[tuple[str, ...]] = ("bounds",)
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, batch: Split) -> torch.Tensor:
         return self.batched(logits, targets, batch)
