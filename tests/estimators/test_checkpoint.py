@@ -6,6 +6,7 @@ round, so many kills land inside a write) and resumes it until it finishes: the 
 an uninterrupted run's bit for bit.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
-from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
+from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, CheckpointError, has_checkpoint
 from neuronshapley.games import SOUM, sparse_soum
 from tests.damage import DAMAGES, damage
 from tests.estimators.test_progress import InterruptAfter
@@ -249,3 +250,40 @@ def test_a_checkpoint_inside_a_round_resumes_the_round_where_it_stopped(
     assert_same_values(resumed, whole)
     # Only what was left was evaluated again: not the walks done before the stop.
     assert game.n_evaluations == whole.n_evaluations - stopped.n_evaluations
+
+
+def _as_version_2(path: Path) -> None:
+    """Rewrite a checkpoint as version 2 wrote it: no variance process, no tails, no
+    truncation_bias in the identity."""
+    with np.load(path, allow_pickle=False) as data:
+        record = json.loads(str(data["record"]))
+        arrays = {
+            name: data[name]
+            for name in data.files
+            if name not in ("record", "variance_process") and not name.startswith("tails_")
+        }
+    record["checkpoint_version"] = 2
+    record["identity"].pop("truncation_bias", None)
+    record.pop("tails", None)
+    np.savez(path, record=np.array(json.dumps(record)), **arrays)
+
+
+def test_a_version_2_checkpoint_resumes_with_a_block_variance_process(tmp_path: Path) -> None:
+    """Version 2 kept no variance process: the run resumes with all earlier samples as one
+    block guessed by the mean of all values (valid for the anytime bound)."""
+    game = sparse_soum(40, n_large=4, seed=0)
+    part = ns.tmab_shapley(game, k=3, seed=1, max_evaluations=2_000, checkpoint=tmp_path)
+    _as_version_2(tmp_path / CHECKPOINT_FILE)
+    rest = ns.tmab_shapley(game, k=3, resume=tmp_path, max_evaluations=4_000)
+    assert rest.n_evaluations > part.n_evaluations
+    assert rest.variance_process is not None and np.isfinite(rest.ci_high).all()
+
+
+def test_a_version_2_checkpoint_of_a_truncated_run_is_refused_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    game = sparse_soum(40, n_large=4, seed=0)
+    ns.truncated_shapley(game, seed=1, max_evaluations=2_000, checkpoint=tmp_path)
+    _as_version_2(tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match=r"before truncated runs kept what their truncated"):
+        ns.truncated_shapley(game, resume=tmp_path, max_evaluations=4_000)

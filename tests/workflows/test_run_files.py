@@ -543,6 +543,24 @@ def test_a_metric_that_raises_while_sampling_is_one_line_and_the_run_can_be_made
     assert _run(factory, out, "--metric", f"{metric}:flaky", "--overwrite") == 0
 
 
+def test_a_run_directory_of_an_earlier_version_resumes_with_its_observed_range(
+    factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run.json written before --value-range and --continue-probability existed: its
+    identity has neither key, and it used the observed range."""
+    out = tmp_path / "run"
+    assert _run(factory, out, "--value-range", "observed") == 0
+    record = json.loads((out / "run.json").read_text())
+    for part in (record["config"], record["config"]["identity"]):
+        part.pop("value_range", None)
+        part.pop("continue_probability", None)
+    (out / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert _run(factory, out, "--budget", "600", "--resume") == 2
+    assert "add --value-range observed" in _one_line(capsys)
+    assert _run(factory, out, "--budget", "600", "--resume", "--value-range", "observed") == 0
+
+
 def test_a_run_recorded_before_the_option_used_the_observed_range(run: Path) -> None:
     from neuronshapley.workflows.runs import run_config
 

@@ -493,9 +493,14 @@ def prepare_directory(out: Path, config: RunConfig, *, resume: bool, overwrite: 
 
 def _check_same_run(out: Path, saved: dict[str, Any], config: RunConfig, option: str) -> None:
     if saved["config"].get("identity") != jsonable(config.identity()):
-        differences = _differences(saved["config"].get("identity", {}), config.identity())
+        saved_identity = saved["config"].get("identity", {})
+        differences = _differences(saved_identity, config.identity())
+        hint = ""
+        if "value_range" not in saved_identity and config.value_range != "observed":
+            # Every run made before --value-range used the observed range.
+            hint = " (it used the observed range: add --value-range observed)"
         raise RunError(
-            f"{option}: the run in {out} was made with other settings ({differences}); "
+            f"{option}: the run in {out} was made with other settings ({differences}){hint}; "
             "resume it with the same settings, or start anew with --overwrite."
         )
 
