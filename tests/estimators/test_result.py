@@ -1,6 +1,7 @@
 """ShapleyResult: rankings, tables, display, merging and persistence."""
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -332,3 +333,25 @@ def test_the_interval_guarantee_says_per_player_or_simultaneous() -> None:
     )
     assert normal.interval_guarantee.startswith("95% normal approximation for each player")
     assert "asymptotic" in normal.interval_guarantee and "not joint" in normal.interval_guarantee
+
+
+def test_a_range_the_samples_exceed_voids_the_printed_guarantee() -> None:
+    game = ns.games.sparse_soum(30, n_large=3, seed=0)
+    wrong = ns.permutation_shapley(game, n_permutations=20, seed=0, value_range=0.05)
+    assert "wider than the range 0.05: that range is wrong" in wrong.interval_guarantee
+    right = ns.permutation_shapley(
+        game, n_permutations=20, seed=0, value_range=game.marginal_range()
+    )
+    assert "range is wrong" not in right.interval_guarantee
+
+
+def test_a_truncated_result_of_an_earlier_version_says_its_bias_is_not_included() -> None:
+    result = ns.truncated_shapley(
+        ns.games.sparse_soum(30, n_large=3, seed=0), n_permutations=8, seed=0
+    )
+    assert result.params["truncation_bias"] == "bounded"
+    params = {k: v for k, v in result.params.items() if k != "truncation_bias"}
+    old = dataclasses.replace(result, params=params, diagnostics={})
+    assert "plain truncation, its bias not included" in old.interval_guarantee
+    with pytest.raises(ValueError, match="different 'truncation_bias'"):
+        dataclasses.replace(old, seed=1).merge(result)

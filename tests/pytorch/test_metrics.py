@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 import neuronshapley as ns
+from neuronshapley.pytorch.metrics import MetricError
 from neuronshapley.units import Metric, NeuronGame, Split
 from tests.units._models import BUDGET, fitted, random_coalitions, vectors
 
@@ -161,7 +162,7 @@ def test_a_metric_outside_its_declared_bounds_is_refused() -> None:
     x, y = vectors(N_EXAMPLES, seed=1)
     metric = ns.metrics.from_user(lambda logits, targets, split: 2.5, bounds=(0, 1))
     game = NeuronGame(model, data=(x, y), metric=metric, reference=vectors(20, seed=2)[0])
-    with pytest.raises(ValueError, match=r"declares that its values lie in \[0, 1\], .* 2\.5"):
+    with pytest.raises(MetricError, match=r"declares that its values lie in \[0, 1\], .* 2\.5"):
         game.value(random_coalitions(2, 11, seed=0))
 
 

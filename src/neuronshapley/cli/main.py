@@ -831,9 +831,16 @@ def _print_run(
                 f"of the top {k}"
                 + (
                     f"; {undecided} undecided (their intervals still straddle the threshold: "
-                    "more evaluations, a larger --tol, or a narrower --value-range would decide "
-                    "them)"
+                    "more evaluations, a larger --tol, or a smaller --value-range you know to be "
+                    "valid would decide them)"
                     if undecided
+                    else ""
+                )
+                + (
+                    # TMAB decides on the samples; plain truncation's widening is not in them.
+                    ", decided on the truncated game's values (the printed intervals add the "
+                    "truncation bias bound)"
+                    if result.params.get("truncation_bias") == "bounded"
                     else ""
                 ),
                 file=out,

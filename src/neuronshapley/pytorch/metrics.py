@@ -261,6 +261,15 @@ class MetricError(RuntimeError):
         self.coalition = coalition
 
 
+class MetricBoundsError(MetricError):
+    """A metric returned a value outside the bounds it declares (``Metric.bounds``)."""
+
+    def __init__(self, metric: str, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.metric = metric
+        self.coalition = -1
+
+
 def from_user(
     function: UserMetric, name: str | None = None, *, bounds: tuple[float, float] | None = None
 ) -> Metric:
@@ -390,10 +399,11 @@ def check_declared_bounds(values: np.ndarray, metric: Metric) -> None:
     lo, hi = metric.bounds
     low, high = float(values.min()), float(values.max())
     if low < lo or high > hi:
-        raise ValueError(
+        raise MetricBoundsError(
+            metric.name,
             f"The metric {metric.name!r} declares that its values lie in [{lo:g}, {hi:g}], but "
             f"it returned {low if low < lo else high!r}. Fix the metric or its 'bounds' (the "
-            "confidence intervals rely on them)."
+            "confidence intervals rely on them)",
         )
 
 

@@ -189,8 +189,23 @@ class ShapleyResult:
         combined = str(self.diagnostics.get("interval_note", ""))
         return (
             interval_rule(self.params).describe(observed)
+            + self._range_exceeded()
             + _truncation_note(self.params, self.diagnostics)
             + combined
+        )
+
+    def _range_exceeded(self) -> str:
+        """A warning where the samples spread wider than the range the user gave: the
+        finite-sample guarantee assumed that range, so it does not hold."""
+        given = interval_rule(self.params).value_range
+        if given is None or self.sample_range is None:
+            return ""
+        low, high = self.sample_range
+        if high - low <= given * (1 + 1e-9):
+            return ""
+        return (
+            f"; but samples {high - low:.3g} apart were seen, wider than the range {given:g}: "
+            "that range is wrong and the guarantee does not hold"
         )
 
     # -- rankings --------------------------------------------------------------------------
@@ -402,6 +417,7 @@ class ShapleyResult:
             "union_bound",
             "truncation",
             "continue_probability",
+            "truncation_bias",
             "antithetic",
         ):
             if self.params.get(key) != other.params.get(key):
@@ -556,13 +572,15 @@ def _truncation_note(params: dict[str, Any], diagnostics: dict[str, Any]) -> str
         return (
             "; widened by the truncation bias bound, which holds for a monotone game only, and "
             "this one is not (a marginal of the wrong sign was seen): the values and intervals "
-            "may be biased; use continue_probability"
+            "may be biased; use continue_probability (--continue-probability on the command line)"
         )
     if params.get("truncation_bias") == "bounded":
         return (
             "; widened by the truncation bias bound (what the truncated tails can hide; holds "
             "for a monotone game)"
         )
+    if params.get("truncation") is not None and "truncation_bias" not in params:
+        return "; plain truncation, its bias not included (a result of an earlier version)"
     if params.get("truncation_bias") == "unbiased":
         return (
             f"; unbiased truncation (walks go on with probability "

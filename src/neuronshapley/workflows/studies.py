@@ -728,10 +728,13 @@ def _other_model(
         k=config.k,
         delta=config.delta,
         tol=config.tol,
+        value_range=config.value_range,
         truncation=config.truncation,
+        continue_probability=config.continue_probability,
         budget=options.budget,
         device=config.device,
         seed=options.seed,
+        walks_per_task=config.walks_per_task,
         forward=config.forward,
         output=config.output,
     )
