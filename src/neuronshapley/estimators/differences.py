@@ -540,7 +540,9 @@ def anchored_shapley(
         A ``ShapleyResult`` (``estimator="anchored_shapley"``): ``n_samples`` and ``variance``
         are those of each player's difference samples (the anchor's: of its marginals);
         ``stderr`` combines both estimates; ``interval_guarantee`` says how the intervals
-        combine. It cannot be merged with another result.
+        combine. A player whose difference was never sampled (each set serves a given player
+        with probability 1 / H only, H = 1 + 1/2 + ... + 1/(N - 1)) gets the anchor's value,
+        an infinite standard error and interval. It cannot be merged with another result.
     """
     owner = "anchored_shapley"
     game = as_game(game, n_players, owner)
