@@ -101,3 +101,13 @@ def test_bad_examples_per_walk() -> None:
         _game(examples_per_walk=500)
     with pytest.raises(ValueError, match=r"'contexts' parameter .* one number per coalition"):
         _game().value_in_contexts(np.ones((2, 10), dtype=bool), np.zeros(3, dtype=np.int64))
+
+
+def test_plain_truncation_with_walk_examples_does_not_claim_its_bias_bound() -> None:
+    """A truncated walk on its own examples has no V(empty) of its own; the bound takes the
+    run's, which can be off in either direction (found by review): no guarantee is printed."""
+    result = ns.truncated_shapley(
+        _game(examples_per_walk=30), n_permutations=4, seed=0, truncation=0.5
+    )
+    assert result.diagnostics["tails_use_run_endpoints"] is True
+    assert "so it is not a guarantee" in result.interval_guarantee

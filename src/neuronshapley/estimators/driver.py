@@ -42,7 +42,14 @@ from neuronshapley.estimators.options import (
 )
 from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.state import RunState
-from neuronshapley.estimators.walks import Endpoints, Evaluator, RangeStats, Walker, WalkRange
+from neuronshapley.estimators.walks import (
+    Endpoints,
+    Evaluator,
+    RangeStats,
+    Walker,
+    WalkRange,
+    uses_contexts,
+)
 from neuronshapley.games.base import Game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import ShapleyResult, result_from_stats
@@ -396,6 +403,10 @@ def _result(
         # Plain truncation biases the values by what the tails hide; the intervals are widened
         # by its bound (results.tails), whose statistics the result keeps for merging.
         diagnostics["truncation_tails"] = state.tails.to_record()
+        if uses_contexts(spec.game):
+            # Each walk scores its own examples, but the bound takes the run's V(empty) for a
+            # truncated walk's (it has none of its own): no guarantee then.
+            diagnostics["tails_use_run_endpoints"] = True
         if endpoints is not None:
             diagnostics["monotone_refuted"] = monotone_refuted(
                 state.stats, endpoints.v_full, endpoints.v_empty

@@ -568,6 +568,12 @@ def interval_rule(params: dict[str, Any]) -> IntervalRule:
 
 def _truncation_note(params: dict[str, Any], diagnostics: dict[str, Any]) -> str:
     """What the intervals say about truncation, appended to the rule's guarantee."""
+    if params.get("truncation_bias") == "bounded" and diagnostics.get("tails_use_run_endpoints"):
+        return (
+            "; widened by a truncation bias bound that takes the run's V(empty) for each walk's "
+            "own examples, so it is not a guarantee; use continue_probability "
+            "(--continue-probability on the command line)"
+        )
     if params.get("truncation_bias") == "bounded" and diagnostics.get("monotone_refuted"):
         return (
             "; widened by the truncation bias bound, which holds for a monotone game only, and "
