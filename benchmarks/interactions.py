@@ -22,6 +22,7 @@ results to benchmarks/results/interactions/. ``--quick``: 8 units, a few permuta
 import argparse
 import time
 from dataclasses import replace
+from functools import reduce
 from pathlib import Path
 
 import numpy as np
@@ -43,33 +44,6 @@ from neuronshapley.results.interactions import InteractionResult
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "docs" / "figures" / "studies"
 RESULTS = ROOT / "benchmarks" / "results" / "interactions"
-
-
-def pooled(chunks: list[InteractionResult]) -> InteractionResult:
-    """One result from chunks of equal size with independent seeds: the mean of their means, the
-    pooled within-chunk variance, normal 95% intervals per pair."""
-    count = sum(int(chunk.n_samples[0, 1]) for chunk in chunks)
-    mean = np.mean([chunk.values for chunk in chunks], axis=0)
-    variance = np.mean([chunk.stderr**2 * chunk.n_samples for chunk in chunks], axis=0)
-    stderr = np.sqrt(variance / count)
-    first = chunks[0]
-    return InteractionResult(
-        values=mean,
-        stderr=stderr,
-        ci_low=mean - 1.96 * stderr,
-        ci_high=mean + 1.96 * stderr,
-        player_names=first.player_names,
-        player_indices=first.player_indices,
-        n_game_players=first.n_game_players,
-        n_samples=sum(chunk.n_samples for chunk in chunks),
-        n_evaluations=sum(chunk.n_evaluations for chunk in chunks),
-        estimator=first.estimator,
-        params={**first.params, "n_permutations": count, "seeds": [c.seed for c in chunks]},
-        seed=first.seed,
-        interval=first.interval,
-        elapsed_seconds=sum(chunk.elapsed_seconds for chunk in chunks),
-        game_fingerprint=first.game_fingerprint,
-    )
 
 
 def within(matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray | None = None) -> float:
@@ -114,7 +88,7 @@ def main() -> None:
         permutation_interactions(game, players=top_names, n_permutations=per_chunk, seed=seed)
         for seed in range(args.chunks)
     ]
-    interactions = pooled(chunks)
+    interactions = reduce(InteractionResult.merge, chunks)
     interaction_seconds = time.perf_counter() - clock
     interactions.save(RESULTS / "top")
     shapley.save(RESULTS / "shapley")

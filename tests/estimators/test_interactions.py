@@ -197,3 +197,34 @@ def test_shapiq_agrees_with_exact_and_our_sampler() -> None:
     assert np.isnan(theirs.ci_low[0, 1]) and "no uncertainty" in theirs.interval
     with pytest.raises(ValueError, match="'approximator' parameter"):
         shapiq_interactions(game, budget=100, approximator="KernelSHAP")
+
+
+def test_merge_pools_seeds_exactly_and_refuses_what_it_cannot_pool() -> None:
+    game = SOUM(10, n_basis=20, seed=8, max_order=3)
+    runs = [
+        permutation_interactions(game, players=[1, 4, 8], n_permutations=n, seed=seed)
+        for seed, n in ((1, 6), (2, 9), (3, 5))
+    ]
+    a, b, c = runs
+    left, right = a.merge(b).merge(c), a.merge(b.merge(c))
+    np.testing.assert_allclose(left.values, right.values, atol=1e-14)
+    np.testing.assert_allclose(left.stderr, right.stderr, atol=1e-14)
+    weighted = (6 * a.values + 9 * b.values + 5 * c.values) / 20
+    np.testing.assert_allclose(left.values, weighted, atol=1e-14)
+    assert left.n_samples[0, 1] == 20 and left.params["seeds"] == [1, 2, 3]
+    assert left.seed is None and left.n_evaluations == sum(run.n_evaluations for run in runs)
+    np.testing.assert_allclose(
+        left.ci_high - left.values, 1.959963984540054 * left.stderr, atol=1e-12
+    )
+    with pytest.raises(ValueError, match="same seed in both results"):
+        a.merge(a)
+    with pytest.raises(ValueError, match="pools permutation_interactions results"):
+        a.merge(exact_interactions(game, players=[1, 4, 8]))
+    other = permutation_interactions(game, players=[1, 4, 9], n_permutations=4, seed=7)
+    with pytest.raises(ValueError, match="same players"):
+        a.merge(other)
+    wider = permutation_interactions(game, players=[1, 4, 8], n_permutations=4, seed=7, delta=0.1)
+    with pytest.raises(ValueError, match=r"\['delta'\] differ"):
+        a.merge(wider)
+    with pytest.raises(ValueError, match="different games"):
+        a.merge(permutation_interactions(SOUM(10, n_basis=20, seed=9), players=[1, 4, 8], seed=7))

@@ -27,8 +27,11 @@ from neuronshapley._internal.validation import check_bool, check_choice, check_f
 from neuronshapley.estimators.exact import all_coalition_values
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint
-from neuronshapley.results.bounds import confidence_halfwidth
-from neuronshapley.results.interactions import InteractionResult
+from neuronshapley.results.interactions import (
+    InteractionResult,
+    interval_words,
+    pair_halfwidths,
+)
 from neuronshapley.typing import CoalitionMatrix, GameValues
 
 MAX_EXACT_PLAYERS = 20
@@ -197,16 +200,7 @@ def permutation_interactions(
         count = total
 
     variance = squares / (count - 1)
-    n_pairs = m * (m - 1) // 2
-    level = delta / n_pairs if union_bound else delta
-    half = confidence_halfwidth(
-        np.full(m * m, count, dtype=np.int64),
-        variance.ravel(),
-        delta=level,
-        bound=bound,
-        value_range=4.0 * value_range if value_range is not None else 0.0,
-    ).reshape(m, m)
-    np.fill_diagonal(half, 0.0)
+    half = pair_halfwidths(count, variance, bound, delta, union_bound, value_range)
     n_samples = np.full((m, m), count, dtype=np.int64)
     np.fill_diagonal(n_samples, 0)
     return InteractionResult(
@@ -229,7 +223,7 @@ def permutation_interactions(
             "batch_size": batch_size,
         },
         seed=seed,
-        interval=_interval_words(bound, delta, union_bound, n_pairs, value_range),
+        interval=interval_words(bound, delta, union_bound, m * (m - 1) // 2, value_range),
         elapsed_seconds=time.perf_counter() - started,
         game_fingerprint=game_fingerprint(game),
     )
@@ -266,23 +260,6 @@ def _permutation_samples(
 def _evaluate(evaluator: Evaluator, coalitions: CoalitionMatrix, batch_size: int) -> GameValues:
     return np.concatenate(
         [evaluator(coalitions[k : k + batch_size]) for k in range(0, len(coalitions), batch_size)]
-    )
-
-
-def _interval_words(
-    bound: str, delta: float, union_bound: bool, n_pairs: int, value_range: float | None
-) -> str:
-    level = f"{1 - delta:.4g}"
-    scope = f"all {n_pairs} pairs at once (union bound)" if union_bound else "each pair on its own"
-    if bound == "normal":
-        return (
-            f"normal (CLT) intervals at level {level}, {scope}: asymptotic, no finite-sample "
-            "guarantee"
-        )
-    return (
-        f"empirical Bernstein intervals (Maurer & Pontil 2009) at level {level}, {scope}, at "
-        f"this number of permutations, given that every game value lies in an interval of "
-        f"width {value_range:g}"
     )
 
 

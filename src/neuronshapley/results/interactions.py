@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.files import atomic_write, json_text
 from neuronshapley._internal.fingerprint import digest
+from neuronshapley.results.bounds import confidence_halfwidth
 
 FORMAT_VERSION = 1
 _MATRICES = ("values", "stderr", "ci_low", "ci_high")
@@ -160,6 +161,69 @@ class InteractionResult:
             for k in ranked
         ]
 
+    # -- merging ---------------------------------------------------------------------------
+    def merge(self, other: "InteractionResult") -> "InteractionResult":
+        """Pool two ``permutation_interactions`` runs over different seeds of the same game.
+
+        Each pair's samples are i.i.d. across permutations, so the means and variances combine
+        exactly (Chan's parallel update) and the intervals are recomputed with the same rule.
+        Refuses exact or shapiq results, other players, other games, the same seed (the same
+        permutations would count twice) and other interval settings. The merged result has
+        ``seed=None`` and lists the seeds it holds in ``params["seeds"]``.
+        """
+        owner = "InteractionResult.merge"
+        for part in (self, other):
+            if part.estimator != "permutation_interactions":
+                raise ValueError(
+                    f"{owner} pools permutation_interactions results; got one of "
+                    f"{part.estimator} (exact values and shapiq's estimates have no samples)."
+                )
+        if self.player_names != other.player_names or self.n_game_players != other.n_game_players:
+            raise ValueError(f"{owner} needs the same players in the same order in both results.")
+        if self.game_fingerprint != other.game_fingerprint:
+            raise ValueError(f"{owner} refuses results of different games (fingerprints differ).")
+        seeds = _seeds(self) + _seeds(other)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(
+                f"{owner} got the same seed in both results ({sorted(set(seeds))}): the same "
+                "permutations would count twice. Run the second part with another seed."
+            )
+        settings = ("bound", "delta", "union_bound", "value_range")
+        differ = [key for key in settings if self.params.get(key) != other.params.get(key)]
+        if differ:
+            raise ValueError(f"{owner} needs the same interval settings; {differ} differ.")
+        m = self.n_players
+        off = ~np.eye(m, dtype=bool)
+        first, second = int(self.n_samples[off][0]), int(other.n_samples[off][0])
+        total = first + second
+        var_first = self.stderr**2 * first
+        var_second = other.stderr**2 * second
+        shift = other.values - self.values
+        mean = self.values + shift * (second / total)
+        squares = (first - 1) * var_first + (second - 1) * var_second
+        variance = (squares + shift**2 * (first * second / total)) / (total - 1)
+        bound, delta = str(self.params["bound"]), float(self.params["delta"])
+        union, value_range = bool(self.params["union_bound"]), self.params["value_range"]
+        half = pair_halfwidths(total, variance, bound, delta, union, value_range)
+        return InteractionResult(
+            values=mean,
+            stderr=np.sqrt(variance / total),
+            ci_low=mean - half,
+            ci_high=mean + half,
+            player_names=list(self.player_names),
+            player_indices=self.player_indices.copy(),
+            n_game_players=self.n_game_players,
+            n_samples=self.n_samples + other.n_samples,
+            n_evaluations=self.n_evaluations + other.n_evaluations,
+            estimator=self.estimator,
+            params={**self.params, "n_permutations": total, "seeds": seeds},
+            seed=None,
+            interval=self.interval,
+            elapsed_seconds=self.elapsed_seconds + other.elapsed_seconds,
+            game_fingerprint=self.game_fingerprint,
+            diagnostics={},
+        )
+
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
@@ -240,6 +304,53 @@ class InteractionResult:
             f"InteractionResult({self.estimator}, {self.n_players} players of "
             f"{self.n_game_players}, {self.n_evaluations} evaluations)"
         )
+
+
+def _seeds(result: InteractionResult) -> list[int]:
+    held = result.params.get("seeds")
+    return [int(s) for s in held] if held else [int(result.seed)] if result.seed is not None else []
+
+
+def pair_halfwidths(
+    count: int,
+    variance: NDArray[np.float64],
+    bound: str,
+    delta: float,
+    union_bound: bool,
+    value_range: float | None,
+) -> NDArray[np.float64]:
+    """Half-widths of the pairs' intervals from ``count`` samples each (module docstring of
+    ``results.bounds``); a sample lies in ``[-2R, 2R]`` for game values in a range of width R.
+    ``union_bound`` divides ``delta`` among the ``m (m - 1) / 2`` pairs. The diagonal is 0."""
+    m = len(variance)
+    level = delta / (m * (m - 1) // 2) if union_bound else delta
+    half = confidence_halfwidth(
+        np.full(m * m, count, dtype=np.int64),
+        np.asarray(variance, dtype=np.float64).ravel(),
+        delta=level,
+        bound=bound,
+        value_range=4.0 * value_range if value_range is not None else 0.0,
+    ).reshape(m, m)
+    np.fill_diagonal(half, 0.0)
+    return half
+
+
+def interval_words(
+    bound: str, delta: float, union_bound: bool, n_pairs: int, value_range: float | None
+) -> str:
+    """What the intervals of ``permutation_interactions`` promise, in words."""
+    level = f"{1 - delta:.4g}"
+    scope = f"all {n_pairs} pairs at once (union bound)" if union_bound else "each pair on its own"
+    if bound == "normal":
+        return (
+            f"normal (CLT) intervals at level {level}, {scope}: asymptotic, no finite-sample "
+            "guarantee"
+        )
+    return (
+        f"empirical Bernstein intervals (Maurer & Pontil 2009) at level {level}, {scope}, at "
+        f"this number of permutations, given that every game value lies in an interval of "
+        f"width {value_range:g}"
+    )
 
 
 def _damaged(path: Path, error: Exception) -> str:
