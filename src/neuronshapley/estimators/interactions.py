@@ -161,7 +161,8 @@ def permutation_interactions(
         n_players: Number of players, only for a plain callable ``game``.
 
     Returns:
-        An ``InteractionResult``; ``interval`` says what the intervals promise.
+        An ``InteractionResult``; ``interval`` says what the intervals promise. Runs with
+        different seeds pool exactly with ``InteractionResult.merge``.
     """
     owner = "permutation_interactions"
     game = as_game(game, n_players, owner)
