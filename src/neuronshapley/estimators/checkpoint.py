@@ -290,6 +290,14 @@ def _tails(
     """The tail bounds of a plainly truncated run's checkpoint (``None`` for other runs)."""
     extremes = record.get("tails")
     if extremes is None:  # no truncation, or no range merged yet
+        bounded = record["identity"].get("truncation_bias") == "bounded"
+        if bounded and np.any(arrays["count"] > 0):
+            # Samples without their tails: the widening would cover only later samples.
+            raise CheckpointError(
+                f"The checkpoint in {directory} cannot be resumed: it holds samples of a "
+                "truncated run but not its truncated tails' bounds; start the run again "
+                "without resuming."
+            )
         return None
     ends = {
         f"{end}_{part}": arrays.get(f"tails_{end}_{part}")
