@@ -15,7 +15,9 @@ Reported: the standard deviation over seeds, the bias (mean minus the exact diff
 own standard error), and the evaluations each method needs for the direct method's standard
 error, relative to direct (variance x evaluations: > 1 means direct needs fewer). And all
 values: ``anchored_shapley`` (anchor = the top player) against ``permutation_shapley``, the sum
-over players of the squared error, at equal evaluations.
+over players of the squared error, at equal evaluations. With ``--race``: TMAB's top-k race
+with the boundary decided by direct differences (``estimators.difference_race``) against
+``tmab_shapley``.
 
 Run ``python -m benchmarks.differences [--seeds 40]`` (a few minutes on one core); the figures
 are in docs/efficiency.md.
@@ -30,6 +32,7 @@ import numpy as np
 
 import neuronshapley as ns
 from benchmarks.statistics import airport, voting
+from neuronshapley.estimators.difference_race import difference_race
 from neuronshapley.estimators.options import Sampling
 from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, WalkRange
 from neuronshapley.games import Game
@@ -161,10 +164,69 @@ def all_value_rows(seeds: int) -> list[dict[str, Any]]:
     return rows
 
 
+# name -> (game, k, tol, seeds) for the race: TMAB at tol 1e-3 on the SOUM's k = 3 boundary
+# (gap 0.0039) takes over 1.9 million evaluations (7 minutes), so the SOUM runs at 5e-3.
+RACES: dict[str, tuple[Callable[[], Game], int, float, int]] = {
+    "airport (20)": (airport, 3, 1e-3, 3),
+    "voting (21)": (voting, 3, 1e-3, 3),
+    "SOUM (20)": (soum, 3, 5e-3, 2),
+}
+
+
+def race_run(method: str, game: Game, k: int, tol: float, width: float, seed: int) -> Any:
+    if method == "tmab_shapley":
+        return ns.tmab_shapley(game, k, delta=0.1, tol=tol, value_range=width, seed=seed)
+    max_pairs = int(method.rsplit("=", 1)[1])
+    return difference_race(
+        game, k, delta=0.1, tol=tol, value_range=width, max_pairs=max_pairs, seed=seed
+    )
+
+
+def race_rows() -> list[dict[str, Any]]:
+    """``difference_race`` (max_pairs 0: no differences, 1, 4) against ``tmab_shapley``,
+    delta = 0.1 and the true range R: mean evaluations to a separated top k."""
+    rows = []
+    for name, (make, k, tol, seeds) in RACES.items():
+        game = make()
+        truth = game.shapley_values()  # type: ignore[attr-defined]
+        top = set(np.argsort(-truth)[:k].tolist())
+        width = game.marginal_range() if isinstance(game, ns.games.SOUM) else 1.0
+        methods = ["tmab_shapley"] + [f"race, max_pairs={m}" for m in (0, 1, 4)]
+        for method in methods:
+            results = [race_run(method, game, k, tol, width, seed) for seed in range(seeds)]
+            rows.append(
+                {
+                    "game": f"{name}, k={k}, tol={tol:g}",
+                    "method": method,
+                    "evaluations": float(np.mean([r.n_evaluations for r in results])),
+                    "pair_evaluations": float(
+                        np.mean([r.diagnostics.get("pair_evaluations", 0) for r in results])
+                    ),
+                    "right": sum(
+                        r.stop_reason == "separated" and set(r.top_indices(k).tolist()) == top
+                        for r in results
+                    ),
+                    "seeds": seeds,
+                }
+            )
+            print(f"  {rows[-1]}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=40)
+    parser.add_argument("--race", action="store_true", help="only the TMAB race (about 10 minutes)")
     args = parser.parse_args()
+    if args.race:
+        print("| game | method | mean evaluations | of which pairs | right top k |")
+        print("| --- | --- | --- | --- | --- |")
+        for row in race_rows():
+            print(
+                f"| {row['game']} | {row['method']} | {row['evaluations']:,.0f} | "
+                f"{row['pair_evaluations']:,.0f} | {row['right']}/{row['seeds']} |"
+            )
+        return
     print(f"s_k - s_(k+1) at equal evaluations, {args.seeds} seeds")
     print("| game | k | exact | evaluations | method | sd | bias (se) | evals for same se |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

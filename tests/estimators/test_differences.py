@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
+from neuronshapley.estimators.difference_race import difference_race
 from neuronshapley.estimators.differences import (
     DifferenceResult,
     anchored_shapley,
@@ -304,3 +305,34 @@ def test_anchored_shapley_bad_input(kwargs: dict[str, Any], error: type, match: 
 def test_a_one_player_game_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2 players"):
         difference_shapley(lambda c: c.sum(axis=1).astype(float), 10, n_players=1)
+
+
+# -- the experimental race (estimators.difference_race) ---------------------------------------
+
+
+def test_difference_race_separates_the_right_top_k() -> None:
+    """Its guarantee is TMAB's (wrong top k with probability <= delta); at delta = 0.01 and
+    three seeds every run must separate and be right (a failure has probability <= 0.03)."""
+    game = ns.games.AirportGame([0.1, 0.2, 0.35, 0.5, 0.6, 0.7, 0.9, 1.0])
+    truth = set(np.argsort(-game.shapley_values())[:3].tolist())
+    used_pairs = 0
+    for seed in range(3):
+        result = difference_race(game, 3, value_range=1.0, delta=0.01, tol=1e-3, seed=seed)
+        assert result.stop_reason == "separated"
+        assert set(result.top_indices(3).tolist()) == truth
+        used_pairs += result.diagnostics["pair_evaluations"]
+    assert used_pairs > 0, "the boundary was decided by direct differences at least once"
+
+
+def test_difference_race_respects_its_budget_and_validates() -> None:
+    game = ns.games.AirportGame([0.1, 0.2, 0.35, 0.5, 0.6, 0.7, 0.9, 1.0])
+    result = difference_race(game, 3, value_range=1.0, max_evaluations=500, seed=0)
+    assert result.stop_reason == "max_evaluations" and result.n_evaluations <= 500
+    with pytest.raises(ValueError, match=r"'k' parameter of difference_race"):
+        difference_race(game, 8, value_range=1.0)
+    with pytest.raises(ValueError, match=r"'value_range' parameter of difference_race"):
+        difference_race(game, 3, value_range=0.0)
+    with pytest.raises(TypeError, match=r"'value_range' parameter of difference_race"):
+        difference_race(game, 3, value_range=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"'max_pairs' parameter of difference_race"):
+        difference_race(game, 3, value_range=1.0, max_pairs=-1)
