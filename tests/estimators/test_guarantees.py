@@ -225,3 +225,13 @@ def test_anytime_tmab_returns_a_wrong_top_k_at_most_delta_of_the_time(name: str)
         result = ns.tmab_shapley(GAMES[name](), k=3, delta=DELTA, value_range=1.0, seed=seed)
         wrong += wrong_top_k(result, truth)
     assert wrong <= binomial_upper(20, DELTA)
+
+
+def test_an_ordered_summary_needs_its_first_guess() -> None:
+    """Without a guess inside the samples' range the anytime bound would not hold; a default
+    (0, say) would be silently wrong for marginals in [1, 39] (found by review)."""
+    block = RunningStats.zeros(2)
+    block.add(np.arange(2), np.array([3.0, 5.0]))
+    with pytest.raises(ValueError, match="merges only with a first_guess"):
+        RunningStats.zeros(2, ordered=True).merge(block)
+    assert RunningStats.zeros(2).merge(block).variance_process is None  # unordered: no need

@@ -158,7 +158,7 @@ def difference_race(
                     block.sample_max,
                 )
                 known = pair_stats.get((a, b), RunningStats.zeros(1, ordered=True))
-                pair_stats[(a, b)] = known.merge(one)
+                pair_stats[(a, b)] = known.merge(one, first_guess=0.0)  # a difference: 0 in range
             continue
         # Walk TMAB's undecided players among those of the open pairs (a decided player in an
         # open pair waits for its partner); all of them if TMAB would walk none.

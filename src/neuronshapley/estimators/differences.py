@@ -246,7 +246,8 @@ def _sample_pairs(
         rows_player = pairs[pair_of_row].reshape(-1)
         values = _values_joined(evaluator, sets, rows_set, rows_player, batch_size)
         samples = values[0::2] - values[1::2]
-        stats = stats.merge(_block_stats(n_pairs, pair_of_row, samples))
+        # A difference of two marginals lies in [-R, R]: 0, the first guess, is inside.
+        stats = stats.merge(_block_stats(n_pairs, pair_of_row, samples), first_guess=0.0)
     return stats
 
 
@@ -272,7 +273,8 @@ def _sample_anchor(
         table[rows_set, rows_player] = values
         others = rows_player != anchor
         samples = table[rows_set[others], anchor] - values[others]
-        stats = stats.merge(_block_stats(n, rows_player[others], samples))
+        # A difference of two marginals lies in [-R, R]: 0, the first guess, is inside.
+        stats = stats.merge(_block_stats(n, rows_player[others], samples), first_guess=0.0)
     return stats
 
 
@@ -301,7 +303,10 @@ def _sample_all(evaluator: Evaluator, n_sets: int, entropy: int, batch_size: int
             first, second = np.triu_indices(len(players), 1)
             items.append(_pair_index(n, players[first], players[second]))
             samples.append(own[first] - own[second])
-        stats = stats.merge(_block_stats(n_pairs, np.concatenate(items), np.concatenate(samples)))
+        # A difference of two marginals lies in [-R, R]: 0, the first guess, is inside.
+        stats = stats.merge(
+            _block_stats(n_pairs, np.concatenate(items), np.concatenate(samples)), first_guess=0.0
+        )
     return stats
 
 
@@ -471,8 +476,14 @@ def _sample_marginals(
 ) -> RunningStats:
     """Marginals U(S + a) - U(S), S ⊆ [N] minus a with |S| uniform on 0..N-1: unbiased for s_a.
 
-    Drawn from the stream's blocks after those of the differences (spawn key (b, 1))."""
+    Drawn from the stream's blocks after those of the differences (spawn key (b, 1)). The
+    anytime bound's first guess of a marginal is (V(N) - V(empty)) / n, the mean of all values,
+    which lies in the range of every player's marginals (results.stats); 2 evaluations."""
     n = evaluator.game.n_players
+    ends = np.zeros((2, n), dtype=bool)
+    ends[0] = True
+    v_full, v_empty = evaluator(ends)
+    first_guess = float(v_full - v_empty) / n
     stats = RunningStats.zeros(1, ordered=True)
     for block, count in _blocks(n_sets, SETS_PER_BLOCK):
         rng = np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(block, 1)))
@@ -490,7 +501,9 @@ def _sample_marginals(
         for start in range(0, 2 * count, batch_size):
             values[start : start + batch_size] = evaluator(masks[start : start + batch_size].copy())
         samples = values[0::2] - values[1::2]
-        stats = stats.merge(_block_stats(1, np.zeros(count, dtype=np.intp), samples))
+        stats = stats.merge(
+            _block_stats(1, np.zeros(count, dtype=np.intp), samples), first_guess=first_guess
+        )
     return stats
 
 

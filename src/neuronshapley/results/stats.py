@@ -80,14 +80,15 @@ class RunningStats:
         self.sample_min = min(self.sample_min, float(samples.min()))
         self.sample_max = max(self.sample_max, float(samples.max()))
 
-    def merge(self, other: "RunningStats", *, first_guess: float = 0.0) -> "RunningStats":
+    def merge(self, other: "RunningStats", *, first_guess: float | None = None) -> "RunningStats":
         """Statistics of the union of both sample sets (Chan et al. 1979), as a new object.
 
         ``other``'s samples come after this summary's: each is guessed, in the variance
         process, by this summary's mean of its player, or by ``first_guess`` where this
         summary has no sample of it. ``first_guess`` must lie in the range of the samples'
         values (a sampling run passes (V(N) - V(empty)) / n, the mean of all values, which
-        does); the anytime bound is valid only then.
+        does); the anytime bound is valid only then, so an ordered summary refuses to merge
+        without one.
         """
         if other.n_players != self.n_players:
             raise ValueError(
@@ -105,6 +106,11 @@ class RunningStats:
         count[seen] = total
         process = None
         if self.variance_process is not None:
+            if first_guess is None:
+                raise ValueError(
+                    "An ordered summary (with a variance process) merges only with a first_guess "
+                    "inside the range of the samples' values."
+                )
             # sum over the block of (x - guess)^2 = its M2 + its count * (its mean - guess)^2.
             guess = np.where(n_self > 0, self.mean[seen], first_guess)
             process = self.variance_process.copy()

@@ -63,7 +63,7 @@ class TailBounds:
             dead_band,
         )
 
-    def merge(self, other: "TailBounds", *, first_guess: float = 0.0) -> "TailBounds":
+    def merge(self, other: "TailBounds", *, first_guess: float | None = None) -> "TailBounds":
         """The bounds of both sample sets, ``other``'s after this one's (``RunningStats.merge``;
         ``first_guess`` must lie in the range of L and H, as the marginals' mean does)."""
         return TailBounds(
