@@ -129,7 +129,7 @@ def test_a_study_needs_a_run_or_a_bundled_model(capsys: pytest.CaptureFixture[st
 
 def test_heads_run_config_defaults() -> None:
     config = study_run_config("heads", "minilm", budget=None, seed=0, truncation=0.1)
-    assert (config.budget, config.max_seconds) == (2 + 12 * 71, 1200.0)
+    assert (config.budget, config.max_seconds) == (2 + 12 * 71, 1000.0)
     assert config.memory_budget == 1 << 30 and config.truncation is None
     assert config.walks_per_task == 1
     config = study_run_config("heads", "minilm", budget=50, seed=0, truncation=0.1, seconds=9)

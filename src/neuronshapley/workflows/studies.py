@@ -59,7 +59,7 @@ HEADS_BUDGET = 2 + 12 * 71
 walks of 71 evaluations each (72 heads). About 20 minutes of MiniLM on MEN on 2 free CPU cores
 (2.3 CPU-seconds per evaluation measured, about 1.4 s of wall time on two threads), then about
 5 minutes of removals and held-out scoring: the whole study in under 30 (docs/studies.md)."""
-HEADS_SECONDS = 1200.0
+HEADS_SECONDS = 1000.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values then rest on fewer walks, which the study says), so that
 the study still ends in about 30 minutes."""
