@@ -31,6 +31,9 @@ __version__ = "0.1.0"
 # The PyTorch side is loaded on first use, so `import neuronshapley` stays free of torch.
 _LAZY = {
     "NeuronGame": ("neuronshapley.units.game", "NeuronGame"),
+    "FeatureGame": ("neuronshapley.features.game", "FeatureGame"),
+    "DataGame": ("neuronshapley.data.game", "DataGame"),
+    "dasp": ("neuronshapley.features.dasp", "dasp"),
     "Split": ("neuronshapley.pytorch.data", "Split"),
     "Bundle": ("neuronshapley.pytorch.data", "Bundle"),
     "units": ("neuronshapley.units", None),
@@ -56,7 +59,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Bundle",
+    "DataGame",
     "DifferenceResult",
+    "FeatureGame",
     "Game",
     "InteractionResult",
     "NeuronGame",
@@ -64,6 +69,7 @@ __all__ = [
     "ShapleyResult",
     "Split",
     "anchored_shapley",
+    "dasp",
     "difference_shapley",
     "exact_banzhaf",
     "exact_interactions",
