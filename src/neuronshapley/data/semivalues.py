@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_float, check_int
-from neuronshapley.estimators.exact import MAX_EXACT_PLAYERS, all_coalition_values
+from neuronshapley.estimators.exact import MAX_EXACT_PLAYERS, weighted_marginals
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results import RunningStats, ShapleyResult, confidence_halfwidth
@@ -109,34 +109,13 @@ def exact_semivalue(
             else f"The 'size_weights' parameter of {owner} must hold finite non-negative "
             f"numbers. Got {weights.tolist()} instead."
         )
-    started = time.perf_counter()
-    evaluator = Evaluator(game)
-    values = all_coalition_values(evaluator, n, batch_size)
     per_subset = weights / np.array([math.comb(n - 1, k) for k in range(n)], dtype=np.float64)
-    sizes = np.bitwise_count(np.arange(2**n, dtype=np.uint32))
-    phi = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        # Axis 1 is player i's bit: [:, 0, :] the coalitions without i, [:, 1, :] with i.
-        table = values.reshape(-1, 2, 2**i)
-        without_sizes = sizes.reshape(-1, 2, 2**i)[:, 0, :]
-        phi[i] = np.sum(per_subset[without_sizes] * (table[:, 1, :] - table[:, 0, :]))
-    zeros = np.zeros(n)
-    return ShapleyResult(
-        values=phi,
-        stderr=zeros,
-        ci_low=phi.copy(),
-        ci_high=phi.copy(),
-        n_samples=np.full(n, 2 ** (n - 1), dtype=np.int64),
-        variance=zeros.copy(),
-        player_names=list(game.player_names),
-        n_evaluations=evaluator.n_evaluations,
+    return weighted_marginals(
+        game,
+        per_subset,
         estimator=estimator,
         params={"size_weights": weights.tolist()},
-        seed=None,
-        stop_reason="complete",
-        elapsed_seconds=time.perf_counter() - started,
-        groups=player_groups(game),
-        game_fingerprint=game_fingerprint(game),
+        batch_size=batch_size,
     )
 
 

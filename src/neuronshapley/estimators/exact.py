@@ -88,10 +88,30 @@ def _exact(
             f"(this game has {n}: 2^{n} evaluations). Use permutation_shapley or tmab_shapley"
             " (for the input features of a network, ns.features.dasp is cheaper still)."
         )
+    return weighted_marginals(
+        game,
+        weights_for(n),
+        estimator=owner,
+        params={"batch_size": batch_size},
+        batch_size=batch_size,
+    )
+
+
+def weighted_marginals(
+    game: Game,
+    weights: NDArray[np.float64],
+    *,
+    estimator: str,
+    params: dict[str, Any],
+    batch_size: int,
+) -> ShapleyResult:
+    """phi_i = sum over S without i of ``weights[|S|]`` (V(S + i) - V(S)), every coalition
+    evaluated: the Shapley and Banzhaf values and any semivalue (``data.semivalues``), for a
+    game already checked to have at most ``MAX_EXACT_PLAYERS`` players."""
+    n = game.n_players
     started = time.perf_counter()
     evaluator = Evaluator(game)
     values = all_coalition_values(evaluator, n, batch_size)
-    weights = weights_for(n)
     sizes = np.bitwise_count(np.arange(2**n, dtype=np.uint32))
     phi = np.empty(n, dtype=np.float64)
     for i in range(n):
@@ -109,8 +129,8 @@ def _exact(
         variance=zeros.copy(),
         player_names=list(game.player_names),
         n_evaluations=evaluator.n_evaluations,
-        estimator=owner,
-        params={"batch_size": batch_size},
+        estimator=estimator,
+        params=params,
         seed=None,
         stop_reason="complete",
         elapsed_seconds=time.perf_counter() - started,
