@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley.workflows.manifest import foreign, record_files
-from neuronshapley.workflows.runs import RunError, check_out
+from neuronshapley.workflows.manifest import record_files
+from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
 METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence")
@@ -246,22 +246,14 @@ def _influence(
 
 
 def _check_directory(out: Path, overwrite: bool) -> None:
-    check_out(out)
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / RECORD_FILE).is_file():
-        raise RunError(
-            f"--out {out} is not empty and holds no valuation made by neuronshapley data; "
-            "choose an empty or new directory."
-        )
-    if not overwrite:
-        raise RunError(f"--out {out} already holds a valuation; pass --overwrite to replace it.")
-    clash = foreign(out, FILES)
-    if clash:
-        raise RunError(
-            f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so --overwrite "
-            "will not replace it; move it away or choose another directory."
-        )
+    check_output_directory(
+        out,
+        overwrite,
+        record=RECORD_FILE,
+        files=FILES,
+        noun="valuation",
+        command="neuronshapley data",
+    )
 
 
 def _write(out: Path, options: DataOptions, done: DataValuation, params: dict[str, Any]) -> None:

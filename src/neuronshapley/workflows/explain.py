@@ -43,8 +43,13 @@ from neuronshapley.features.tcav import TCAVResult, tcav
 from neuronshapley.report.attribution import heatmap_grid
 from neuronshapley.report.html import Section, figure_to_png, render_html
 from neuronshapley.results.result import ShapleyResult
-from neuronshapley.workflows.manifest import delete_ours, foreign, record_files
-from neuronshapley.workflows.runs import RunError, check_out, load_factory, load_model
+from neuronshapley.workflows.manifest import delete_ours, record_files
+from neuronshapley.workflows.runs import (
+    RunError,
+    check_output_directory,
+    load_factory,
+    load_model,
+)
 
 # Command-line name -> what runs it.
 METHODS = (
@@ -252,22 +257,14 @@ def explain(options: ExplainOptions, log: Callable[[str], None] = lambda line: N
 
 
 def _check_directory(out: Path, overwrite: bool) -> None:
-    check_out(out)
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if not (out / RECORD_FILE).is_file():
-        raise RunError(
-            f"--out {out} is not empty and holds no explanation made by neuronshapley explain; "
-            "choose an empty or new directory."
-        )
-    if not overwrite:
-        raise RunError(f"--out {out} already holds an explanation; pass --overwrite to replace it.")
-    clash = foreign(out, FILES)
-    if clash:
-        raise RunError(
-            f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so --overwrite "
-            "will not replace it; move it away or choose another directory."
-        )
+    check_output_directory(
+        out,
+        overwrite,
+        record=RECORD_FILE,
+        files=FILES,
+        noun="explanation",
+        command="neuronshapley explain",
+    )
 
 
 def _data(bundle: Any, options: ExplainOptions) -> tuple[torch.Tensor, torch.Tensor, Any]:

@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,6 +378,38 @@ def _check_callable(made: Any, named: str, also: tuple[type, ...]) -> None:
         raise RunError(
             f"{named} gave a {type(made).__name__}, not a callable: the factory must return the "
             "function itself (e.g. 'def metric(): return similarity')."
+        )
+
+
+def check_output_directory(
+    out: Path, overwrite: bool, *, record: str, files: Iterable[str], noun: str, command: str
+) -> None:
+    """Refuse an ``--out`` of a one-shot command (``data``, ``explain``) that is not empty and
+    not ours, or ours without ``overwrite``, or holding a file of ours the user changed.
+
+    Args:
+        record: The command's record file, whose presence marks the directory as ours.
+        files: The files the command writes there.
+        noun: What the directory holds, in a word ("valuation").
+        command: The command, for the message ("neuronshapley data").
+    """
+    from neuronshapley.workflows.manifest import foreign
+
+    check_out(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / record).is_file():
+        raise RunError(
+            f"--out {out} is not empty and holds no {noun} made by {command}; "
+            "choose an empty or new directory."
+        )
+    if not overwrite:
+        raise RunError(f"--out {out} already holds a {noun}; pass --overwrite to replace it.")
+    clash = foreign(out, files)
+    if clash:
+        raise RunError(
+            f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so --overwrite "
+            "will not replace it; move it away or choose another directory."
         )
 
 
