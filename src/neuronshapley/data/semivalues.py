@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_float, check_int
-from neuronshapley.estimators.exact import MAX_EXACT_PLAYERS, weighted_marginals
+from neuronshapley.estimators.exact import enumerable_game, weighted_marginals
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results import RunningStats, ShapleyResult, confidence_halfwidth
@@ -92,14 +92,8 @@ def exact_semivalue(
         A ``ShapleyResult`` with zero standard errors.
     """
     owner = "exact_semivalue"
-    game = as_game(game, n_players, owner)
-    check_int(batch_size, "batch_size", owner, min_value=1)
+    game = enumerable_game(game, n_players, batch_size, owner, "beta_shapley or data_banzhaf")
     n = game.n_players
-    if n > MAX_EXACT_PLAYERS:
-        raise ValueError(
-            f"{owner} enumerates all 2^n coalitions and refuses n_players > {MAX_EXACT_PLAYERS}"
-            f" (this game has {n}). Use beta_shapley or data_banzhaf."
-        )
     weights = np.asarray(size_weights, dtype=np.float64)
     if weights.shape != (n,) or not np.isfinite(weights).all() or (weights < 0).any():
         raise ValueError(

@@ -72,6 +72,27 @@ def all_coalition_values(evaluator: Evaluator, n: int, batch_size: int) -> NDArr
     return values
 
 
+def enumerable_game(
+    game: Game | Callable[..., Any],
+    n_players: int | None,
+    batch_size: Any,
+    owner: str,
+    instead: str,
+    limit: int = MAX_EXACT_PLAYERS,
+) -> Game:
+    """``game`` as a ``Game``, checked for enumeration: at most ``limit`` players (else an
+    error that names ``instead``, the estimators to use) and a valid ``batch_size``."""
+    game = as_game(game, n_players, owner)
+    check_int(batch_size, "batch_size", owner, min_value=1)
+    n = game.n_players
+    if n > limit:
+        raise ValueError(
+            f"{owner} enumerates all 2^n coalitions and refuses n_players > {limit} "
+            f"(this game has {n}: 2^{n} evaluations). Use {instead}."
+        )
+    return game
+
+
 def _exact(
     owner: str,
     game: Game | Callable[..., Any],
@@ -79,15 +100,15 @@ def _exact(
     n_players: int | None,
     weights_for: Callable[[int], NDArray[np.float64]],
 ) -> ShapleyResult:
-    game = as_game(game, n_players, owner)
-    check_int(batch_size, "batch_size", owner, min_value=1)
+    game = enumerable_game(
+        game,
+        n_players,
+        batch_size,
+        owner,
+        "permutation_shapley or tmab_shapley (for the input features of a network, "
+        "ns.features.dasp is cheaper still)",
+    )
     n = game.n_players
-    if n > MAX_EXACT_PLAYERS:
-        raise ValueError(
-            f"{owner} enumerates all 2^n coalitions and refuses n_players > {MAX_EXACT_PLAYERS} "
-            f"(this game has {n}: 2^{n} evaluations). Use permutation_shapley or tmab_shapley"
-            " (for the input features of a network, ns.features.dasp is cheaper still)."
-        )
     return weighted_marginals(
         game,
         weights_for(n),

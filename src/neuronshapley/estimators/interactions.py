@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.optional import require
 from neuronshapley._internal.validation import check_bool, check_choice, check_float, check_int
-from neuronshapley.estimators.exact import all_coalition_values
+from neuronshapley.estimators.exact import all_coalition_values, enumerable_game
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint
 from neuronshapley.results.interactions import (
@@ -59,14 +59,10 @@ def exact_interactions(
         An ``InteractionResult`` with zero standard errors and intervals equal to the values.
     """
     owner = "exact_interactions"
-    game = as_game(game, n_players, owner)
-    check_int(batch_size, "batch_size", owner, min_value=1)
+    game = enumerable_game(
+        game, n_players, batch_size, owner, "permutation_interactions", limit=MAX_EXACT_PLAYERS
+    )
     n = game.n_players
-    if n > MAX_EXACT_PLAYERS:
-        raise ValueError(
-            f"{owner} enumerates all 2^n coalitions and refuses n_players > {MAX_EXACT_PLAYERS} "
-            f"(this game has {n}: 2^{n} evaluations). Use permutation_interactions."
-        )
     chosen = _chosen_players(game, players, owner)
     started = time.perf_counter()
     evaluator = Evaluator(game)
