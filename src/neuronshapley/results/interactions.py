@@ -14,7 +14,6 @@ Saved like ``ShapleyResult``: a directory holding ``interactions.npz`` (arrays) 
 ``interactions.json`` (names, parameters, counts and a hash of the arrays), loaded without pickle.
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley._internal.fingerprint import digest
 from neuronshapley.results.bounds import confidence_halfwidth
+from neuronshapley.results.persistence import damaged, read_saved, write_saved
 
 FORMAT_VERSION = 1
 _MATRICES = ("values", "stderr", "ci_low", "ci_high")
@@ -227,12 +225,9 @@ class InteractionResult:
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
-        meta = {
+        record = {
             "format_version": FORMAT_VERSION,
-            "arrays_sha256": digest(arrays),
             "player_names": self.player_names,
             "n_game_players": int(self.n_game_players),
             "n_evaluations": int(self.n_evaluations),
@@ -244,44 +239,20 @@ class InteractionResult:
             "game_fingerprint": self.game_fingerprint,
             "diagnostics": self.diagnostics,
         }
-        # The arrays first, the record naming their hash last: a save cut between the two
-        # leaves files that load refuses, never a silent mix of two saves.
-        atomic_write(directory / "interactions.npz", lambda f: np.savez(f, **arrays))
-        atomic_write(directory / "interactions.json", json_text(meta).encode())
-        return directory
+        return write_saved(Path(path), "interactions", arrays, record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "InteractionResult":
         """Load a result written by :meth:`save`."""
         directory = Path(path)
+        meta, arrays = read_saved(
+            directory,
+            "interactions",
+            kind="InteractionResult",
+            arrays=_ARRAYS,
+            versions=(FORMAT_VERSION,),
+        )
         meta_path = directory / "interactions.json"
-        array_path = directory / "interactions.npz"
-        if not meta_path.is_file() or not array_path.is_file():
-            raise FileNotFoundError(
-                f"{directory} is not a saved InteractionResult: expected interactions.json and "
-                "interactions.npz in it (written by InteractionResult.save)."
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("it does not hold a JSON object")
-        except (OSError, ValueError) as error:
-            raise ValueError(_damaged(meta_path, error)) from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{meta_path} has format version {meta.get('format_version')!r}; this version "
-                f"of neuronshapley reads version {FORMAT_VERSION}."
-            )
-        try:
-            with open(array_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                arrays = {name: np.asarray(data[name]) for name in _ARRAYS}
-        except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, ...
-            raise ValueError(_damaged(array_path, error)) from None
-        if digest(arrays) != meta.get("arrays_sha256"):
-            raise ValueError(
-                f"{array_path} does not belong to {meta_path} (their contents come from "
-                "different saves, e.g. a save cut short); save the result again."
-            )
         try:
             return cls(
                 **arrays,
@@ -297,7 +268,7 @@ class InteractionResult:
                 diagnostics=dict(meta["diagnostics"]),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(_damaged(meta_path, error)) from None
+            raise ValueError(damaged(meta_path, error)) from None
 
     def __repr__(self) -> str:
         return (
@@ -350,12 +321,4 @@ def interval_words(
         f"empirical Bernstein intervals (Maurer & Pontil 2009) at level {level}, {scope}, at "
         f"this number of permutations, given that every game value lies in an interval of "
         f"width {value_range:g}"
-    )
-
-
-def _damaged(path: Path, error: Exception) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (
-        f"{path} is damaged and cannot be read ({type(error).__name__}: {reason}); "
-        "compute or save the result again."
     )

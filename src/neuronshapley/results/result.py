@@ -8,7 +8,6 @@ read as one), loaded without pickle. Results of sampling estimators keep their s
 
 import csv
 import io
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,9 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley._internal.fingerprint import digest
+from neuronshapley._internal.files import atomic_write
 from neuronshapley.results.bounds import IntervalRule
+from neuronshapley.results.persistence import damaged, read_saved, write_saved
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.results.tails import TailBounds
 from neuronshapley.typing import PlayerValues
@@ -282,15 +281,12 @@ class ShapleyResult:
     # -- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
-        directory = Path(path)
-        directory.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         for name in _OPTIONAL_ARRAYS:
             if getattr(self, name) is not None:
                 arrays[name] = np.asarray(getattr(self, name))
-        meta = {
+        record = {
             "format_version": FORMAT_VERSION,
-            "arrays_sha256": digest(arrays),
             "player_names": self.player_names,
             "groups": self.groups,
             "game_fingerprint": self.game_fingerprint,
@@ -303,48 +299,21 @@ class ShapleyResult:
             "sample_range": list(self.sample_range) if self.sample_range else None,
             "diagnostics": self.diagnostics,
         }
-        # The arrays first, the record that names their hash last: a save cut between the two
-        # leaves files that load refuses, never a silent mix of two saves.
-        atomic_write(directory / "result.npz", lambda f: np.savez(f, **arrays))
-        atomic_write(directory / "result.json", json_text(meta).encode())
-        return directory
+        return write_saved(Path(path), "result", arrays, record)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ShapleyResult":
         """Load a result written by :meth:`save`."""
         directory = Path(path)
-        meta_path, array_path = directory / "result.json", directory / "result.npz"
-        if not meta_path.is_file() or not array_path.is_file():
-            raise FileNotFoundError(
-                f"{directory} is not a saved ShapleyResult: expected result.json and result.npz "
-                "in it (written by ShapleyResult.save)."
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("it does not hold a JSON object")
-        except (OSError, ValueError) as error:
-            raise ValueError(_damaged(meta_path, error)) from None
-        if meta.get("format_version") not in READABLE_VERSIONS:
-            raise ValueError(
-                f"{meta_path} has format version {meta.get('format_version')!r}; this version "
-                f"of neuronshapley reads versions {', '.join(map(str, READABLE_VERSIONS))}."
-            )
-        try:
-            # Our own handle: np.load leaks its file when it fails on a damaged one.
-            with open(array_path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
-                arrays = {name: np.asarray(data[name]) for name in _ARRAYS}
-                arrays.update(
-                    {name: np.asarray(data[name]) for name in _OPTIONAL_ARRAYS if name in data}
-                )
-        except Exception as error:  # BadZipFile, EOFError, zlib and CRC errors, KeyError, ...
-            raise ValueError(_damaged(array_path, error)) from None
-        expected = meta.get("arrays_sha256")
-        if expected is not None and digest(arrays) != expected:
-            raise ValueError(
-                f"{array_path} does not belong to {meta_path} (their contents come from "
-                "different saves, e.g. a save cut short); save the result again."
-            )
+        meta, arrays = read_saved(
+            directory,
+            "result",
+            kind="ShapleyResult",
+            arrays=_ARRAYS,
+            optional=_OPTIONAL_ARRAYS,
+            versions=READABLE_VERSIONS,
+        )
+        meta_path = directory / "result.json"
         try:
             sample_range = meta["sample_range"]
             return cls(
@@ -362,7 +331,7 @@ class ShapleyResult:
                 game_fingerprint=meta.get("game_fingerprint"),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(_damaged(meta_path, error)) from None
+            raise ValueError(damaged(meta_path, error)) from None
 
     # -- merging ---------------------------------------------------------------------------
     def stats(self) -> RunningStats:
@@ -611,11 +580,3 @@ def _merged_tails(
             )
         tails.append(TailBounds.from_record(record, part.n_samples))
     return tails[0].merge(tails[1], first_guess=first_guess)
-
-
-def _damaged(path: Path, error: Exception) -> str:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (
-        f"{path} is damaged and cannot be read ({type(error).__name__}: {reason}); "
-        "compute or save the result again."
-    )
