@@ -83,11 +83,13 @@ bench-ray: $(BIN)/.installed
 attribution: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.attribution
 
-# Training data as players (issue 15): influence against leave-one-out, noisy-label detection
+# Training data as players (issue 15): influence against leave-one-out (softmax regression, then
+# a small MLP and CNN with both retraining protocols), noisy-label detection
 # and point removal on Adult per valuation method, Datamodels' LDS (the tables of docs/data.md,
 # copied from what it prints, and docs/figures/data/removal.png; timing in docs/data.md).
 data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_influence
+	$(BIN)/python -m benchmarks.data_influence_deep
 	$(BIN)/python -m benchmarks.data_noisy
 	$(BIN)/python -m benchmarks.data_noisy --n-train 1000 --noise 0.2 --tmc-permutations 50 \
 	    --beta-permutations 50 --figure docs/figures/data/removal-1000.png
