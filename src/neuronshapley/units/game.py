@@ -28,6 +28,7 @@ what the metric sees (default: the model's result, or its ``.logits``, else its
 ``metric(outputs) -> float``, scores those outputs on the whole evaluation set without labels.
 """
 
+import contextlib
 import copy
 import itertools
 import warnings
@@ -76,6 +77,7 @@ from neuronshapley.units.ablation import (
     evaluation_mode,
     hooked,
 )
+from neuronshapley.units.blocks import BlockPlan, BlockSteps, block_hooks, block_steps, plan_blocks
 from neuronshapley.units.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
 from neuronshapley.units.selection import Layer, UnitSet, resolve_units
 
@@ -140,7 +142,10 @@ class NeuronGame(BaseGame):
             prefix, for models whose hooked layers ``torch.fx`` shows to be cuts of the graph
             (see :mod:`neuronshapley.units.reuse`); other models are evaluated the plain way.
             The values are the same either way. Default ``True``. Off for dict or tuple inputs
-            and with ``forward`` or ``output``, which see the inputs of every pass.
+            and with ``forward`` or ``output``, which see the inputs of every pass. Models fx
+            cannot trace whose hooked layers all lie in the blocks of an ``nn.ModuleList``
+            called in order (a transformer stack) get block reuse instead: each block runs
+            once per distinct prefix of masks (see :mod:`neuronshapley.units.blocks`).
         forward: ``forward(model, inputs) -> result``: how a batch of inputs (a slice of the
             data, tiled across coalitions) is passed to the model. Default ``None``:
             ``model(**inputs)`` for a dict, ``model(*inputs)`` for a tuple, ``model(inputs)``.
@@ -161,6 +166,7 @@ class NeuronGame(BaseGame):
         n_forward_examples: Example-forward passes asked for so far (coalitions x examples),
             whether or not prefix reuse computed fewer.
         reuse: The prefix-reuse plan, or ``None`` when the model is evaluated the plain way.
+        blocks: The block-reuse plan (transformer stacks), or ``None``.
     """
 
     def __init__(
@@ -291,6 +297,12 @@ class NeuronGame(BaseGame):
         self._offsets = np.cumsum([0] + [len(layer.indices) for layer in self.layers])
         self._steps: list[_Step | None] = [None] * len(self.layers)
         self.reuse = plan_reuse(self.model, self.layers) if reuse_prefixes and self._plain else None
+        self.blocks: BlockPlan | None = (
+            plan_blocks(self.model, self.layers)
+            if reuse_prefixes and self.reuse is None and self.layers
+            else None
+        )
+        self._block_steps: BlockSteps | None = None
         # The players of each layer in execution order, for grouping the prefixes.
         self._reuse_columns = (
             []
@@ -429,6 +441,7 @@ class NeuronGame(BaseGame):
             evaluation_mode(self.model),
             torch.inference_mode(),
             hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
+            self._hooked_blocks(),
         ):
             try:
                 for rows, split in groups:
@@ -449,6 +462,7 @@ class NeuronGame(BaseGame):
                         parts.append((chunk, scores))
             finally:
                 self._steps = [None] * len(self.layers)
+                self._block_steps = None
         values = _gather(parts, len(coalitions), self.metric.name)
         check_declared_bounds(values, self.metric)
         return values
@@ -460,13 +474,10 @@ class NeuronGame(BaseGame):
         if self.reuse is not None:
             return self._reusing_logits(coalitions, split, self.reuse)
         if self.examples_per_pass == len(self.data):
+            if self.blocks is not None and len(coalitions) > 1:
+                return self._block_logits(coalitions, split, self.blocks)
             self._set_masks(coalitions)
-            if split is self.data:
-                inputs = take(self._tiled_inputs(), slice(0, len(coalitions) * n_examples))
-            else:
-                inputs = repeat_rows(split.x, len(coalitions))
-            out = self._forward(inputs)
-            return out.view(len(coalitions), n_examples, *out.shape[1:])
+            return self._tiled_logits(len(coalitions), split)
         # One coalition's examples do not fit in a pass: split them.
         per_coalition = []
         for row in range(len(coalitions)):
@@ -474,6 +485,60 @@ class NeuronGame(BaseGame):
             parts = [self._forward(x) for x in split_rows(split.x, self.examples_per_pass)]
             per_coalition.append(torch.cat(parts))
         return torch.stack(per_coalition)
+
+    def _tiled_logits(self, n_coalitions: int, split: Split) -> torch.Tensor:
+        """One pass on ``split`` tiled across ``n_coalitions``, with the hooks' steps as set."""
+        n_examples = len(split)
+        if split is self.data:
+            inputs = take(self._tiled_inputs(), slice(0, n_coalitions * n_examples))
+        else:
+            inputs = repeat_rows(split.x, n_coalitions)
+        out = self._forward(inputs)
+        return out.view(n_coalitions, n_examples, *out.shape[1:])
+
+    def _block_logits(
+        self, coalitions: CoalitionMatrix, split: Split, plan: BlockPlan
+    ) -> torch.Tensor:
+        """``_logits`` with each block of the stack run once per distinct prefix of masks.
+
+        The hooked layers of block b see one block of examples per distinct prefix (masks on
+        blocks 0..b), so their steps mask those prefixes' representative coalitions. When the
+        model does not run its blocks as block reuse needs, the pass is redone the plain way
+        and block reuse is off for this game from then on, with a warning: if the plain pass
+        fails too, its error is the model's own and is raised as it is.
+        """
+        steps, representatives = block_steps(
+            coalitions, plan, self._offsets, len(split), self.device
+        )
+        self._steps = [None] * len(self.layers)
+        for index, block in enumerate(plan.block_of_layer):
+            rows = representatives[block]
+            mask = self._layer_mask(index, coalitions[rows])
+            if mask is not None:
+                self._steps[index] = _Step(len(rows), None, mask)
+        self._block_steps = steps
+        try:
+            return self._tiled_logits(len(coalitions), split)
+        except Exception as error:
+            self._block_steps = None
+            self._set_masks(coalitions)
+            plain = self._tiled_logits(len(coalitions), split)
+            self.blocks = None
+            cause = error.__cause__ or error
+            warnings.warn(
+                f"Block reuse is off for this {_OWNER}: the blocks of {plan.path!r} did not run "
+                f"as it needs ({type(cause).__name__}: {cause}); evaluating the plain way.",
+                stacklevel=2,
+            )
+            return plain
+        finally:
+            self._block_steps = None
+
+    def _hooked_blocks(self) -> Any:
+        """The block-reuse hooks when the game has a block plan, else nothing."""
+        if self.blocks is None:
+            return contextlib.nullcontext()
+        return block_hooks(self.model, self.blocks, lambda: self._block_steps)
 
     def _reusing_logits(
         self, coalitions: CoalitionMatrix, split: Split, plan: ReusePlan

@@ -108,13 +108,15 @@ class PrefixGroups:
 
 
 def group_prefixes(
-    coalitions: CoalitionMatrix, columns: Sequence[slice], n_expanding: int
+    coalitions: CoalitionMatrix,
+    columns: Sequence[slice | NDArray[np.intp]],
+    n_expanding: int,
 ) -> PrefixGroups:
     """Group the rows of ``coalitions`` by their masks on the layers in execution order.
 
     Args:
         coalitions: Bool, shape ``(n_coalitions, n_players)``.
-        columns: The players of each layer, in execution order.
+        columns: The players of each layer (or block), in execution order.
         n_expanding: How many layers expand; the last one groups by whole coalitions.
     """
     n = len(coalitions)

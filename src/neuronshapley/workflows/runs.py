@@ -757,6 +757,14 @@ def _plain_evaluation(game: Any) -> str | None:
     else:
         why = "torch.fx cannot show the hooked layers to be cuts of the model"
     n = len(game.data)
+    blocks = getattr(game, "blocks", None)
+    if blocks is not None:
+        return (
+            f"prefix reuse is off ({why}); block reuse is on instead: each block of "
+            f"{blocks.path!r} runs once per distinct prefix of masks in a batch, everything "
+            f"outside the blocks on all {n:,} examples of every coalition; the progress line "
+            "shows the seconds per evaluation."
+        )
     return (
         f"prefix reuse is off ({why}): every evaluation runs the whole model on all {n:,} "
         "examples, instead of only the layers after the first unit a coalition changes; "
