@@ -163,7 +163,7 @@ def main() -> None:
         "(influence / a / b / total) |"
     )
     print("| --- " * 14 + "|")
-    study("MLP 64-32-10 (tanh)", mlp, train, test)
+    study("MLP 64-16-10 (tanh)", mlp, train, test)
     study("CNN conv3x3x6-pool-10 (tanh)", cnn, train, test)
 
 
