@@ -257,3 +257,34 @@ def test_torch_encoder_heads_and_sequence_first_stacks(batch_first: bool) -> Non
     np.testing.assert_allclose(
         reusing.value(coalitions), plain.value(coalitions), rtol=0, atol=TOLERANCE
     )
+
+
+def to_first(embeddings: torch.Tensor) -> float:
+    """Label-free, any number of examples: mean cosine similarity to one fixed reference."""
+    return float(torch.cosine_similarity(embeddings.double(), REFERENCES[:1].double()).mean())
+
+
+def test_passes_of_example_slices_and_per_walk_examples() -> None:
+    """A small memory budget: each call takes a few coalitions on slices of 16 examples."""
+    model = bert()
+    units = "heads:encoder.layer.*.attention"
+    sized, _ = games(model, units)
+    per_example = 64 * 2**20 // sized._rows_per_pass  # the default CPU budget's rows
+    kwargs: dict[str, Any] = {
+        "data": tokens(40, seed=8), "memory_budget": 48 * per_example, "metric": to_first,
+    }  # fmt: skip
+    reusing, plain = games(model, units, **kwargs)
+    assert reusing.blocks is not None and reusing._coalitions_per_call(40) == 3
+    coalitions = walks(reusing.n_players, 2, seed=9)
+    expected = plain.value(coalitions)
+    np.testing.assert_allclose(reusing.value(coalitions), expected, rtol=0, atol=TOLERANCE)
+    per_walk = {**kwargs, "examples_per_walk": 5}
+    reusing, plain = games(model, units, **per_walk)
+    contexts = np.repeat([0, 1], len(coalitions) // 2)
+    np.testing.assert_allclose(
+        reusing.value_in_contexts(coalitions, contexts),
+        plain.value_in_contexts(coalitions, contexts),
+        rtol=0,
+        atol=TOLERANCE,
+    )
+    assert reusing.blocks is not None

@@ -101,7 +101,6 @@ def block_steps(
     coalitions: CoalitionMatrix,
     plan: BlockPlan,
     offsets: NDArray[np.intp],
-    n_examples: int,
     device: torch.device,
 ) -> tuple[BlockSteps, list[NDArray[np.intp]]]:
     """The block hooks' steps for ``coalitions``, and the representative rows of each block.
@@ -110,7 +109,6 @@ def block_steps(
         coalitions: Bool, shape ``(n_coalitions, n_players)``.
         plan: The stack.
         offsets: The game's first player of each layer (and the total at the end).
-        n_examples: Examples of each coalition in the tiled batch.
     """
     columns: list[NDArray[np.intp]] = [np.zeros(0, dtype=np.intp) for _ in range(plan.n_blocks)]
     for layer, block in enumerate(plan.block_of_layer):
@@ -123,7 +121,7 @@ def block_steps(
         inverse.append(inverse[-1] if parents is None else parents[inverse[-1]])
     inverse.reverse()
     n = len(coalitions)
-    steps = BlockSteps(n, n_examples, [], [])
+    steps = BlockSteps(n, 0, [], [])  # n_examples: set per pass
     for rows, group in zip(groups.rows, inverse, strict=True):
         distinct = len(rows) < n
         steps.rows.append(torch.from_numpy(rows).to(device) if distinct else None)

@@ -345,7 +345,7 @@ class NeuronGame(BaseGame):
 
     def _coalitions_per_call(self, n_examples: int) -> int:
         """How many coalitions one ``_logits`` call answers, on ``n_examples`` examples each."""
-        if self.reuse is not None:
+        if self.reuse is not None or self.blocks is not None:
             # Prefixes are shared within a pass, so a pass takes many coalitions on a slice of
             # the examples rather than all the examples of a few coalitions.
             return max(1, self._rows_per_pass // min(n_examples, _MIN_EXAMPLES_PER_PASS))
@@ -473,11 +473,23 @@ class NeuronGame(BaseGame):
         self.n_forward_examples += len(coalitions) * n_examples
         if self.reuse is not None:
             return self._reusing_logits(coalitions, split, self.reuse)
+        if self.blocks is not None and len(coalitions) > 1:
+            return self._block_logits(coalitions, split, self.blocks)
+        return self._plain_logits(coalitions, split)
+
+    def _plain_logits(self, coalitions: CoalitionMatrix, split: Split) -> torch.Tensor:
+        """``_logits`` the plain way: the examples tiled across the coalitions."""
+        n_examples = len(split)
+        step = max(1, self.coalitions_per_pass * len(self.data) // n_examples)
+        if len(coalitions) > step:  # more than a pass holds (block reuse fell back)
+            parts = [
+                self._plain_logits(coalitions[start : start + step], split)
+                for start in range(0, len(coalitions), step)
+            ]
+            return torch.cat(parts)
         if self.examples_per_pass == len(self.data):
-            if self.blocks is not None and len(coalitions) > 1:
-                return self._block_logits(coalitions, split, self.blocks)
             self._set_masks(coalitions)
-            return self._tiled_logits(len(coalitions), split)
+            return self._tiled_logits(len(coalitions), split.x)
         # One coalition's examples do not fit in a pass: split them.
         per_coalition = []
         for row in range(len(coalitions)):
@@ -486,15 +498,15 @@ class NeuronGame(BaseGame):
             per_coalition.append(torch.cat(parts))
         return torch.stack(per_coalition)
 
-    def _tiled_logits(self, n_coalitions: int, split: Split) -> torch.Tensor:
-        """One pass on ``split`` tiled across ``n_coalitions``, with the hooks' steps as set."""
-        n_examples = len(split)
-        if split is self.data:
-            inputs = take(self._tiled_inputs(), slice(0, n_coalitions * n_examples))
+    def _tiled_logits(self, n_coalitions: int, x: ModelInputs) -> torch.Tensor:
+        """One pass on ``x`` tiled across ``n_coalitions``, with the hooks' steps as set."""
+        size = n_examples(x)
+        if x is self.data.x and n_coalitions <= self.coalitions_per_pass:
+            inputs = take(self._tiled_inputs(), slice(0, n_coalitions * size))
         else:
-            inputs = repeat_rows(split.x, n_coalitions)
+            inputs = repeat_rows(x, n_coalitions)
         out = self._forward(inputs)
-        return out.view(n_coalitions, n_examples, *out.shape[1:])
+        return out.view(n_coalitions, size, *out.shape[1:])
 
     def _block_logits(
         self, coalitions: CoalitionMatrix, split: Split, plan: BlockPlan
@@ -507,22 +519,26 @@ class NeuronGame(BaseGame):
         and block reuse is off for this game from then on, with a warning: if the plain pass
         fails too, its error is the model's own and is raised as it is.
         """
-        steps, representatives = block_steps(
-            coalitions, plan, self._offsets, len(split), self.device
-        )
+        steps, representatives = block_steps(coalitions, plan, self._offsets, self.device)
         self._steps = [None] * len(self.layers)
         for index, block in enumerate(plan.block_of_layer):
             rows = representatives[block]
             mask = self._layer_mask(index, coalitions[rows])
             if mask is not None:
                 self._steps[index] = _Step(len(rows), None, mask)
-        self._block_steps = steps
+        # As with prefix reuse, a pass takes every coalition on a slice of the examples: the
+        # more coalitions a pass holds, the more prefixes they share.
+        per_pass = max(1, self._rows_per_pass // len(coalitions))
         try:
-            return self._tiled_logits(len(coalitions), split)
+            parts = []
+            for inputs in split_rows(split.x, per_pass):
+                steps.n_examples, steps.next_block = n_examples(inputs), 0
+                self._block_steps = steps
+                parts.append(self._tiled_logits(len(coalitions), inputs))
+            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         except Exception as error:
             self._block_steps = None
-            self._set_masks(coalitions)
-            plain = self._tiled_logits(len(coalitions), split)
+            plain = self._plain_logits(coalitions, split)
             self.blocks = None
             cause = error.__cause__ or error
             warnings.warn(
