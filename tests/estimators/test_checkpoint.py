@@ -48,6 +48,7 @@ CRASHING_RUN = textwrap.dedent(
     from tests.estimators.test_checkpoint import crash_game, crash_run
 
     directory, estimator = Path(sys.argv[1]), sys.argv[2]
+    (directory / "started").touch()  # imports done: the test times its kill from here
     game = crash_game(estimator)
     slow = ns.games.CallableGame(lambda c: (time.sleep(0.01), game.value(c))[1], 40)
     slow.fingerprint = game.fingerprint  # the same game, only slower
@@ -89,12 +90,18 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(
     script.write_text(CRASHING_RUN)
     rng = np.random.default_rng(0)
     kills = 0
+    started = tmp_path / "started"
     for _ in range(40):
+        started.unlink(missing_ok=True)
         process = subprocess.Popen(
             [sys.executable, str(script), str(tmp_path), estimator, str(ROOT)]
         )
-        # Past the interpreter's start (under 1 s), kills land anywhere in the run, writes too.
-        time.sleep(float(rng.uniform(0.7, 1.6)))
+        # Timed from the end of the imports (slow on a loaded machine, and no part of the
+        # run), kills land anywhere in the run, writes too.
+        deadline = time.monotonic() + 60.0
+        while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(float(rng.uniform(0.05, 0.9)))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
