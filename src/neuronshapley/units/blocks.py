@@ -135,7 +135,8 @@ def block_hooks(
 ) -> Iterator[None]:
     """Hook the blocks of ``plan``; they act while ``steps()`` is not ``None``. All go on exit."""
     blocks = model.get_submodule(plan.path)
-    assert isinstance(blocks, nn.ModuleList)  # plan_blocks found it so
+    if not isinstance(blocks, nn.ModuleList):  # plan_blocks found one; the model changed since
+        raise BlockReuseError(f"{plan.path!r} is no longer an nn.ModuleList")
     with ExitStack() as stack:
         for index, block in enumerate(blocks):
             pre, post = _hooks(index, steps)
@@ -171,10 +172,11 @@ def _hooks(index: int, current: Callable[[], BlockSteps | None]) -> tuple[Any, A
 
     def hook(_: nn.Module, __: tuple[Any, ...], output: Any) -> Any:
         steps = current()
-        if steps is None or steps.rows[index] is None:
+        if steps is None:
             return None
         rows, inverse = steps.rows[index], steps.inverse[index]
-        assert rows is not None and inverse is not None  # set together
+        if rows is None or inverse is None:  # no reuse at this block (the two are set together)
+            return None
         first = output if isinstance(output, torch.Tensor) else output[0]
         n_rows = len(rows) * steps.n_examples
         if not isinstance(first, torch.Tensor) or len(first) != n_rows:
