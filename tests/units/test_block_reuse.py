@@ -14,6 +14,7 @@ from neuronshapley.pytorch.metrics import MetricError
 from neuronshapley.units import NeuronGame
 from neuronshapley.units.blocks import plan_blocks
 from tests.units._models import Snapshot, random_coalitions
+from tests.units.test_transformers import REFERENCES, pooled, similarity, tokens
 
 transformers = pytest.importorskip(
     "transformers",
@@ -52,27 +53,6 @@ def gpt2() -> nn.Module:
     )  # fmt: skip
     torch.manual_seed(0)
     return transformers.GPT2Model(config).eval()
-
-
-def tokens(n: int, seed: int) -> dict[str, torch.Tensor]:
-    """Token ids padded to ``SEQ``: each example has 3 to ``SEQ`` real tokens."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, VOCAB, (n, SEQ), generator=generator)
-    lengths = torch.randint(3, SEQ + 1, (n,), generator=generator)
-    mask = (torch.arange(SEQ)[None, :] < lengths[:, None]).long()
-    return {"input_ids": ids * mask, "attention_mask": mask}
-
-
-def pooled(result: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    weights = inputs["attention_mask"].unsqueeze(-1).to(result.last_hidden_state.dtype)
-    return (result.last_hidden_state * weights).sum(dim=1) / weights.sum(dim=1)
-
-
-REFERENCES = torch.randn(6, HIDDEN, generator=torch.Generator().manual_seed(3))
-
-
-def similarity(embeddings: torch.Tensor) -> float:
-    return float(torch.cosine_similarity(embeddings.double(), REFERENCES.double(), dim=-1).mean())
 
 
 def games(model: nn.Module, units: str, **kwargs: Any) -> tuple[NeuronGame, NeuronGame]:
