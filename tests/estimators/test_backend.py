@@ -108,7 +108,13 @@ def test_walks_per_task_is_part_of_the_run(tmp_path: Path) -> None:
     np.testing.assert_allclose(cut.values, whole.values, rtol=1e-12)  # same samples
     ns.permutation_shapley(game(), n_permutations=16, seed=3, walks_per_task=2, checkpoint=tmp_path)
     with pytest.raises(ValueError, match=r"walks_per_task=2; this call has walks_per_task=None"):
-        ns.permutation_shapley(game(), n_permutations=48, seed=3, resume=tmp_path)
+        ns.permutation_shapley(
+            game(), n_permutations=48, seed=3, resume=tmp_path, walks_per_task=None
+        )
+    # Left to the run ("auto", the default), a resumed run takes the checkpoint's.
+    resumed = ns.permutation_shapley(game(), n_permutations=48, seed=3, resume=tmp_path)
+    assert resumed.params["walks_per_task"] == 2
+    np.testing.assert_array_equal(resumed.values, cut.values)
 
 
 def test_a_distributed_run_resumes_a_local_checkpoint(tmp_path: Path) -> None:

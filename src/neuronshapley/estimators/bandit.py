@@ -108,7 +108,7 @@ def tmab_shapley(
     continue_probability: float | None = None,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | str = "auto",
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,
@@ -116,7 +116,7 @@ def tmab_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
-    walks_per_task: int | None = None,
+    walks_per_task: int | str | None = "auto",
     backend: Backend | None = None,
 ) -> ShapleyResult:
     """Truncated multi-armed-bandit Shapley (Algorithm 1 of Ghorbani & Zou 2020).
@@ -153,7 +153,9 @@ def tmab_shapley(
             truncation, so the guarantee holds for the game's own values (any game).
         max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
         max_seconds: Stop after this much wall time in this call.
-        batch_size: Coalitions per call to the game. Default 32.
+        batch_size: Coalitions per call to the game. Default ``"auto"``: 32, or fewer where a
+            batch would take more than 5% of ``max_seconds`` (measured on V(N) and V(empty);
+            a time budget overshoots by one batch at most).
         n_walks: Permutations per round; the undecided set is updated between rounds. Default 8.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
         n_players: Number of players, only for a plain callable ``game``.

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text, jsonable
+from neuronshapley.estimators.options import AUTO
 from neuronshapley.estimators.state import RunState
 from neuronshapley.estimators.walks import Endpoints, WalkRange
 from neuronshapley.results.stats import RunningStats
@@ -172,7 +173,9 @@ def load_checkpoint(
             "earlier result, if saved, still loads)."
         )
     for key, value in wanted.items():
-        if saved_identity.get(key) != value:
+        if value == AUTO:  # left to the run: the run being resumed chose it
+            wanted[key] = saved_identity.get(key)
+        elif saved_identity.get(key) != value:
             raise CheckpointError(
                 f"The checkpoint in {directory} was made with {key}={saved_identity.get(key)!r}; "
                 f"this call has {key}={value!r}. Resume with the same parameters (only the "
@@ -206,7 +209,7 @@ def load_checkpoint(
             arrays.get("pending_sampled"),
         )
     return Checkpoint(
-        owner, entropy, identity, fingerprint, state, float(record["elapsed_seconds"]), pending
+        owner, entropy, wanted, fingerprint, state, float(record["elapsed_seconds"]), pending
     )
 
 

@@ -84,7 +84,7 @@ class RunSpec:
         truncation: Early truncation, or ``None``.
         budget: When to stop regardless of the planner.
         persistence: Checkpoint and resume directories.
-        progress: Called after every round, or ``None``.
+        progress: Called after every task (every round when a round is one task), or ``None``.
         backend: Where the tasks run (``None``: in this process).
     """
 
@@ -99,6 +99,11 @@ class RunSpec:
     persistence: Persistence
     progress: ProgressCallback | None = None
     backend: Backend | None = None
+
+    def with_sampling(self, sampling: Sampling) -> "RunSpec":
+        """This spec with ``sampling`` (its settings chosen) in its options and identity."""
+        chosen = {"batch_size": sampling.batch_size, "walks_per_task": sampling.walks_per_task}
+        return replace(self, sampling=sampling, identity={**self.identity, **chosen})
 
 
 def run_identity(
@@ -203,6 +208,7 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
         )
         state, elapsed_before = saved.state, saved.elapsed_seconds
         pending = saved.pending
+        spec = spec.with_sampling(spec.sampling.adopted(saved.identity))
     max_evaluations = spec.budget.max_evaluations
     budget = None if max_evaluations is None else max(max_evaluations - state.n_evaluations, 0)
     evaluator = Evaluator(game, budget, spec.budget.max_seconds)
@@ -216,7 +222,7 @@ def run_rounds(spec: RunSpec, plan: Planner) -> ShapleyResult:
     elapsed = elapsed_before + evaluator.elapsed()
     if persistence.checkpoint is not None:
         loop.save(elapsed)
-    return _result(spec, loop.resumable, stop_reason, elapsed, fingerprint, loop.unused)
+    return _result(loop.spec, loop.resumable, stop_reason, elapsed, fingerprint, loop.unused)
 
 
 class _Loop:
@@ -245,6 +251,7 @@ class _Loop:
         self.elapsed_before = elapsed_before
         self.fingerprint = fingerprint
         self.remote: BackendRun | None = None
+        self.endpoint_seconds = 0.0  # the cost of V(N) and V(empty), when this call measured it
 
     def close(self) -> None:
         if self.remote is not None:
@@ -256,6 +263,11 @@ class _Loop:
         endpoints = self.resumable.endpoints or self._endpoints()
         if endpoints is None:
             return "max_evaluations"
+        if not spec.sampling.chosen:  # batch size or task size: from the cost just measured
+            sampling = spec.sampling.resolved(
+                self.endpoint_seconds / 2, spec.game.n_players - 1, spec.budget.max_seconds
+            )
+            spec = self.spec = spec.with_sampling(sampling)
         walker = Walker(self.evaluator, spec.entropy, endpoints, spec.sampling, spec.truncation)
         if spec.backend is not None:
             job = WalkJob(spec.entropy, endpoints, spec.sampling, spec.truncation)
@@ -274,7 +286,7 @@ class _Loop:
                 self.pending = self._next_range(decision)
             tasks = [
                 task
-                for task in split_round(self.pending, spec.sampling.walks_per_task)
+                for task in split_round(self.pending, spec.sampling.task)
                 if task.first >= self.resumable.next_permutation
             ]
             for outcome in self._walk(tasks, walker):
@@ -283,24 +295,27 @@ class _Loop:
                     return walker.stop_reason or "budget"
                 state = self.resumable.absorb(outcome)
                 self.resumable = state
+                self._report()  # after every task: an expensive game's round takes minutes
                 if state.next_permutation < self.pending.first + self.pending.count:
                     self._save_if_due()  # inside the round: an expensive game loses one task
             self.pending = None
-            state = self.resumable
-            elapsed = self.elapsed_before + self.evaluator.elapsed()
-            if spec.progress is not None:
-                spec.progress(
-                    Progress(
-                        n_evaluations=state.n_evaluations,
-                        n_permutations=state.next_permutation,
-                        elapsed_seconds=elapsed,
-                        values=state.stats.mean,
-                        n_undecided=state.extra.get("n_undecided"),
-                        max_evaluations=spec.budget.max_evaluations,
-                        max_seconds=spec.budget.max_seconds,
-                    )
-                )
             self._save_if_due()
+
+    def _report(self) -> None:
+        spec, state = self.spec, self.resumable
+        if spec.progress is None:
+            return
+        spec.progress(
+            Progress(
+                n_evaluations=state.n_evaluations,
+                n_permutations=state.next_permutation,
+                elapsed_seconds=self.elapsed_before + self.evaluator.elapsed(),
+                values=state.stats.mean,
+                n_undecided=state.extra.get("n_undecided"),
+                max_evaluations=spec.budget.max_evaluations,
+                max_seconds=spec.budget.max_seconds,
+            )
+        )
 
     def _save_if_due(self) -> None:
         persistence = self.spec.persistence
@@ -337,7 +352,9 @@ class _Loop:
         n = self.spec.game.n_players
         coalitions = np.zeros((2, n), dtype=bool)
         coalitions[0] = True
+        started = time.perf_counter()
         v_full, v_empty = self.evaluator(coalitions)
+        self.endpoint_seconds = time.perf_counter() - started
         endpoints = Endpoints(float(v_full), float(v_empty))
         self.resumable.endpoints = endpoints
         self.resumable.n_evaluations += 2

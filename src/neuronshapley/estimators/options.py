@@ -6,7 +6,7 @@ round of the driver loop is a :class:`RoundPlan` or a :class:`Stop`, never a bar
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,24 +107,38 @@ class Truncation:
         return v_empty + self.threshold * gain, gain > 0
 
 
+AUTO = "auto"
+"""The value of ``batch_size`` and ``walks_per_task`` that asks the run to choose them from the
+measured cost of an evaluation (:meth:`Sampling.resolved`)."""
+DEFAULT_BATCH_SIZE = 32
+TASK_SECONDS = 60.0
+"""About the most work a task should hold (when the run chooses ``walks_per_task``): a task is
+what a kill (between checkpoints) or a budget cut loses."""
+BATCH_SHARE_OF_TIME = 0.05
+"""The most a batch should take of ``max_seconds`` (when the run chooses ``batch_size``): a time
+budget is checked between batches, so it overshoots by at most one batch."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How permutations are walked.
 
     Attributes:
         antithetic: Walk each permutation and its reverse; the pair's mean is one sample.
-        batch_size: Coalitions per call to the game.
+        batch_size: Coalitions per call to the game, or :data:`AUTO` (chosen by
+            :meth:`resolved` once the run has timed V(N) and V(empty)).
         n_walks: Permutations per round; the estimator decides between rounds (TMAB updates
             its undecided players), and a round is the unit that is checkpointed.
         walks_per_task: Permutations per task: a round is cut into tasks of this many, each
             walked on its own (its coalitions share batches) and merged in order; tasks are what
-            a backend runs in parallel. ``None``: the whole round is one task.
+            a backend runs in parallel and what a checkpoint inside a round holds. ``None``: the
+            whole round is one task. :data:`AUTO`: chosen by :meth:`resolved`.
     """
 
     antithetic: bool = False
-    batch_size: int = 32
+    batch_size: int | str = DEFAULT_BATCH_SIZE
     n_walks: int = 8
-    walks_per_task: int | None = None
+    walks_per_task: int | str | None = None
 
     @classmethod
     def from_arguments(
@@ -136,21 +150,101 @@ class Sampling:
         walks_per_task: Any = None,
     ) -> "Sampling":
         check_bool(antithetic, "antithetic", owner)
-        check_int(batch_size, "batch_size", owner, min_value=1)
+        batch = _count_or_auto(batch_size, "batch_size", owner, allow_none=False)
         check_int(n_walks, "n_walks", owner, min_value=1)
-        check_int(walks_per_task, "walks_per_task", owner, min_value=1, allow_none=True)
+        walks_per_task = _count_or_auto(walks_per_task, "walks_per_task", owner, allow_none=True)
         if antithetic and n_walks % 2:
             raise ValueError(
                 f"With antithetic=True, the 'n_walks' parameter of {owner} must be even (each "
                 f"permutation walks with its reverse). Got n_walks={n_walks}."
             )
-        if antithetic and walks_per_task is not None and walks_per_task % 2:
+        if antithetic and isinstance(walks_per_task, int) and walks_per_task % 2:
             raise ValueError(
                 f"With antithetic=True, the 'walks_per_task' parameter of {owner} must be even "
                 f"(a task holds whole pairs). Got walks_per_task={walks_per_task}."
             )
-        tasks = None if walks_per_task is None or walks_per_task >= n_walks else walks_per_task
-        return cls(bool(antithetic), int(batch_size), int(n_walks), tasks)
+        tasks = walks_per_task
+        if isinstance(walks_per_task, int) and walks_per_task >= n_walks:
+            tasks = None
+        return cls(bool(antithetic), batch or DEFAULT_BATCH_SIZE, int(n_walks), tasks)
+
+    @property
+    def chosen(self) -> bool:
+        """Whether every setting is fixed (none is still :data:`AUTO`)."""
+        return self.batch_size != AUTO and self.walks_per_task != AUTO
+
+    @property
+    def batch(self) -> int:
+        """The batch size of a resolved sampling (a placeholder of 32 while it is :data:`AUTO`)."""
+        return self.batch_size if isinstance(self.batch_size, int) else DEFAULT_BATCH_SIZE
+
+    @property
+    def task(self) -> int | None:
+        """``walks_per_task`` of a resolved sampling (``None``, whole rounds, while AUTO)."""
+        return self.walks_per_task if isinstance(self.walks_per_task, int) else None
+
+    def resolved(
+        self, seconds_per_evaluation: float, walk_evaluations: int, max_seconds: float | None
+    ) -> "Sampling":
+        """The settings left to :data:`AUTO` chosen from the measured cost of an evaluation.
+
+        ``walks_per_task``: whole rounds when a round is expected to take at most
+        :data:`TASK_SECONDS`, else as many walks (at least one; an even number when antithetic)
+        as fit in that time, so that a kill or a budget cut loses about a minute of work.
+        ``batch_size``: 32, or fewer where a batch would take more than
+        :data:`BATCH_SHARE_OF_TIME` of ``max_seconds`` (a time budget overshoots by one batch at
+        most). Both depend on the machine, so a run records what it chose (its identity, its
+        result's ``params``) and a resumed run takes the checkpoint's; give them explicitly for
+        the same bits on any machine. What they change is how the work is cut: the values
+        agree to rounding (merging in another order), the intervals' variance process is
+        summed in other blocks, and truncated walks may waste other evaluations.
+
+        Args:
+            seconds_per_evaluation: Measured seconds of one coalition (V(N) and V(empty)).
+            walk_evaluations: The most coalitions one walk evaluates (n_players - 1).
+            max_seconds: The run's time budget, or ``None``.
+        """
+        batch = self.batch_size
+        if batch == AUTO:
+            batch = DEFAULT_BATCH_SIZE
+            if max_seconds is not None and seconds_per_evaluation > 0:
+                fit = int(BATCH_SHARE_OF_TIME * max_seconds / seconds_per_evaluation)
+                batch = min(max(fit, 1), DEFAULT_BATCH_SIZE)
+        tasks = self.walks_per_task
+        if tasks == AUTO:
+            walk_seconds = seconds_per_evaluation * max(walk_evaluations, 1)
+            fit = self.n_walks if walk_seconds <= 0 else int(TASK_SECONDS / walk_seconds)
+            if self.antithetic:
+                fit -= fit % 2
+            tasks = None if fit >= self.n_walks else max(fit, 2 if self.antithetic else 1)
+        return replace(self, batch_size=batch, walks_per_task=tasks)
+
+    def adopted(self, identity: dict[str, Any]) -> "Sampling":
+        """The settings left to :data:`AUTO` taken from a checkpoint's identity (what the run
+        being resumed chose)."""
+        batch: Any = self.batch_size
+        tasks = self.walks_per_task
+        if batch == AUTO:
+            batch = identity.get("batch_size")
+        if tasks == AUTO:
+            tasks = identity.get("walks_per_task")
+        return replace(
+            self,
+            batch_size=int(batch) if isinstance(batch, int) else DEFAULT_BATCH_SIZE,
+            walks_per_task=tasks if isinstance(tasks, int) else None,
+        )
+
+
+def _count_or_auto(value: Any, name: str, owner: str, *, allow_none: bool) -> int | str | None:
+    """A positive int (``None`` where allowed) as an int, or :data:`AUTO`."""
+    if isinstance(value, str):
+        if value == AUTO:
+            return AUTO
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be a positive int"
+            f"{', None' if allow_none else ''} or {AUTO!r}. Got {value!r}."
+        )
+    return check_int(value, name, owner, min_value=1, allow_none=allow_none)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def truncated_shapley(
     union_bound: bool = False,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | str = "auto",
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,
@@ -43,7 +43,7 @@ def truncated_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
-    walks_per_task: int | None = None,
+    walks_per_task: int | str | None = "auto",
     backend: Backend | None = None,
 ) -> ShapleyResult:
     """Truncated Monte Carlo Shapley (Ghorbani & Zou 2020, section 3 and appendix B).
@@ -80,7 +80,9 @@ def truncated_shapley(
             ``False``.
         max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
         max_seconds: Stop after this much wall time in this call.
-        batch_size: Coalitions per call to the game. Default 32.
+        batch_size: Coalitions per call to the game. Default ``"auto"``: 32, or fewer where a
+            batch would take more than 5% of ``max_seconds`` (measured on V(N) and V(empty);
+            a time budget overshoots by one batch at most).
         n_walks: Permutations walked per round; their coalitions share batches. Default 8.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded in the
             result so the run can be repeated.
@@ -93,9 +95,14 @@ def truncated_shapley(
         progress: Called after every round with a ``Progress`` (evaluations, elapsed time,
             current values). Default ``None``.
         walks_per_task: Cut each round into tasks of this many permutations, walked on their
-            own and merged in order (a backend runs them in parallel). Default ``None``: one
-            task per round. Part of the run's identity: the same value gives the same result
-            wherever the tasks run.
+            own and merged in order (a backend runs them in parallel; a checkpoint inside a
+            round and a budget cut keep every finished task). ``None``: one task per round.
+            Default ``"auto"``: one task per round where a round is expected to take at most
+            a minute (from the measured cost of V(N) and V(empty)), else tasks of about a
+            minute. Part of the run's identity: the same value gives the same result wherever
+            the tasks run. What ``"auto"`` chose is in the result's ``params`` and the
+            checkpoint (a resumed run takes it); give an int or ``None`` for the same bits on
+            every machine.
         backend: Where the tasks run: ``None`` (this process, default) or a backend such as
             ``ns.backends.RayBackend(workers=2)``. The result does not depend on it.
 
@@ -129,7 +136,7 @@ def permutation_shapley(
     union_bound: bool = False,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | str = "auto",
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,
@@ -137,7 +144,7 @@ def permutation_shapley(
     checkpoint_every: float = 60.0,
     resume: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
-    walks_per_task: int | None = None,
+    walks_per_task: int | str | None = "auto",
     backend: Backend | None = None,
 ) -> ShapleyResult:
     """Monte Carlo Shapley over random permutations (eq. 2 of Ghorbani & Zou 2020).

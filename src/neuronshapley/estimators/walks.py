@@ -344,7 +344,7 @@ class Walker:
         self.endpoints = endpoints
         self.truncation = truncation
         self.antithetic = sampling.antithetic
-        self.batch_size = sampling.batch_size
+        self.batch_size = sampling.batch
         self.n_players = evaluator.game.n_players
         self.stop_reason: str | None = None
         # One mask buffer for the whole run: a fresh one per batch costs more in page faults
