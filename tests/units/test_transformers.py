@@ -203,6 +203,44 @@ def test_token_mean_ignores_padding_length(bert: nn.Module, bert_game: NeuronGam
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
+def as_tuple(split: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return (split["input_ids"], split["attention_mask"])
+
+
+def test_token_mean_finds_the_mask_however_the_model_is_called(
+    bert: nn.Module, bert_game: NeuronGame
+) -> None:
+    """The mask is the ``attention_mask`` the model receives: second of a tuple passed as
+    ``model(*inputs)`` (BERT's order), or the keyword a ``forward`` callable gives."""
+    data, reference = as_tuple(tokens(6, seed=1)), as_tuple(tokens(10, seed=2))
+
+    def tuple_output(result: Any, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return pooled(result, {"attention_mask": inputs[1]})
+
+    positional = NeuronGame(
+        bert, units="heads:encoder.layer.*.attention", data=(data, None),
+        reference=(reference, None), metric=similarity, output=tuple_output,
+    )  # fmt: skip
+    by_keyword = NeuronGame(
+        bert, units="heads:encoder.layer.*.attention", data=(data, None),
+        reference=(reference, None), metric=similarity, output=tuple_output,
+        forward=lambda model, inputs: model(input_ids=inputs[0], attention_mask=inputs[1]),
+    )  # fmt: skip
+    assert positional.ablation == by_keyword.ablation == "token_mean"
+    for game in (positional, by_keyword):
+        for ours, theirs in zip(bert_game.fills, game.fills, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    # Without the mask every position counts, padding included: other fills.
+    unmasked = NeuronGame(
+        bert, units="heads:encoder.layer.*.attention", data=(data[:1], None),
+        reference=(reference[:1], None), metric=similarity,
+    )  # fmt: skip
+    differences = [
+        float((a - b).abs().max()) for a, b in zip(bert_game.fills, unmasked.fills, strict=True)
+    ]
+    assert max(differences) > 1e-3
+
+
 def test_batched_values_equal_one_at_a_time(bert_game: NeuronGame) -> None:
     coalitions = np.array(list(itertools.product([False, True], repeat=4)))
     batched = bert_game.value(coalitions)
@@ -248,9 +286,6 @@ def test_gpt2_heads_and_neurons_with_tuple_inputs(gpt2: nn.Module) -> None:
     def call(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
         return model(input_ids=inputs[0], attention_mask=inputs[1])
 
-    def as_tuple(split: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        return (split["input_ids"], split["attention_mask"])
-
     units = ns.units.union(
         ns.units.attention_heads(gpt2, "h.1.*"), resolve_units(gpt2, "mlp:h.0.mlp:0-3")
     )
@@ -260,7 +295,6 @@ def test_gpt2_heads_and_neurons_with_tuple_inputs(gpt2: nn.Module) -> None:
         data=(as_tuple(data), None),
         reference=(as_tuple(reference), None),
         metric=similarity,
-        ablation="channel_mean",  # token_mean finds the padding only in a dict's attention_mask
         forward=call,
         output=lambda result, inputs: pooled(result, {"attention_mask": inputs[1]}),
     )
@@ -272,7 +306,6 @@ def test_gpt2_heads_and_neurons_with_tuple_inputs(gpt2: nn.Module) -> None:
     # The same game with dict inputs and the default call (model(**inputs)) agrees.
     as_dict = NeuronGame(
         gpt2, units=units, data=data, reference=reference, metric=similarity, output=pooled,
-        ablation="channel_mean",
     )  # fmt: skip
     np.testing.assert_allclose(ns.exact_shapley(as_dict).values, exact.values, atol=1e-9)
     assert_untouched(gpt2, before)

@@ -9,7 +9,9 @@ fill is never computed on the examples the game is evaluated on.
 - ``"mean"``: the per-position mean map (for a conv filter, its mean feature map);
 - ``"channel_mean"``: one scalar per unit (the mean over examples and positions);
 - ``"token_mean"``: one scalar per unit, the mean over the *non-padding* tokens of the reference
-  (where its ``attention_mask`` is nonzero). The default for tokenized (dict or tuple) inputs:
+  (where the ``attention_mask`` the model receives is nonzero: a dict's key, or the argument of
+  that name however the model is called, e.g. ``model(*inputs)`` for a tuple, or by a
+  ``forward`` callable). The default for tokenized (dict or tuple) inputs:
   a per-position mean needs every sequence padded to one length, and mixes padding into the
   means of the last positions; a sentence's meaning does not sit at fixed positions anyway. With
   no ``attention_mask`` (or an activation without a token dimension) every position counts, as
@@ -20,6 +22,7 @@ Hooks are registered only inside the context managers here and removed in ``fina
 model leaves our code with no hook, whatever happened inside (see STYLE.md).
 """
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, cast
@@ -205,10 +208,32 @@ def hooked(
 def token_mask(inputs: ModelInputs) -> torch.Tensor | None:
     """The ``attention_mask`` of dict inputs (nonzero: a real token), else None."""
     if isinstance(inputs, dict):
-        mask = inputs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.dim() == 2:
-            return mask
+        return _as_mask(inputs.get("attention_mask"))
     return None
+
+
+def received_mask(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The ``attention_mask`` argument of a call ``model(*args, **kwargs)``, else None.
+
+    Bound to the signature of ``model.forward``, so a tuple of inputs (``model(*inputs)``) or a
+    ``forward`` callable's own call finds the mask wherever the model takes it (a Hugging Face
+    BERT takes it second, positionally).
+    """
+    try:
+        signature = inspect.signature(model.forward)
+        bound = signature.bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):  # no signature, or a call it does not accept
+        return _as_mask(kwargs.get("attention_mask"))
+    if "attention_mask" in bound.arguments:
+        return _as_mask(bound.arguments["attention_mask"])
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:  # forward(self, **kwargs)
+            return _as_mask(bound.arguments.get(name, {}).get("attention_mask"))
+    return None
+
+
+def _as_mask(mask: Any) -> torch.Tensor | None:
+    return mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
 
 
 def compute_fills(
@@ -250,10 +275,19 @@ def compute_fills(
         if isinstance(output, torch.Tensor):
             activation_bytes[0] += output.numel() * output.element_size()
 
+    def find_mask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        # The mask the model receives, however it was called (dict, tuple, forward callable).
+        nonlocal tokens
+        if tokens is None:
+            tokens = received_mask(module, args, kwargs)
+
     with ExitStack() as stack:
         stack.enter_context(hooked(model, layers, [observer(i) for i in range(len(layers))]))
         for module in model.modules():
             stack.callback(module.register_forward_hook(count_bytes).remove)
+        if ablation == "token_mean":
+            # A pre-hook of the model itself: it runs before any submodule's hook.
+            stack.callback(model.register_forward_pre_hook(find_mask, with_kwargs=True).remove)
         for batch in split_rows(inputs, batch_size):
             count = n_examples(batch)
             tokens = token_mask(batch)
