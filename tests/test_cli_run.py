@@ -168,6 +168,17 @@ def test_resume_continues_and_refuses_other_settings(
     assert "made with other settings (k: 3 then 4)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("side", ["bottom", "both"])
+def test_side_chooses_the_units_tmab_separates(factory: Path, tmp_path: Path, side: str) -> None:
+    out = tmp_path / "run"
+    assert _run(factory, out, "--budget", "300", "--side", side) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["identity"]["side"] == side
+    assert json.loads((out / "result.json").read_text())["params"]["side"] == side
+    # The side identifies the run: a resume with another is refused.
+    assert _run(factory, out, "--resume", "--budget", "600") == 2
+
+
 def test_corrupt_checkpoint_on_resume(
     factory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -189,6 +200,8 @@ def test_corrupt_checkpoint_on_resume(
         (["--metric", "precision"], r"must be one of accuracy"),
         (["--k", "14"], r"--k 14 must be smaller than the number of units \(14\)"),
         (["--delta", "1.5"], r"argument --delta: must be a number in \(0, 1\)"),
+        (["--memory-budget", "0"], r"argument --memory-budget: must be an int >= 1"),
+        (["--memory-budget", "100000000"], r"--memory-budget must be at most the memory available"),
     ],
 )
 def test_bad_arguments(

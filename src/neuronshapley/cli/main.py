@@ -408,7 +408,7 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         help="comma-separated module patterns, e.g. 'conv*' or 'conv2,fc1:0-9'; "
         "'heads:encoder.layer.*.attention' for attention heads, 'mlp:encoder.layer.*' for MLP "
         "neurons (default: every conv filter; every hidden neuron of a model without "
-        "convolutions)",
+        "convolutions; the attention heads for --model minilm)",
     )
     parser.add_argument(
         "--metric",
@@ -433,11 +433,11 @@ def _add_run_arguments(commands: Any, name: str) -> None:
     )
     parser.add_argument(
         "--ablation",
-        default="mean",
+        default=None,
         choices=("mean", "channel_mean", "token_mean", "zero"),
         help="what a removed unit outputs (default: mean, its mean map on the reference split; "
         "token_mean: one mean over the reference's non-padding tokens, for sequences of "
-        "varying length)",
+        "varying length, the default for --model minilm)",
     )
     parser.add_argument(
         "--k",
@@ -445,6 +445,13 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         type=_int_at_least(1),
         default=10,
         help="top units to separate (default: 10)",
+    )
+    parser.add_argument(
+        "--side",
+        choices=("top", "bottom", "both"),
+        default="top",
+        help="which units to separate: the k highest values (top, default), the k most "
+        "negative (bottom: the units whose removal should help) or both",
     )
     parser.add_argument(
         "--delta",
@@ -506,6 +513,15 @@ def _add_run_arguments(commands: Any, name: str) -> None:
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's device)")
     parser.add_argument(
+        "--memory-budget",
+        metavar="MIB",
+        type=_int_at_least(1),
+        default=None,
+        help="MiB of activations one forward pass may hold (default: 64 on CPU, 512 on a GPU; "
+        "1024 for --model minilm, which runs 3x faster in such passes); how the work is cut, "
+        "not what it computes: a resumed run may change it",
+    )
+    parser.add_argument(
         "--backend",
         choices=("local", "ray"),
         default="local",
@@ -531,7 +547,9 @@ def _add_run_arguments(commands: Any, name: str) -> None:
         type=_int_at_least(1),
         help=f"permutations per task; part of the run (a resumed run keeps it). Default: "
         f"{RAY_WALKS_PER_TASK} with --backend ray (each round's 8 permutations go to up to 8 "
-        "workers), whole rounds locally; pass the same K to compare a local run with a Ray one",
+        "workers); locally whole rounds, or tasks of about a minute where a round would take "
+        "longer (a model that costs seconds per evaluation); pass the same K to compare a "
+        "local run with a Ray one",
     )
     parser.add_argument(
         "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
@@ -709,7 +727,13 @@ def _explain(stop_reason: str) -> str:
 # -- run ------------------------------------------------------------------------------------------
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.pytorch.metrics import MetricError
-    from neuronshapley.workflows.runs import RunConfig, RunError, execute, load_result
+    from neuronshapley.workflows.runs import (
+        RunConfig,
+        RunError,
+        execute,
+        load_result,
+        model_default,
+    )
 
     prog = f"neuronshapley {args.command}"
     if args.resume and args.overwrite and args.command == "run":
@@ -718,12 +742,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     config = RunConfig(
         model=args.model,
         data=args.data,
-        units=args.units,
+        units=args.units or model_default(args.model, "units"),
         metric=args.metric,
-        ablation=args.ablation,
+        ablation=args.ablation or model_default(args.model, "ablation") or "mean",
         k=args.k,
         delta=args.delta,
         tol=args.tol,
+        side=args.side,
         value_range=args.value_range,
         truncation=args.truncation,
         continue_probability=args.continue_probability,
@@ -732,6 +757,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         device=args.device,
         seed=args.seed,
         walks_per_task=_walks_per_task(args, prog),
+        memory_budget=_memory_budget(args),
         forward=args.forward,
         output=args.output,
     )
@@ -777,6 +803,16 @@ def _backend(args: argparse.Namespace, prog: str) -> Any:
         message = message.replace("The 'workers' parameter of RayBackend", "--workers")
         raise UsageError(f"{prog}: error: {message}") from None
     return backend
+
+
+def _memory_budget(args: argparse.Namespace) -> int | None:
+    """--memory-budget in bytes, else the model's default (``None``: NeuronGame's)."""
+    from neuronshapley.workflows.runs import model_default
+
+    if args.memory_budget is not None:
+        return int(args.memory_budget) << 20
+    default: int | None = model_default(args.model, "memory_budget")
+    return default
 
 
 def _walks_per_task(args: argparse.Namespace, prog: str) -> int | None:

@@ -106,9 +106,11 @@ class RunConfig:
         seed: Seed of the permutations and the random removals.
         n_random: Random draws per point of the removal curve.
         walks_per_task: Permutations per task (``tmab_shapley``'s ``walks_per_task``), or
-            ``None`` for whole rounds. It fixes the arithmetic, so it identifies the run; where
-            the tasks run (the backend, its workers, its address) does not, and a run may be
-            resumed on another backend.
+            ``None`` for the estimator's choice (``"auto"``: whole rounds unless a round is
+            expected to take more than a minute, as on a transformer; a resumed run keeps what
+            the run chose). It fixes the arithmetic, so it identifies the run; where the tasks
+            run (the backend, its workers, its address) does not, and a run may be resumed on
+            another backend.
         forward: ``"path/to/file.py:factory"`` returning ``forward(model, inputs) -> result``
             (``NeuronGame``'s ``forward``), or ``None``.
         output: ``"path/to/file.py:factory"`` returning ``output(result, inputs) -> tensor``
@@ -125,6 +127,9 @@ class RunConfig:
             intervals widened by what the truncated tails can hide, valid for monotone games),
             or p in (0, 1) for unbiased truncation (``tmab_shapley``'s ``continue_probability``:
             a walk goes on past its truncation point with probability p, its tail weighted 1/p).
+        side: Which units TMAB separates (``tmab_shapley``'s ``side``): ``"top"`` (the ``k``
+            highest values, default), ``"bottom"`` (the ``k`` most negative, the ones whose
+            removal should help) or ``"both"``.
     """
 
     model: str
@@ -147,6 +152,7 @@ class RunConfig:
     memory_budget: int | None = None
     value_range: float | str = "metric"
     continue_probability: float | None = None
+    side: str = "top"
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed run must share with the run it continues."""
@@ -163,6 +169,8 @@ class RunConfig:
             fields.pop("value_range")
         if fields["continue_probability"] is None:  # as every run made before the option
             fields.pop("continue_probability")
+        if fields["side"] == "top":  # as every run made before the option
+            fields.pop("side")
         return fields
 
 
@@ -193,6 +201,15 @@ class Loaded:
     metric: Any
     forward: Any = None
     output: Any = None
+
+
+def model_default(model: str | None, option: str) -> Any:
+    """What a run of a pretrained model takes for ``option`` (``"units"``, ``"ablation"``,
+    ``"memory_budget"``) when the user gives none (``zoo.RUN_DEFAULTS``; ``None`` for any other
+    model)."""
+    from neuronshapley import zoo
+
+    return zoo.RUN_DEFAULTS.get(model or "", {}).get(option)
 
 
 def resolved_config(config: RunConfig, base: str | Path | None = None) -> RunConfig:
@@ -675,6 +692,7 @@ def execute(
             k=config.k,
             delta=config.delta,
             tol=config.tol,
+            side=config.side,
             value_range=value_range,
             truncation=config.truncation,
             continue_probability=config.continue_probability,
@@ -685,7 +703,7 @@ def execute(
             checkpoint_every=30.0,
             resume=checkpoint if plan.resume else None,
             progress=progress,
-            walks_per_task=config.walks_per_task,
+            walks_per_task="auto" if config.walks_per_task is None else config.walks_per_task,
             backend=backend,
         )
     except (CheckpointError, FileNotFoundError) as error:
@@ -828,7 +846,10 @@ def build_game(config: RunConfig, loaded: Loaded) -> Any:
             memory_budget=config.memory_budget,
         )
     except (ValueError, TypeError, RuntimeError) as error:
-        raise RunError(str(error)) from error
+        message = str(error).replace(
+            "The 'memory_budget' parameter of NeuronGame", "--memory-budget"
+        )
+        raise RunError(message) from error
 
 
 def run_config(record: dict[str, Any]) -> RunConfig:

