@@ -7,7 +7,9 @@ the permutation estimators ask for them. The same walks go through the game with
 and through the same game with ``reuse_prefixes=False``, alternating by walk so that a change of
 the machine's load hits both; the values must agree.
 
-    .venv/bin/python -m benchmarks.block_reuse --n-words 100 --walks 2
+    .venv/bin/python -m benchmarks.block_reuse --n-words 100 --walks 3
+
+``make bench`` runs it (:func:`measure`) into docs/benchmarks.md.
 """
 
 import argparse
@@ -28,54 +30,61 @@ def walk(n_players: int, rng: np.random.Generator) -> np.ndarray:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-words", type=int, default=100)
-    parser.add_argument("--walks", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    arguments = parser.parse_args()
-    torch.set_num_threads(arguments.threads)
+def measure(
+    n_words: int = 100, walks: int = 3, batch: int = 32, threads: int = 1
+) -> dict[str, object]:
+    """One row of the table: evaluations per second with and without block reuse."""
+    torch.set_num_threads(threads)
     model, words = ns.zoo.load("minilm")
-    data = words.game_data("MEN", n_words=arguments.n_words)
+    data = words.game_data("MEN", n_words=n_words)
     units = ns.units.attention_heads(model)
     games = {
         "block reuse": ns.NeuronGame(model, units, **data),
         "plain": ns.NeuronGame(model, units, reuse_prefixes=False, **data),
     }
-    assert games["block reuse"].blocks is not None and games["plain"].blocks is None
+    if games["block reuse"].blocks is None or games["plain"].blocks is not None:
+        raise RuntimeError("block reuse is not on for MiniLM: nothing to measure")
     n_players = games["plain"].n_players
-    print(
-        f"MiniLM, {n_players} heads, {len(games['plain'].data)} words, {arguments.walks} walks "
-        f"of {n_players + 1} coalitions in calls of {arguments.batch}, "
-        f"{arguments.threads} torch thread(s), load {os.getloadavg()[0]:.2f}"
-    )
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     seconds = dict.fromkeys(games, 0.0)
     values: dict[str, list[np.ndarray]] = {name: [] for name in games}
     for game in games.values():  # warm-up: first-call allocations, not measured
-        game.value(walk(n_players, np.random.default_rng(99))[: arguments.batch])
-    for index in range(arguments.walks):
+        game.value(walk(n_players, np.random.default_rng(99))[:batch])
+    for index in range(walks):
         rows = walk(n_players, rng)
         order = list(games) if index % 2 == 0 else list(games)[::-1]
         for name in order:
             start = time.perf_counter()
-            for first in range(0, len(rows), arguments.batch):
-                values[name].append(games[name].value(rows[first : first + arguments.batch]))
+            for first in range(0, len(rows), batch):
+                values[name].append(games[name].value(rows[first : first + batch]))
             seconds[name] += time.perf_counter() - start
     difference = np.abs(
         np.concatenate(values["block reuse"]) - np.concatenate(values["plain"])
     ).max()
-    n_evaluations = arguments.walks * (n_players + 1)
-    for name in games:
-        print(
-            f"{name:12s} {n_evaluations} evaluations in {seconds[name]:.1f} s: "
-            f"{n_evaluations / seconds[name]:.2f} evaluations/s"
-        )
-    print(
-        f"speed-up {seconds['plain'] / seconds['block reuse']:.2f}x; largest value difference "
-        f"{difference:.2e}; load now {os.getloadavg()[0]:.2f}"
-    )
+    n_evaluations = walks * (n_players + 1)
+    return {
+        "words": len(games["plain"].data),
+        "walks": walks,
+        "calls of": batch,
+        "load (1 min, before/after)": f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
+        "plain evaluations/s": round(n_evaluations / seconds["plain"], 2),
+        "block reuse evaluations/s": round(n_evaluations / seconds["block reuse"], 2),
+        "speed-up": f"{seconds['plain'] / seconds['block reuse']:.2f}x",
+        "largest value difference": float(difference),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-words", type=int, default=100)
+    parser.add_argument("--walks", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    arguments = parser.parse_args()
+    row = measure(arguments.n_words, arguments.walks, arguments.batch, arguments.threads)
+    for key, value in row.items():
+        print(f"{key}: {value}")
 
 
 if __name__ == "__main__":
