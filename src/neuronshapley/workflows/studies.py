@@ -56,9 +56,9 @@ STUDY_FORMAT = 1
 DEFAULT_BUDGET = 3000
 HEADS_BUDGET = 2 + 12 * 71
 """Evaluations of the heads study's run when none is given: V(N), V(empty) and 12 permutation
-walks of 71 evaluations each (72 heads). About 20 minutes of MiniLM on MEN on 2 free CPU cores
-(2.3 CPU-seconds per evaluation measured, about 1.4 s of wall time on two threads), then about
-5 minutes of removals and held-out scoring: the whole study in under 30 (docs/studies.md)."""
+walks of 71 evaluations each (72 heads). Measured on 2 free CPU cores with block reuse: 687 s of
+sampling (0.80 s per evaluation), then 3.5 minutes of outputs, removals and held-out scoring:
+the whole study in 15 min 23 s (docs/studies.md)."""
 HEADS_SECONDS = 1000.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values then rest on fewer walks, which the study says), so that
