@@ -1,5 +1,5 @@
 """Training points as players: influence functions, Data Shapley, KNN-Shapley, Beta Shapley,
-Data Banzhaf, leave-one-out, Datamodels (§10).
+Data Banzhaf, leave-one-out, Datamodels, pricing data sources (§10).
 
 Importing ``neuronshapley.data.influence`` or ``neuronshapley.data.loo`` imports torch; the
 game and KNN-Shapley need only numpy (and scikit-learn for estimators passed to them).
@@ -8,6 +8,7 @@ game and KNN-Shapley need only numpy (and scikit-learn for estimators passed to 
 from neuronshapley.data.datamodels import DatamodelResult, datamodels
 from neuronshapley.data.game import DataGame, tmc_shapley
 from neuronshapley.data.knn import knn_shapley
+from neuronshapley.data.pricing import PricingResult, price_sources
 from neuronshapley.data.semivalues import (
     beta_shapley,
     data_banzhaf,
@@ -19,6 +20,7 @@ from neuronshapley.data.semivalues import (
 __all__ = [
     "DataGame",
     "DatamodelResult",
+    "PricingResult",
     "beta_shapley",
     "data_banzhaf",
     "datamodels",
@@ -26,5 +28,6 @@ __all__ = [
     "exact_semivalue",
     "knn_shapley",
     "leave_one_out_values",
+    "price_sources",
     "tmc_shapley",
 ]
