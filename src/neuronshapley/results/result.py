@@ -34,6 +34,7 @@ _OPTIONAL_ARRAYS = ("variance_process",)
 _NOT_POOLABLE = {
     "data_banzhaf": "a difference of two means (coalitions with and without it)",
     "anchored_shapley": "the anchor's mean minus a mean of differences",
+    "control_variate_shapley": "a regression-adjusted mean whose coefficient its own run fitted",
 }
 
 

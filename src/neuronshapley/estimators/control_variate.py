@@ -1,0 +1,473 @@
+"""Permutation sampling with a control variate: a cheap surrogate game walked on the same orders.
+
+Plain permutation sampling averages, for each player i, its marginals x_t = V(C_t + i) - V(C_t)
+over random orders. Given a *surrogate* game U on the same players that is cheap to evaluate
+(e.g. ``units.linearized.linearized_game``, the network linearised in its unit masks), walking
+the same orders on U gives, on the same coalitions, the surrogate's marginals u_t. When U's
+marginals move with the game's, x_t - c (u_t - phi^U) has the mean phi_i of x_t and a smaller
+variance: Var(x) (1 - rho^2) at the best c = Cov(x, u) / Var(u), rho the correlation of x_t
+and u_t over orders (the classical control variate; Owen, *Monte Carlo theory, methods and
+examples*, ch. 8.9).
+
+**Why a linear surrogate does not help.** U(S) = sum_{i in S} a_i has the marginal a_i in every
+order: u_t is a constant, uncorrelated with anything. A useful surrogate has marginals that vary
+with S as the game's do (a nonlinear function of S), with Shapley values that are known (a
+closed form, an enumeration) or cheap to estimate.
+
+**The surrogate's values.** With ``surrogate_values`` given, phi^U is exact. Otherwise it is
+estimated from ``surrogate_permutations`` walks of the surrogate alone, drawn from their own
+stream (``SeedSequence(entropy, spawn_key=(j, 2))``), independent of the walks on the game: the
+multi-fidelity Monte Carlo estimator (Peherstorfer, Willcox & Gunzburger, SIAM Review 2018).
+The estimate of player i is
+
+    phi_hat = sum_k w_k (xbar_k - c_k (ubar_k - phi_hat^U)),   w_k = M_k / M,
+
+over the two folds k of the M game samples (even and odd sample numbers), xbar_k and ubar_k the
+fold's means, phi_hat^U the surrogate-only walks' mean (or the exact value).
+
+**Why it stays unbiased (cross-fitting, K = 2).** c_k is computed from the *other* fold only
+(its covariance and variance of x and u), so it is independent of fold k's samples and of the
+surrogate-only walks. Hence E[c_k (ubar_k - phi_hat^U)] = E[c_k] (E[ubar_k] - E[phi_hat^U]) =
+E[c_k] (phi^U - phi^U) = 0, and E[phi_hat] = phi for every game and surrogate, at any number of
+samples. (Fitting c on the same samples it adjusts would make it correlated with ubar_k - phi^U:
+a bias of order 1/M.) The price is a coefficient fitted on half the samples.
+
+**The coefficient.** For fold k, Var(xbar_k - c (ubar_k - phi_hat^U)) = (s_xx - 2 c s_xu +
+c^2 s_uu) / M_k + c^2 s_uu / N_s (the surrogate-only walks walk orders the same way, so their
+samples have the variance s_uu of the paired ones), minimised by
+
+    c = s_xu / (s_uu (1 + M_k / N_s))    (N_s = infinity with exact surrogate values).
+
+A constant u (a linear surrogate) gets c = 0: the estimate is then exactly plain permutation
+sampling on the same orders (``permutation_shapley`` with the same seed), no loss. A fixed
+``beta`` (the same c for both folds) is unbiased too; ``beta=0`` is plain sampling.
+
+**Intervals.** The standard error treats the fitted c_k as fixed: Var = sum_k w_k^2 (s_xx -
+2 c_k s_xu + c_k^2 s_uu)_k / M_k + (sum_k w_k c_k)^2 s_uu^U / N_s, each fold's moments its own,
+the last term the surrogate's estimation error (0 with exact values). The intervals are normal
+(CLT) intervals at that standard error: asymptotic, no finite-sample guarantee (the adjusted
+samples have no known range).
+
+Orders: game walk j is ``walks.permutation(entropy, j, n)`` (with ``antithetic``, pair j walks
+permutation j and its reverse and their mean is one sample), the orders ``permutation_shapley``
+walks with the same seed; walks go down from the full set as in ``estimators.walks``.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from neuronshapley._internal.validation import check_bool, check_float, check_int
+from neuronshapley.estimators.driver import seed_entropy
+from neuronshapley.estimators.walks import Evaluator, permutation, uses_contexts
+from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
+from neuronshapley.results.result import ShapleyResult
+
+_OWNER = "control_variate_shapley"
+# Coalition masks built at once (walks x steps x players booleans), to bound memory.
+_MASK_BYTES = 2**24
+# A surrogate whose marginals vary by less than this (relative to their size) is a constant:
+# its coefficient is 0 (round-off in a linear surrogate's differences is not a signal).
+_CONSTANT = 1e-9
+
+
+@dataclass
+class _Moments:
+    """Mean and co-moments of paired samples (x, u) per player, merged exactly (Chan et al.)."""
+
+    count: int
+    mean_x: NDArray[np.float64]
+    mean_u: NDArray[np.float64]
+    cxx: NDArray[np.float64]
+    cuu: NDArray[np.float64]
+    cxu: NDArray[np.float64]
+
+    @classmethod
+    def zeros(cls, n: int) -> "_Moments":
+        return cls(0, *(np.zeros(n) for _ in range(5)))
+
+    def add(self, x: NDArray[np.float64], u: NDArray[np.float64]) -> None:
+        """Merge a block of samples, one row per sample, one column per player."""
+        m = len(x)
+        if m == 0:
+            return
+        mx, mu = x.mean(axis=0), u.mean(axis=0)
+        dx, du = x - mx, u - mu
+        n0 = self.count
+        total = n0 + m
+        ex, eu = mx - self.mean_x, mu - self.mean_u
+        self.cxx += (dx * dx).sum(axis=0) + ex * ex * n0 * m / total
+        self.cuu += (du * du).sum(axis=0) + eu * eu * n0 * m / total
+        self.cxu += (dx * du).sum(axis=0) + ex * eu * n0 * m / total
+        self.mean_x += ex * m / total
+        self.mean_u += eu * m / total
+        self.count = total
+
+    def var_x(self) -> NDArray[np.float64]:
+        return self.cxx / max(self.count - 1, 1)
+
+    def var_u(self) -> NDArray[np.float64]:
+        return self.cuu / max(self.count - 1, 1)
+
+    def cov(self) -> NDArray[np.float64]:
+        return self.cxu / max(self.count - 1, 1)
+
+
+def _coefficient(fit: _Moments, ratio: float) -> NDArray[np.float64]:
+    """c = s_xu / (s_uu (1 + ratio)) from ``fit``'s moments; 0 where u is constant."""
+    var_u, cov = fit.var_u(), fit.cov()
+    constant = np.sqrt(var_u) <= _CONSTANT * (1.0 + np.abs(fit.mean_u))
+    return np.where(constant, 0.0, cov / np.where(constant, 1.0, var_u * (1.0 + ratio)))
+
+
+class _Walks:
+    """Walks orders down from the full set on one game, returning every player's marginal."""
+
+    def __init__(self, game: Game, batch_size: int) -> None:
+        self.evaluator = Evaluator(game)
+        self.n = game.n_players
+        self.batch_size = batch_size
+        self.contexts = uses_contexts(game)
+        self.seconds = 0.0
+        if self.contexts:
+            self.v_full = self.v_empty = math.nan
+        else:
+            ends = np.zeros((2, self.n), dtype=bool)
+            ends[0] = True
+            started = time.perf_counter()
+            self.v_full, self.v_empty = (float(v) for v in self.evaluator(ends))
+            self.seconds += time.perf_counter() - started
+
+    def marginals(
+        self, orders: NDArray[np.intp], contexts: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        """Row w: the marginal of every player in the walk along ``orders[w]``."""
+        started = time.perf_counter()
+        n, n_walks = self.n, len(orders)
+        ranks = np.empty_like(orders)
+        ranks[np.arange(n_walks)[:, None], orders] = np.arange(n)[None, :]
+        # V(C_t) for t = 0..n, C_t = {i : rank_i >= t}; the run's endpoints unless each walk
+        # is scored on its own data (then every walk evaluates its own).
+        low, high = (0, n) if self.contexts else (1, n - 1)
+        steps = np.arange(low, high + 1)
+        values = np.empty((n_walks, n + 1))
+        values[:, 0], values[:, n] = self.v_full, self.v_empty
+        if len(steps):
+            masks = ranks[:, None, :] >= steps[None, :, None]
+            flat = masks.reshape(-1, n)
+            rows_context = np.repeat(contexts, len(steps))
+            out = np.empty(len(flat))
+            for start in range(0, len(flat), self.batch_size):
+                chunk = slice(start, start + self.batch_size)
+                out[chunk] = self.evaluator(
+                    flat[chunk].copy(), rows_context[chunk] if self.contexts else None
+                )
+            values[:, low : high + 1] = out.reshape(n_walks, len(steps))
+        # The player at position t leaves C_t for C_{t+1}: its marginal is V(C_t) - V(C_{t+1}).
+        before = np.take_along_axis(values, ranks, axis=1)
+        after = np.take_along_axis(values, ranks + 1, axis=1)
+        self.seconds += time.perf_counter() - started
+        return np.asarray(before - after)
+
+
+def _orders(
+    entropy: int, first: int, count: int, n: int, antithetic: bool, stream: int | None
+) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+    """Orders of walks ``first .. first + count - 1`` and their sample numbers."""
+    orders = np.empty((count, n), dtype=np.intp)
+    for row, j in enumerate(range(first, first + count)):
+        base_index = j // 2 if antithetic else j
+        if stream is None:
+            base = permutation(entropy, base_index, n)
+        else:  # the surrogate-only walks: their own stream
+            rng = np.random.default_rng(
+                np.random.SeedSequence(entropy, spawn_key=(base_index, stream))
+            )
+            base = rng.permutation(n)
+        orders[row] = base[::-1] if antithetic and j % 2 else base
+    walks = np.arange(first, first + count, dtype=np.int64)
+    return orders, (walks // 2 if antithetic else walks)
+
+
+def _as_samples(marginals: NDArray[np.float64], antithetic: bool) -> NDArray[np.float64]:
+    """One sample per walk, or per antithetic pair (the mean of the pair's two walks)."""
+    if not antithetic:
+        return marginals
+    return np.asarray((marginals[0::2] + marginals[1::2]) / 2.0)
+
+
+def _check_surrogate(game: Game, surrogate: Any) -> Game:
+    if not isinstance(surrogate, Game) and not callable(surrogate):
+        raise TypeError(
+            f"The 'surrogate' parameter of {_OWNER} must be a Game or a callable "
+            f"bool[n_coalitions, n_players] -> float[n_coalitions]. Got "
+            f"{type(surrogate).__name__}."
+        )
+    # A plain callable surrogate plays the game's players.
+    surrogate_game = as_game(
+        surrogate, None if isinstance(surrogate, Game) else game.n_players, _OWNER
+    )
+    if surrogate_game.n_players != game.n_players:
+        raise ValueError(
+            f"The 'surrogate' parameter of {_OWNER} must be a game on the same players as "
+            f"'game' ({game.n_players}). Got a game of {surrogate_game.n_players} players."
+        )
+    if list(surrogate_game.player_names) != list(game.player_names):
+        diff = next(
+            (a, b)
+            for a, b in zip(game.player_names, surrogate_game.player_names, strict=True)
+            if a != b
+        )
+        raise ValueError(
+            f"The 'surrogate' parameter of {_OWNER} must name its players as 'game' does (the "
+            f"control variate pairs them by position). Got {diff[1]!r} where the game has "
+            f"{diff[0]!r}."
+        )
+    return surrogate_game
+
+
+def _check_values(values: Any, n: int) -> NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (n,) or not np.isfinite(array).all():
+        raise ValueError(
+            f"The 'surrogate_values' parameter of {_OWNER} must hold the surrogate's exact "
+            f"Shapley value of each of the {n} players (finite numbers). Got shape "
+            f"{array.shape}" + ("" if array.shape != (n,) else " with non-finite entries") + "."
+        )
+    return array
+
+
+def control_variate_shapley(
+    game: Game | Callable[..., Any],
+    surrogate: Game | Callable[..., Any],
+    n_permutations: int,
+    *,
+    surrogate_values: Any = None,
+    surrogate_permutations: int | None = None,
+    beta: float | None = None,
+    antithetic: bool = False,
+    delta: float = 0.05,
+    batch_size: int = 256,
+    seed: int | Any = None,
+    n_players: int | None = None,
+) -> ShapleyResult:
+    """Permutation sampling of ``game`` with ``surrogate`` as a control variate (unbiased).
+
+    Both games are walked along the same random orders (the game's marginals x_t, the
+    surrogate's u_t, on the same coalitions), and each player's estimate is the mean of
+    x_t - c (u_t - phi^U), with the coefficient c cross-fitted on the other half of the walks
+    so that the estimate stays unbiased; derivation in the module docstring of
+    ``estimators.control_variate``. It pays when the surrogate is much cheaper than the game
+    and its marginals correlate with the game's: the variance falls by 1 - rho^2 (rho the
+    correlation over orders, the surrogate's values known); a surrogate that does not
+    correlate costs the fitting noise of c only.
+
+    Args:
+        game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``.
+        surrogate: The cheap game on the same players (same names), e.g.
+            ``ns.units.linearized_game(neuron_game)``. A plain callable is accepted.
+        n_permutations: Orders to walk on the game (and on the surrogate), at least 4 (two
+            folds of two samples); with ``antithetic`` even, at least 8.
+        surrogate_values: The surrogate's exact Shapley values (a closed form, an exact
+            enumeration), one per player. Default ``None``: estimated from
+            ``surrogate_permutations`` walks of the surrogate alone.
+        surrogate_permutations: Independent walks of the surrogate alone that estimate its
+            values, at least 2. Default ``None``: 10 x ``n_permutations`` (the surrogate's
+            estimation error then costs at most 1/11 of the variance reduction). Not with
+            ``surrogate_values``.
+        beta: A fixed coefficient c for every player instead of the cross-fitted one. Default
+            ``None`` (cross-fitted). ``0`` is plain permutation sampling.
+        antithetic: Walk each order and its reverse; their mean is one sample (both games).
+            Default ``False``.
+        delta: Each normal interval misses with probability about ``delta``. Default 0.05.
+        batch_size: Coalitions per call to each game. Default 256.
+        seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
+        n_players: Number of players, only for a plain callable ``game``.
+
+    Returns:
+        A ``ShapleyResult`` (``estimator="control_variate_shapley"``). ``n_samples`` counts the
+        game's samples; ``variance`` is M x the estimate's variance (so that ``stderr`` =
+        sqrt(variance / n_samples)); ``n_evaluations`` counts the game's evaluations only.
+        ``diagnostics`` holds ``plain_variance`` (of x_t), ``variance_ratio`` (variance /
+        plain_variance: the evaluations saved are 1 - that), ``coefficients`` (c of each fold),
+        ``correlation`` (of x_t and u_t), ``surrogate_values`` (phi^U used),
+        ``surrogate_estimate_variance`` (its share of the estimate's variance),
+        ``n_surrogate_evaluations`` and the seconds spent in each game. Intervals are
+        normal: asymptotic (``interval_guarantee``).
+    """
+    game = as_game(game, n_players, _OWNER)
+    surrogate_game = _check_surrogate(game, surrogate)
+    n = game.n_players
+    n_walks = int(check_int(n_permutations, "n_permutations", _OWNER, min_value=4))  # type: ignore[arg-type]
+    check_bool(antithetic, "antithetic", _OWNER)
+    if antithetic and (n_walks % 2 or n_walks < 8):
+        raise ValueError(
+            f"With antithetic=True, the 'n_permutations' parameter of {_OWNER} must be even and "
+            f"at least 8 (two folds of two pairs). Got {n_walks}."
+        )
+    check_float(delta, "delta", _OWNER, low=0.0, high=1.0, include_low=False, include_high=False)
+    batch = int(check_int(batch_size, "batch_size", _OWNER, min_value=1))  # type: ignore[arg-type]
+    fixed = check_float(beta, "beta", _OWNER, allow_none=True)
+    exact_u: NDArray[np.float64] | None = None
+    if surrogate_values is not None:
+        if surrogate_permutations is not None:
+            raise ValueError(
+                f"Give {_OWNER} either 'surrogate_values' (the surrogate's exact values) or "
+                f"'surrogate_permutations' (walks that estimate them), not both. Got "
+                f"surrogate_permutations={surrogate_permutations!r}."
+            )
+        exact_u = _check_values(surrogate_values, n)
+        n_surrogate_walks = 0
+    else:
+        default = 10 * n_walks
+        n_surrogate_walks = int(
+            check_int(  # type: ignore[arg-type]
+                default if surrogate_permutations is None else surrogate_permutations,
+                "surrogate_permutations",
+                _OWNER,
+                min_value=4 if antithetic else 2,
+            )
+        )
+        if antithetic and n_surrogate_walks % 2:
+            raise ValueError(
+                f"With antithetic=True, the 'surrogate_permutations' parameter of {_OWNER} must "
+                f"be even. Got {n_surrogate_walks}."
+            )
+    entropy = seed_entropy(seed, _OWNER)
+    started = time.perf_counter()
+    on_game, on_surrogate = _Walks(game, batch), _Walks(surrogate_game, batch)
+    # Walks per block: the masks of a block stay within _MASK_BYTES (whole antithetic pairs).
+    per_block = max(2, _MASK_BYTES // max(n * (n + 1), 1))
+    per_block -= per_block % 2
+    folds = (_Moments.zeros(n), _Moments.zeros(n))
+    sample = 0
+    for first in range(0, n_walks, per_block):
+        count = min(per_block, n_walks - first)
+        orders, contexts = _orders(entropy, first, count, n, antithetic, None)
+        x = _as_samples(on_game.marginals(orders, contexts), antithetic)
+        u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
+        numbers = sample + np.arange(len(x))
+        for k in (0, 1):
+            own = numbers % 2 == k  # even and odd samples: two folds that grow together
+            folds[k].add(x[own], u[own])
+        sample += len(x)
+    alone = _Moments.zeros(n)
+    for first in range(0, n_surrogate_walks, per_block):
+        count = min(per_block, n_surrogate_walks - first)
+        orders, contexts = _orders(entropy, first, count, n, antithetic, 2)
+        # Contexts of their own, after the game walks' (a surrogate scored per walk sees
+        # other data than the paired walks did).
+        u = _as_samples(on_surrogate.marginals(orders, contexts + n_walks), antithetic)
+        alone.add(u, u)
+    n_alone = alone.count
+    phi_u = exact_u if exact_u is not None else alone.mean_u.copy()
+    total = folds[0].count + folds[1].count
+    weights = [fold.count / total for fold in folds]
+    if fixed is not None:
+        coefficients = [np.full(n, float(fixed)), np.full(n, float(fixed))]
+    else:
+        # c_k from the other fold only: independent of what it adjusts (module docstring).
+        ratio = [0.0 if exact_u is not None else fold.count / n_alone for fold in folds]
+        coefficients = [_coefficient(folds[1 - k], ratio[k]) for k in (0, 1)]
+    values = np.zeros(n)
+    variance_of_estimate = np.zeros(n)
+    for k, fold in enumerate(folds):
+        c = coefficients[k]
+        values += weights[k] * (fold.mean_x - c * (fold.mean_u - phi_u))
+        adjusted = np.maximum(fold.var_x() - 2.0 * c * fold.cov() + c * c * fold.var_u(), 0.0)
+        variance_of_estimate += weights[k] ** 2 * adjusted / fold.count
+    shared = weights[0] * coefficients[0] + weights[1] * coefficients[1]
+    surrogate_part = (
+        np.zeros(n) if exact_u is not None else shared**2 * alone.var_u() / max(n_alone, 1)
+    )
+    variance_of_estimate += surrogate_part
+    stderr = np.sqrt(variance_of_estimate)
+    half = NormalDist().inv_cdf(1.0 - delta / 2.0) * stderr
+    plain = _pooled_var_x(folds)
+    variance = variance_of_estimate * total
+    ratio_to_plain = np.where(plain > 0, variance / np.where(plain > 0, plain, 1.0), 1.0)
+    correlation = _correlation(folds)
+    how = (
+        "given exactly"
+        if exact_u is not None
+        else f"estimated from {n_surrogate_walks} independent walks, whose variance is included"
+    )
+    note = (
+        "; each value is a control-variate mean x - c (u - phi_U) of the game's and the "
+        f"surrogate's marginals on the same orders (c cross-fitted on the other half of the "
+        f"walks, so unbiased; phi_U {how})"
+    )
+    return ShapleyResult(
+        values=values,
+        stderr=stderr,
+        ci_low=values - half,
+        ci_high=values + half,
+        n_samples=np.full(n, total, dtype=np.int64),
+        variance=variance,
+        player_names=list(game.player_names),
+        n_evaluations=on_game.evaluator.n_evaluations,
+        estimator=_OWNER,
+        params={
+            "n_permutations": n_walks,
+            "surrogate_permutations": None if exact_u is not None else n_surrogate_walks,
+            "surrogate_values_given": exact_u is not None,
+            "beta": None if fixed is None else float(fixed),
+            "antithetic": bool(antithetic),
+            "bound": "normal",
+            "delta": float(delta),
+            "value_range": None,
+            "union_bound": False,
+            "batch_size": batch,
+        },
+        seed=entropy,
+        stop_reason="n_permutations",
+        elapsed_seconds=time.perf_counter() - started,
+        diagnostics={
+            "interval_note": note,
+            "v_full": on_game.v_full,
+            "v_empty": on_game.v_empty,
+            "plain_variance": plain.tolist(),
+            "variance_ratio": ratio_to_plain.tolist(),
+            "coefficients": [c.tolist() for c in coefficients],
+            "correlation": correlation.tolist(),
+            "surrogate_values": phi_u.tolist(),
+            "surrogate_estimate_variance": surrogate_part.tolist(),
+            "n_surrogate_evaluations": on_surrogate.evaluator.n_evaluations,
+            "game_seconds": on_game.seconds,
+            "surrogate_seconds": on_surrogate.seconds,
+        },
+        groups=player_groups(game),
+        game_fingerprint=game_fingerprint(game),
+    )
+
+
+def _pooled(folds: tuple[_Moments, _Moments]) -> _Moments:
+    """Both folds' moments as one (Chan's merge of the two)."""
+    a, b = folds
+    total = a.count + b.count
+    ex, eu = b.mean_x - a.mean_x, b.mean_u - a.mean_u
+    w = a.count * b.count / total
+    return _Moments(
+        total,
+        a.mean_x + ex * b.count / total,
+        a.mean_u + eu * b.count / total,
+        a.cxx + b.cxx + ex * ex * w,
+        a.cuu + b.cuu + eu * eu * w,
+        a.cxu + b.cxu + ex * eu * w,
+    )
+
+
+def _pooled_var_x(folds: tuple[_Moments, _Moments]) -> NDArray[np.float64]:
+    return _pooled(folds).var_x()
+
+
+def _correlation(folds: tuple[_Moments, _Moments]) -> NDArray[np.float64]:
+    pooled = _pooled(folds)
+    scale = np.sqrt(pooled.cxx * pooled.cuu)
+    return np.where(scale > 0, pooled.cxu / np.where(scale > 0, scale, 1.0), 0.0)

@@ -1,0 +1,213 @@
+"""control_variate_shapley: unbiased on closed-form games, no loss without correlation, less
+variance with it, and clear errors.
+
+The statistical checks run the estimator over a fixed set of seeds and compare with exact values
+(closed forms) and exact moments (every order of a 6-player game enumerated). Tolerances:
+
+- a mean over R seeds is within Z standard errors of the exact value, Z = 4.5 (two-sided
+  probability 7e-6 per player and case for a normal mean, so the whole file fails by chance
+  with probability below 1e-3);
+- a sample variance over R seeds of a (nearly normal) estimate is below sigma^2 times the
+  chi-square quantile chi2_{R-1}(1 - 1e-5) / (R - 1) <= 1 + 4.3 sqrt(2 / (R - 1)).
+"""
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import neuronshapley as ns
+from neuronshapley.estimators.control_variate import control_variate_shapley
+
+Z = 4.5
+SEEDS = 400
+# chi2_{R-1} upper 1e-5 quantile over R - 1, by the Wilson-Hilferty bound used loosely.
+CHI2_MARGIN = 1.0 + 4.3 * math.sqrt(2.0 / (SEEDS - 1))
+
+
+def _soum_pair() -> tuple[ns.games.SOUM, ns.games.SOUM]:
+    """A random SOUM and a surrogate that keeps two thirds of its terms, coefficients scaled by
+    random factors in [0.5, 1.5]: its marginals correlate with the game's, partly."""
+    game = ns.games.SOUM(6, 20, seed=3, max_order=3)
+    rng = np.random.default_rng(5)
+    keep = [k for k in range(game.n_basis) if k % 3]
+    scale = rng.uniform(0.5, 1.5, len(keep))
+    surrogate = ns.games.SOUM.from_basis(
+        6, [game.basis[k].tolist() for k in keep], (game.coefficients[keep] * scale).tolist()
+    )
+    return game, surrogate
+
+
+def _airport_pair() -> tuple[ns.games.AirportGame, ns.games.AirportGame]:
+    """An airport game and one with perturbed runway costs (closed-form values for both)."""
+    costs = [0.1, 0.25, 0.3, 0.6, 0.75, 1.0]
+    return ns.games.AirportGame(costs), ns.games.AirportGame([c**1.5 for c in costs])
+
+
+def _exact_moments(
+    game: ns.games.Game, surrogate: ns.games.Game
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Var(x), Var(u) and Cov(x, u) per player over all orders (x: the game's marginal)."""
+    n = game.n_players
+    xs, us = [], []
+    for order in itertools.permutations(range(n)):
+        masks = np.ones((n + 1, n), dtype=bool)
+        for t, player in enumerate(order):
+            masks[t + 1 :, player] = False
+        v_game, v_surrogate = game.value(masks), surrogate.value(masks)
+        x, u = np.empty(n), np.empty(n)
+        x[list(order)] = v_game[:-1] - v_game[1:]
+        u[list(order)] = v_surrogate[:-1] - v_surrogate[1:]
+        xs.append(x)
+        us.append(u)
+    x_all, u_all = np.array(xs), np.array(us)
+    cov = ((x_all - x_all.mean(0)) * (u_all - u_all.mean(0))).mean(0)
+    return x_all.var(axis=0), u_all.var(axis=0), cov
+
+
+def _runs(game: ns.games.Game, surrogate: ns.games.Game, **kwargs: Any) -> list[ns.ShapleyResult]:
+    return [control_variate_shapley(game, surrogate, seed=seed, **kwargs) for seed in range(SEEDS)]
+
+
+@pytest.mark.parametrize(
+    ("pair", "options"),
+    [
+        # Folds of 4 samples: a noisy coefficient, the case where fitting it on the samples it
+        # adjusts would bias the estimate most.
+        ("soum", {"n_permutations": 8, "exact": True}),
+        ("soum", {"n_permutations": 8, "surrogate_permutations": 8}),
+        ("soum", {"n_permutations": 16, "surrogate_permutations": 16, "antithetic": True}),
+        ("airport", {"n_permutations": 8, "exact": True}),
+        ("airport", {"n_permutations": 8, "surrogate_permutations": 8}),
+    ],
+)
+def test_unbiased_on_closed_form_games(pair: str, options: dict) -> None:
+    game, surrogate = _soum_pair() if pair == "soum" else _airport_pair()
+    options = dict(options)
+    if options.pop("exact", False):
+        options["surrogate_values"] = surrogate.shapley_values()
+    estimates = np.array([r.values for r in _runs(game, surrogate, **options)])
+    error = estimates.mean(axis=0) - game.shapley_values()
+    standard_error = estimates.std(axis=0, ddof=1) / math.sqrt(SEEDS)
+    # A player whose estimate never varies (its marginal is the surrogate's plus a constant)
+    # must be exact up to round-off.
+    assert np.all(np.abs(error) <= Z * standard_error + 1e-12), (error, standard_error)
+
+
+def test_variance_falls_by_the_squared_correlation() -> None:
+    """With exact surrogate values the best coefficient leaves Var(x)(1 - rho^2) / M; fitting
+    it on a fold of M_k samples adds about 1 / M_k of that (the regression's own error)."""
+    game, surrogate = _soum_pair()
+    var_x, var_u, cov = _exact_moments(game, surrogate)
+    rho2 = cov**2 / (var_x * var_u)
+    m = 64
+    runs = _runs(game, surrogate, n_permutations=m, surrogate_values=surrogate.shapley_values())
+    estimates = np.array([r.values for r in runs])
+    ratio = estimates.var(axis=0, ddof=1) / (var_x / m)
+    bound = (1.0 - rho2) * (1.0 + 3.0 / (m // 2)) * CHI2_MARGIN
+    assert np.all(ratio <= bound), (ratio, bound)
+    # The surrogate keeps most of the structure here: at least one player gains 10x or more.
+    assert ratio.min() < 0.1
+    # The reported standard errors match the spread over seeds (both ways, same margin).
+    reported = np.array([r.stderr**2 for r in runs]).mean(axis=0)
+    observed = estimates.var(axis=0, ddof=1)
+    assert np.all(reported <= observed * CHI2_MARGIN * 1.05)
+    assert np.all(observed <= reported * CHI2_MARGIN * 1.05)
+
+
+def test_estimated_surrogate_values_add_their_variance() -> None:
+    """With phi_U estimated from N_s walks, the reported standard error includes its error:
+    it matches the spread over seeds, which is larger than with exact values."""
+    game, surrogate = _soum_pair()
+    m = 64
+    runs = _runs(game, surrogate, n_permutations=m, surrogate_permutations=m)
+    estimates = np.array([r.values for r in runs])
+    reported = np.array([r.stderr**2 for r in runs]).mean(axis=0)
+    observed = estimates.var(axis=0, ddof=1)
+    assert np.all(reported <= observed * CHI2_MARGIN * 1.05)
+    assert np.all(observed <= reported * CHI2_MARGIN * 1.05)
+    share = np.array([r.diagnostics["surrogate_estimate_variance"] for r in runs]).mean(axis=0)
+    assert np.all(share > 0)
+
+
+def test_no_loss_with_an_unrelated_surrogate() -> None:
+    """A surrogate of other terms: the variance stays within the cost of fitting c (1 / M_k of
+    the residual variance) of plain sampling's, reduced by whatever correlation there is."""
+    game, _ = _soum_pair()
+    other = ns.games.SOUM(6, 20, seed=99, max_order=3)
+    var_x, var_u, cov = _exact_moments(game, other)
+    rho2 = cov**2 / (var_x * var_u)
+    m = 64
+    runs = _runs(game, other, n_permutations=m, surrogate_values=other.shapley_values())
+    ratio = np.array([r.values for r in runs]).var(axis=0, ddof=1) / (var_x / m)
+    assert np.all(ratio <= (1.0 - rho2) * (1.0 + 3.0 / (m // 2)) * CHI2_MARGIN)
+
+
+def test_beta_zero_and_constant_surrogates_are_plain_sampling() -> None:
+    game, surrogate = _soum_pair()
+    plain = ns.permutation_shapley(game, 40, seed=7)
+    zero = control_variate_shapley(game, surrogate, 40, beta=0.0, seed=7)
+    np.testing.assert_allclose(zero.values, plain.values, rtol=0, atol=1e-12)
+    assert zero.n_evaluations == plain.n_evaluations
+    # A linear surrogate has constant marginals: its fitted coefficient is 0.
+    linear = ns.games.AdditiveGame([0.3, -1.0, 2.0, 0.0, 0.5, 1.5])
+    additive = control_variate_shapley(game, linear, 40, seed=7)
+    np.testing.assert_allclose(additive.values, plain.values, rtol=0, atol=1e-12)
+    assert np.all(np.array(additive.diagnostics["coefficients"]) == 0.0)
+    antithetic = ns.permutation_shapley(game, 40, antithetic=True, seed=7)
+    zero_antithetic = control_variate_shapley(
+        game, surrogate, 40, beta=0.0, antithetic=True, seed=7
+    )
+    np.testing.assert_allclose(zero_antithetic.values, antithetic.values, rtol=0, atol=1e-12)
+
+
+def test_result_is_reproducible_and_round_trips(tmp_path: Path) -> None:
+    game, surrogate = _soum_pair()
+    first = control_variate_shapley(game, surrogate, 20, seed=3)
+    again = control_variate_shapley(game, surrogate, 20, seed=3)
+    np.testing.assert_array_equal(first.values, again.values)
+    assert first.estimator == "control_variate_shapley"
+    assert "normal approximation" in first.interval_guarantee
+    assert "cross-fitted" in first.interval_guarantee
+    loaded = ns.ShapleyResult.load(first.save(tmp_path / "cv"))
+    np.testing.assert_array_equal(loaded.values, first.values)
+    assert loaded.diagnostics["coefficients"] == first.diagnostics["coefficients"]
+    # A regression-adjusted mean is not one mean of samples: merging would pool it wrongly.
+    other = control_variate_shapley(game, surrogate, 20, seed=4)
+    with pytest.raises(ValueError, match="Cannot merge control_variate_shapley"):
+        first.merge(other)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"surrogate": ns.games.AdditiveGame([1.0] * 5)}, ValueError, "same players"),
+        (
+            {"surrogate": ns.games.AdditiveGame([1.0] * 6, [f"q{i}" for i in range(6)])},
+            ValueError,
+            "name its players",
+        ),
+        ({"surrogate_values": [0.0] * 5}, ValueError, "'surrogate_values'"),
+        ({"surrogate_values": [math.nan] * 6}, ValueError, "non-finite"),
+        (
+            {"surrogate_values": [0.0] * 6, "surrogate_permutations": 10},
+            ValueError,
+            "not both",
+        ),
+        ({"n_permutations": 3}, ValueError, "'n_permutations'"),
+        ({"n_permutations": 6, "antithetic": True}, ValueError, "at least 8"),
+        ({"surrogate_permutations": 1}, ValueError, "'surrogate_permutations'"),
+        ({"delta": 1.5}, ValueError, "'delta'"),
+        ({"beta": math.inf}, ValueError, "'beta'"),
+        ({"antithetic": 1}, TypeError, "'antithetic'"),
+        ({"surrogate": "nope"}, TypeError, "'surrogate' parameter"),
+    ],
+)
+def test_bad_input(kwargs: dict, error: type, match: str) -> None:
+    game, surrogate = _soum_pair()
+    arguments = {"surrogate": surrogate, "n_permutations": 8, **kwargs}
+    with pytest.raises(error, match=match):
+        control_variate_shapley(game, seed=0, **arguments)
