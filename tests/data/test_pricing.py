@@ -17,8 +17,11 @@ from neuronshapley.games.closed_form import dataset_pricing_game
 
 
 def learner() -> LogisticRegression:
-    # liblinear's primal solver with a fixed random_state: the same fit for the same points.
-    return LogisticRegression(C=1.0, solver="liblinear", random_state=0)
+    # liblinear's primal solver, deterministic; at its default tolerance (1e-4) the same points
+    # in another row order (a duplicated source) can fit differently enough to flip a test
+    # prediction (measured on Adult); at 1e-10 the two fits agree far more closely than any
+    # test point here lies to the decision boundary.
+    return LogisticRegression(C=1.0, solver="liblinear", tol=1e-10, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_two_one_class_sources_split_their_synergy_equally(cancer) -> None:
     assert result.value_empty == 0.5
     np.testing.assert_array_equal(result.standalone, [0.0, 0.0])
     gain = result.value_full - 0.5
-    assert gain > 0.3  # a fitted classifier: measured 0.45 on these 200 test points
+    assert gain > 0.3  # a fitted classifier: measured 0.47 on these 200 test points
     # Two players: each payment is half the synergy, which is the interaction index.
     np.testing.assert_allclose(result.payments, [gain / 2, gain / 2], atol=1e-15)
     assert result.interaction("negatives", "positives") == pytest.approx(gain, abs=1e-15)
@@ -121,8 +124,8 @@ def test_a_duplicated_source_is_paid_the_same_as_its_twin(cancer) -> None:
     sources2 = np.concatenate([sources, np.full(int(twin.sum()), "a-copy")])
     result = price_sources(x2, y2, x_test, y_test, sources2, fit=learner())
     a, copy = result.sources.index("a"), result.sources.index("a-copy")
-    # Symmetry: V(S + a) = V(S + a-copy) for every S (the same points, in another row order,
-    # which moves the fit by rounding only); so their payments agree.
+    # Symmetry: V(S + a) = V(S + a-copy) for every S (the same points in another row order,
+    # fitted to a tolerance of 1e-10); so their payments agree.
     assert result.payments[a] == pytest.approx(result.payments[copy], abs=1e-12)
     assert result.interaction("a", "a-copy") < 0  # a copy is redundant with its original
     assert abs(result.efficiency_gap) <= 1e-12

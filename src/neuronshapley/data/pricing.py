@@ -222,7 +222,7 @@ def price_sources(
     y_train: Any,
     x_test: Any,
     y_test: Any,
-    sources: Sequence[Any],
+    sources: Sequence[Any] | NDArray[Any],
     *,
     fit: Any,
     metric: Metric = accuracy,
