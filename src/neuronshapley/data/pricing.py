@@ -11,15 +11,18 @@ Shapley value, so the payments add up to ``V(N) - V(∅)`` (efficiency). Beside 
   positive for a synergy (two sources worth little alone and much together), negative for a
   redundancy (two sources that do the same job).
 
-A payment averages a source's marginal contributions over every context; a synergistic pair is
-paid the synergy split equally, far above what either is worth alone, and a redundant copy of a
-source takes about half of its payment. The interactions and the standalone values make that
-visible instead of leaving it inside the average.
+A payment averages a source's marginal contributions over every context: each pure synergy
+(Harsanyi dividend) is split equally among the sources that make it, so a synergistic pair is
+paid far above what either is worth alone; a copy of a source is paid what the original is
+paid (symmetry) and takes a share of the original's payment, not a fixed half (docs/data.md
+measures it). The interactions and the standalone values make that visible instead of leaving
+it inside the average.
 
 Few sources (at most ``MAX_EXACT_SOURCES``) are priced exactly: every coalition's model is fitted
-once (``2^n`` fits, cached), and the payments, standalone, leave-one-out values and interactions
-all come from those fits. More sources need ``budget``: the engine's permutation estimator with
-intervals (the interactions are then left out: they need ``2 m^2`` coalitions per permutation).
+once (``2^m`` fits for ``m`` sources, cached), and the payments, standalone, leave-one-out
+values and interactions all come from those fits. More sources need ``budget``: the engine's
+permutation estimator with intervals (the interactions are then left out: they need ``2 m^2``
+coalitions per permutation).
 """
 
 import math
