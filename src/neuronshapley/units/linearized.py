@@ -1,0 +1,201 @@
+"""A first-order surrogate of a ``NeuronGame``: the model linearised in its unit masks.
+
+Give every unit u a mask m_u in [0, 1] that blends its output with its ablation fill,
+a_u(m) = fill_u + m_u (a_u - fill_u): m = 1 is the full model, m_u = 0 ablates u as the game
+does. Around the full model the outputs (logits) of example e are, to first order,
+
+    z_e(S) ~ z_e(N) + J_e (1_S - 1),    J_e[:, u] = d z_e / d m_u = sum over positions of
+                                        (d z_e / d a_u) (a_u - fill_u),
+
+gradient times (activation minus fill): attribution patching (Nanda 2023; Syed, Rager & Conmy,
+"Attribution patching outperforms automated circuit discovery", 2023). J costs one backward pass
+per output (class) on the evaluation data, once. The surrogate game scores the linearised
+outputs with the game's own metric: U(S) = metric(z(N) + J (1_S - 1)), a matrix product per
+coalition instead of a forward pass. It is linear in S before the metric and not after it
+(accuracy's argmax, cross-entropy's softmax), so its marginals vary with the coalition the way
+the game's do where the linearisation holds (coalitions near N), which is what a control variate
+needs (``estimators.control_variate``); its own Shapley values are not known in closed form and
+are estimated from cheap walks of it.
+
+Limits: the linearisation is exact at N and for single removals only to first order; far from N
+(small coalitions) it can be far off, and the surrogate then correlates less with the game. It
+scores all the evaluation examples, also for a game that draws examples per walk
+(``examples_per_walk``): it stays a valid control variate there (any correlated game is), just
+a less correlated one.
+"""
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuronshapley._internal.fingerprint import digest
+from neuronshapley._internal.validation import check_int
+from neuronshapley.games.base import BaseGame
+from neuronshapley.pytorch.data import n_examples, split_rows
+from neuronshapley.pytorch.metrics import (
+    check_declared_bounds,
+    check_finite_values,
+    check_metric_values,
+)
+from neuronshapley.typing import CoalitionMatrix, GameValues
+from neuronshapley.units.ablation import evaluation_mode, hooked
+from neuronshapley.units.game import NeuronGame
+
+_OWNER = "linearized_game"
+# Linearised outputs (coalitions x examples x outputs) held at once, in numbers.
+_OUTPUT_NUMBERS = 2**24
+
+
+class LinearizedGame(BaseGame):
+    """U(S) = metric(z(N) + J (1_S - 1)): a ``NeuronGame`` linearised in its unit masks.
+
+    Build it with :func:`linearized_game`. Same players (and names, and groups) as the game.
+
+    Attributes:
+        game: The ``NeuronGame`` it approximates.
+        outputs: z(N), the full model's outputs, shape ``(n_examples, *output_shape)``.
+        jacobian: J as a matrix, shape ``(n_players, n_examples * n_outputs)``: row u is
+            d z / d m_u for every example and output.
+        seconds: Wall time spent computing J.
+    """
+
+    fingerprint_ignores = ("seconds",)
+
+    def __init__(
+        self, game: NeuronGame, outputs: torch.Tensor, jacobian: torch.Tensor, seconds: float
+    ) -> None:
+        super().__init__(game.n_players, game.player_names)
+        self.game = game
+        self.outputs = outputs
+        self.jacobian = jacobian
+        self.seconds = seconds
+        self.player_groups = list(game.player_groups)
+
+    def fingerprint(self) -> str:
+        return digest("LinearizedGame", self.game.fingerprint())
+
+    def _value(self, coalitions: CoalitionMatrix) -> GameValues:
+        game = self.game
+        split = game.data
+        width = self.jacobian.shape[1]
+        step = max(1, _OUTPUT_NUMBERS // max(width, 1))
+        base = self.outputs.reshape(1, -1)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(coalitions), step):
+                chunk = coalitions[start : start + step]
+                removed = torch.from_numpy(chunk.astype(np.float32) - 1.0).to(
+                    self.jacobian.device, non_blocking=True
+                )
+                linear = (base + removed @ self.jacobian).view(len(chunk), *self.outputs.shape)
+                scores = game.metric(linear, split.y, split)
+                parts.append(check_metric_values(scores, len(chunk), game.metric.name))
+        values = torch.cat(parts).double().cpu().numpy() if parts else np.zeros(0)
+        check_finite_values(values, game.metric.name)
+        check_declared_bounds(values, game.metric)
+        return np.asarray(values, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"LinearizedGame({self.game!r})"
+
+
+def linearized_game(game: NeuronGame, *, batch_size: int = 256) -> LinearizedGame:
+    """The first-order surrogate of ``game`` (module docstring): a cheap control variate.
+
+    Computes the outputs of the full model and their Jacobian with respect to the unit masks
+    (attribution patching: gradient times activation minus fill) on the game's evaluation data,
+    one backward pass per output. The model is left as it came: no parameter's ``.grad`` is
+    written (``torch.autograd.grad``), its mode is restored, the hooks are removed.
+
+    Args:
+        game: A ``NeuronGame``.
+        batch_size: Examples per forward pass. Default 256.
+
+    Returns:
+        A :class:`LinearizedGame` on the game's players; pass it as the ``surrogate`` of
+        ``ns.estimators.control_variate_shapley``.
+
+    Raises:
+        TypeError: ``game`` is not a ``NeuronGame``.
+        ValueError: the model's outputs hold more than 1,024 numbers per example (a backward
+            pass per output would cost more than the game).
+    """
+    if not isinstance(game, NeuronGame):
+        raise TypeError(
+            f"The 'game' parameter of {_OWNER} must be a NeuronGame. Got {type(game).__name__}."
+        )
+    size = int(check_int(batch_size, "batch_size", _OWNER, min_value=1))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    outputs, jacobians = [], []
+    for inputs in split_rows(game.data.x, size):
+        z, jacobian = _jacobian(game, inputs)
+        outputs.append(z)
+        jacobians.append(jacobian)
+    out = torch.cat(outputs)  # (n_examples, *output_shape)
+    # (n_examples, n_outputs, n_players) -> (n_players, n_examples * n_outputs)
+    matrix = torch.cat(jacobians).reshape(-1, game.n_players).T.contiguous()
+    return LinearizedGame(game, out, matrix, time.perf_counter() - started)
+
+
+def _jacobian(game: NeuronGame, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """z(N) of ``inputs`` and d z / d m, shape ``(n_examples, n_outputs, n_players)``."""
+    count = n_examples(inputs)
+    # Tensors made under inference mode (the fills) cannot take part in autograd: copies can.
+    fills = [fill.clone() for fill in game.fills]
+    inputs = _usable(inputs)
+    masks = [
+        torch.ones(count, len(layer.indices), device=game.device, requires_grad=True)
+        for layer in game.layers
+    ]
+
+    def blend(index: int) -> Any:
+        layer, fill = game.layers[index], fills[index]
+
+        def transform(activation: torch.Tensor) -> torch.Tensor:
+            full = torch.ones(count, layer.size, device=activation.device, dtype=activation.dtype)
+            columns = torch.as_tensor(layer.indices, device=activation.device)
+            full = full.index_copy(1, columns, masks[index].to(activation.dtype))
+            if layer.group > 1:
+                full = full.repeat_interleave(layer.group, dim=1)
+            shape = [count] + [1] * (activation.dim() - 1)
+            shape[layer.channel_dim % activation.dim()] = full.shape[1]
+            return fill + (activation - fill) * full.view(shape)
+
+        return transform
+
+    with (
+        evaluation_mode(game.model),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        hooked(game.model, game.layers, [blend(i) for i in range(len(game.layers))]),
+    ):
+        result = game._call(inputs)
+        out = game._select(result, inputs)
+        flat = out.reshape(count, -1)
+        if flat.shape[1] > 1024:
+            raise ValueError(
+                f"{_OWNER} takes one backward pass per output number, and the model gives "
+                f"{flat.shape[1]} per example (at most 1,024): select fewer outputs with the "
+                "game's 'output' parameter."
+            )
+        rows = []
+        for k in range(flat.shape[1]):
+            # Examples do not interact (evaluation mode), so the gradient of the sum over
+            # examples holds each example's own row.
+            grads = torch.autograd.grad(flat[:, k].sum(), masks, retain_graph=True)
+            rows.append(torch.cat([g.detach() for g in grads], dim=1))
+    jacobian = torch.stack(rows, dim=1)  # (examples, outputs, players)
+    return out.detach(), jacobian
+
+
+def _usable(inputs: Any) -> Any:
+    """``inputs`` with any inference-mode tensor copied, so that autograd can record on it."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.clone() if inputs.is_inference() else inputs
+    if isinstance(inputs, dict):
+        return {key: _usable(value) for key, value in inputs.items()}
+    if isinstance(inputs, tuple):
+        return tuple(_usable(value) for value in inputs)
+    return inputs
