@@ -1,5 +1,6 @@
-"""Shapley value estimators: exact, Monte Carlo, truncated, the TMAB top-k bandit, and
-differences of values sampled directly (``differences``).
+"""Shapley value estimators: exact, Monte Carlo, truncated, the TMAB top-k bandit,
+differences of values sampled directly (``differences``), and permutation sampling with a
+surrogate game as control variate (``control_variate``).
 
 The sampling estimators share one engine: ``walks.Walker.walk`` walks a range of permutations
 into mergeable statistics (the pure step), and ``driver.run_rounds`` plans rounds, merges them,
@@ -7,6 +8,7 @@ checkpoints (``checkpoint``) and reports ``Progress``.
 """
 
 from neuronshapley.estimators.bandit import TopKRace, tmab_shapley, undecided_players
+from neuronshapley.estimators.control_variate import control_variate_shapley
 from neuronshapley.estimators.differences import (
     DifferenceResult,
     anchored_shapley,
@@ -63,6 +65,7 @@ __all__ = [
     "Walker",
     "anchored_shapley",
     "confidence_halfwidth",
+    "control_variate_shapley",
     "difference_shapley",
     "exact_banzhaf",
     "exact_interactions",

@@ -2,7 +2,8 @@
 
 The first of the three player kinds (units, input features, training data). Importing this
 package imports torch; ``import neuronshapley`` alone does not. ``ns.units.conv_filters(model)``
-and its siblings select units; ``NeuronGame`` turns a model, data and a metric into a game.
+and its siblings select units; ``NeuronGame`` turns a model, data and a metric into a game;
+``linearized_game`` gives its first-order surrogate (a control variate).
 """
 
 from neuronshapley.pytorch import metrics
@@ -10,6 +11,7 @@ from neuronshapley.pytorch.data import Bundle, Split, as_split
 from neuronshapley.pytorch.metrics import Metric
 from neuronshapley.units.ablation import ABLATIONS, evaluation_mode
 from neuronshapley.units.game import NeuronGame
+from neuronshapley.units.linearized import LinearizedGame, linearized_game
 from neuronshapley.units.selection import (
     Layer,
     UnitSet,
@@ -30,6 +32,7 @@ __all__ = [
     "ABLATIONS",
     "Bundle",
     "Layer",
+    "LinearizedGame",
     "Metric",
     "NeuronGame",
     "Split",
@@ -43,6 +46,7 @@ __all__ = [
     "evaluation_mode",
     "heads",
     "linear_neurons",
+    "linearized_game",
     "metrics",
     "mlp_blocks",
     "mlp_neurons",
