@@ -152,6 +152,9 @@ def test_beta_zero_and_constant_surrogates_are_plain_sampling() -> None:
     zero = control_variate_shapley(game, surrogate, 40, beta=0.0, seed=7)
     np.testing.assert_allclose(zero.values, plain.values, rtol=0, atol=1e-12)
     assert zero.n_evaluations == plain.n_evaluations
+    # Every run reports the plain estimate of its own walks beside the adjusted one.
+    adjusted = control_variate_shapley(game, surrogate, 40, seed=7)
+    np.testing.assert_allclose(adjusted.diagnostics["plain_values"], plain.values, atol=1e-12)
     # A linear surrogate has constant marginals: its fitted coefficient is 0.
     linear = ns.games.AdditiveGame([0.3, -1.0, 2.0, 0.0, 0.5, 1.5])
     additive = control_variate_shapley(game, linear, 40, seed=7)

@@ -294,8 +294,10 @@ def control_variate_shapley(
         A ``ShapleyResult`` (``estimator="control_variate_shapley"``). ``n_samples`` counts the
         game's samples; ``variance`` is M x the estimate's variance (so that ``stderr`` =
         sqrt(variance / n_samples)); ``n_evaluations`` counts the game's evaluations only.
-        ``diagnostics`` holds ``plain_variance`` (of x_t), ``variance_ratio`` (variance /
-        plain_variance: the evaluations saved are 1 - that), ``coefficients`` (c of each fold),
+        ``diagnostics`` holds ``plain_values`` (the plain permutation estimate from the same
+        walks) and ``plain_variance`` (of x_t), ``variance_ratio`` (variance /
+        plain_variance: plain sampling needs 1 / that as many game evaluations for the same
+        standard error), ``coefficients`` (c of each fold),
         ``correlation`` (of x_t and u_t), ``surrogate_values`` (phi^U used),
         ``surrogate_estimate_variance`` (its share of the estimate's variance),
         ``n_surrogate_evaluations`` and the seconds spent in each game. Intervals are
@@ -432,6 +434,7 @@ def control_variate_shapley(
             "interval_note": note,
             "v_full": on_game.v_full,
             "v_empty": on_game.v_empty,
+            "plain_values": _pooled(folds).mean_x.tolist(),
             "plain_variance": plain.tolist(),
             "variance_ratio": ratio_to_plain.tolist(),
             "coefficients": [c.tolist() for c in coefficients],
