@@ -85,7 +85,8 @@ attribution: $(BIN)/.installed
 
 # Training data as players (issue 15): influence against leave-one-out (softmax regression, then
 # a small MLP and CNN with both retraining protocols), noisy-label detection
-# and point removal on Adult per valuation method, Datamodels' LDS (the tables of docs/data.md,
+# and point removal on Adult per valuation method, Datamodels' LDS, pricing data sources (the
+# tables of docs/data.md,
 # copied from what it prints, and docs/figures/data/removal.png; timing in docs/data.md).
 data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_influence
@@ -94,9 +95,10 @@ data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_noisy --n-train 1000 --noise 0.2 --tmc-permutations 50 \
 	    --beta-permutations 50 --figure docs/figures/data/removal-1000.png
 	$(BIN)/python -m benchmarks.data_datamodels
+	$(BIN)/python -m benchmarks.data_pricing
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
-# is one command; each adds its section to runs/<model>/report.html (heads: up to 30 minutes).
+# is one command; each adds its section to runs/<model>/report.html (heads: about 15 minutes).
 STUDY := $(BIN)/neuronshapley study --no-progress
 studies: $(BIN)/.installed
 	$(STUDY) critical --model digits-cnn --run runs/digits
