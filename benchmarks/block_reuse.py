@@ -31,16 +31,23 @@ def walk(n_players: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def measure(
-    n_words: int = 100, walks: int = 3, batch: int = 32, threads: int = 1
+    n_words: int | None = 100,
+    walks: int = 3,
+    batch: int = 32,
+    threads: int = 1,
+    memory_budget: int | None = None,
 ) -> dict[str, object]:
-    """One row of the table: evaluations per second with and without block reuse."""
+    """One row of the table: evaluations per second with and without block reuse
+    (``n_words=None``: all 751 MEN words; ``memory_budget``: NeuronGame's, default 64 MiB)."""
     torch.set_num_threads(threads)
     model, words = ns.zoo.load("minilm")
     data = words.game_data("MEN", n_words=n_words)
     units = ns.units.attention_heads(model)
     games = {
-        "block reuse": ns.NeuronGame(model, units, **data),
-        "plain": ns.NeuronGame(model, units, reuse_prefixes=False, **data),
+        "block reuse": ns.NeuronGame(model, units, memory_budget=memory_budget, **data),
+        "plain": ns.NeuronGame(
+            model, units, reuse_prefixes=False, memory_budget=memory_budget, **data
+        ),
     }
     if games["block reuse"].blocks is None or games["plain"].blocks is not None:
         raise RuntimeError("block reuse is not on for MiniLM: nothing to measure")
@@ -65,6 +72,7 @@ def measure(
     n_evaluations = walks * (n_players + 1)
     return {
         "words": len(games["plain"].data),
+        "memory budget (MiB)": (memory_budget or 64 << 20) >> 20,
         "walks": walks,
         "calls of": batch,
         "load (1 min, before/after)": f"{load_before:.1f}/{os.getloadavg()[0]:.1f}",
@@ -77,12 +85,19 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-words", type=int, default=100)
+    parser.add_argument("--n-words", type=int, default=100, help="0: every MEN word")
     parser.add_argument("--walks", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-mib", type=int, default=None)
     arguments = parser.parse_args()
-    row = measure(arguments.n_words, arguments.walks, arguments.batch, arguments.threads)
+    row = measure(
+        arguments.n_words or None,
+        arguments.walks,
+        arguments.batch,
+        arguments.threads,
+        None if arguments.memory_mib is None else arguments.memory_mib << 20,
+    )
     for key, value in row.items():
         print(f"{key}: {value}")
 
