@@ -91,6 +91,21 @@ def _blended_logits(game: NeuronGame, player: int, mask: float) -> torch.Tensor:
         handle.remove()
 
 
+def test_soft_accuracy_scores_the_linearised_margins() -> None:
+    x, y = images(16, seed=1)
+    game = NeuronGame(fitted("cnn"), data=(x, y), reference=images(30, seed=2)[0])
+    surrogate = linearized_game(game, metric="soft_accuracy")
+    logits = game.logits().double()
+    true = logits.gather(1, y.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, y.view(-1, 1), -torch.inf).amax(dim=1)
+    expected = float(torch.sigmoid(true - others).mean())
+    full = np.ones((1, game.n_players), dtype=bool)
+    np.testing.assert_allclose(surrogate.value(full), [expected], rtol=1e-5)
+    assert surrogate.metric.name == "soft_accuracy" and game.metric.name == "accuracy"
+    with pytest.raises(ValueError, match="'metric' parameter of linearized_game"):
+        linearized_game(game, metric="no_such_metric")
+
+
 def test_model_left_as_it_came() -> None:
     model = fitted("cnn")
     model.train()
