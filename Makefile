@@ -106,6 +106,7 @@ studies: $(BIN)/.installed
 	$(STUDY) adversarial --model digits-cnn --run runs/digits
 	$(STUDY) dropout --model digits-cnn --run runs/digits
 	$(STUDY) units --model digits-cnn --run runs/digits
+	$(STUDY) interactions --model digits-cnn --run runs/digits
 	$(STUDY) fairness --model adult-mlp --run runs/adult
 	$(STUDY) heads --model minilm --run runs/minilm
 

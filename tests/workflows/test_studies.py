@@ -345,3 +345,56 @@ def test_repair_adds_its_section(run: Path, tmp_path: Path) -> None:
     assert len(section["table"]) == 2
     headings = _headings(run / "report.html")
     assert headings[-1] == "Repaired model"
+
+
+def test_interactions_values_the_pairs_of_the_top_units(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The top 2k units' pairs, the removal account and the orders, in the run's report."""
+    import numpy as np
+
+    from neuronshapley.workflows.runs import game_from_run
+
+    assert _study("interactions", run, "--k", "3", "--budget", "300") == 0
+    folder = run / "studies" / "interactions"
+    assert {p.name for p in folder.iterdir()} == {
+        "interactions.png",
+        "interaction_removal.png",
+        "section.json",
+        "study.json",
+        "table.csv",
+    }
+    headline = json.loads((folder / "study.json").read_text())["headline"]
+    game, result, _ = game_from_run(run)
+    top = [game.player_names[i] for i in result.top_indices(6)]
+    assert headline["players"] == top
+    # 300 evaluations buy 2 permutations of 2 m^2 = 72 evaluations for m = 6 units.
+    assert (headline["n_permutations"], headline["n_evaluations"]) == (4, 4 * 72)
+    with open(folder / "table.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 6 * 5 // 2
+    values = [float(row["interaction"]) for row in rows]
+    assert values == sorted(values)  # most redundant first
+    # The account's cost is the game's own drop, and the pairwise account is its formula.
+    coalition = np.ones(game.n_players, dtype=bool)
+    coalition[[game.player_names.index(name) for name in top[:3]]] = False
+    full, without = game.value(np.stack([np.ones_like(coalition), coalition]))
+    last = headline["account"][-1]
+    assert last["removed"] == 3
+    assert last["cost"] == pytest.approx(full - without, abs=1e-12)
+    assert last["pairwise account"] == pytest.approx(
+        last["sum of leave-one-out costs"] - last["pairs inside"], abs=1e-12
+    )
+    orders = headline["orders"]
+    assert set(orders) == {
+        "Shapley value, highest first",
+        "leave-one-out cost",
+        "pairwise model",
+        "greedy on the game, top 6",
+    }
+    assert orders["Shapley value, highest first"]["order"] == top[:3]
+    # Greedy picks the worst removal at every step among the top 6: never above Shapley's first.
+    greedy = orders["greedy on the game, top 6"]["values"]
+    assert greedy[1] <= orders["Shapley value, highest first"]["values"][1] + 1e-12
+    assert "Interactions between the top units" in _headings(run / "report.html")
+    assert "Most redundant" in capsys.readouterr().out

@@ -196,6 +196,7 @@ def _add_study_arguments(commands: Any) -> None:
         DEFAULT_BUDGET,
         HEADS_BUDGET,
         HEADS_SECONDS,
+        INTERACTIONS_BUDGET,
         STUDIES,
     )
 
@@ -212,7 +213,9 @@ def _add_study_arguments(commands: Any) -> None:
             "dropout (the values and removal curves of the model against the same model trained "
             "with dropout: --other), heads (the attention heads of the pretrained encoder "
             "minilm on word similarity: their values, removal, the repaired encoder on held-out "
-            "benchmarks, and attention entropy beside the values). Writes DIR/studies/NAME/ "
+            "benchmarks, and attention entropy beside the values), interactions (the pairwise "
+            "Shapley interactions of the top 2k units, and removal orders that use them). "
+            "Writes DIR/studies/NAME/ "
             "(study.json, table.csv, PNG figures) and adds a section to DIR/report.html. With "
             "--model and a DIR that holds no run yet, the run is made first (TMAB, truncation "
             "0.1, --budget evaluations; for heads: every head, no truncation)."
@@ -233,7 +236,7 @@ def _add_study_arguments(commands: Any) -> None:
         type=_int_at_least(2),
         help="coalition evaluations of each Shapley estimate the study makes (per class for "
         f"'classes'), and of the run made with --model (default: {DEFAULT_BUDGET:,}; for "
-        f"heads: {HEADS_BUDGET:,})",
+        f"heads: {HEADS_BUDGET:,}; the interactions estimate: {INTERACTIONS_BUDGET:,})",
     )
     study.add_argument(
         "--seconds",
@@ -1237,6 +1240,7 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.runs import RunError
     from neuronshapley.workflows.studies import (
         DEFAULT_BUDGET,
+        INTERACTIONS_BUDGET,
         StudyOptions,
         ensure_run,
         run_study,
@@ -1267,9 +1271,10 @@ def _study(args: argparse.Namespace, out: TextIO) -> int:
                 study=args.name,
                 seconds=args.seconds,
             )
+        default = INTERACTIONS_BUDGET if args.name == "interactions" else DEFAULT_BUDGET
         options = StudyOptions(
             k=args.k,
-            budget=args.budget or DEFAULT_BUDGET,
+            budget=args.budget or default,
             seed=args.seed,
             n_random=args.random,
             classes=args.classes,

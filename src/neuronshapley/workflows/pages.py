@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 STUDIES_DIR = "studies"
-STUDIES = ("critical", "classes", "fairness", "adversarial", "dropout", "units", "heads")
+STUDIES = (
+    "critical",
+    "classes",
+    "fairness",
+    "adversarial",
+    "dropout",
+    "units",
+    "heads",
+    "interactions",
+)
 # Sections written by other commands ('neuronshapley repair'), shown after the studies.
 REPORT_ORDER = (*STUDIES, "repair")
 SECTION_FILE = "section.json"

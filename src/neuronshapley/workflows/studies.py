@@ -18,9 +18,11 @@ any order.
 import csv
 import io
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,6 +61,11 @@ HEADS_BUDGET = 2 + 12 * 71
 walks of 71 evaluations each (72 heads). Measured on 2 free CPU cores with block reuse: 687 s of
 sampling (0.80 s per evaluation), then 3.5 minutes of outputs, removals and held-out scoring:
 the whole study in 15 min 23 s (docs/studies.md)."""
+INTERACTIONS_BUDGET = 20 * 2 * 20**2
+"""Evaluations of the interactions study's estimate when none is given: 20 permutations of the
+top 20 units' 190 pairs (2 m^2 = 800 evaluations each); about 4 minutes on digits-cnn."""
+INTERACTION_CHUNKS = 5
+"""Independent seeds the interactions study merges (their spread gives sums of pairs an error)."""
 HEADS_SECONDS = 1000.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values then rest on fewer walks, which the study says), so that
@@ -949,6 +956,155 @@ def _heads_output(study: "HeadsStudy", result: ShapleyResult, valuing: str) -> S
     )
 
 
+# -- interactions between the top units (issue 18) -----------------------------------------------
+def _interactions(
+    run: "StudiedRun", options: StudyOptions, progress: ProgressCallback | None
+) -> StudyOutput:
+    from neuronshapley.applications.interactions import (
+        greedy_removal_order,
+        leave_one_out_costs,
+        pairwise_removal_order,
+        values_after_removal,
+    )
+    from neuronshapley.estimators.interactions import permutation_interactions
+    from neuronshapley.report.interactions import plot_interaction_matrix, plot_removal_orders
+    from neuronshapley.results.interactions import InteractionResult
+
+    game, result = run.game, run.result
+    n = game.n_players
+    if n < 3:
+        raise RunError(f"the interactions study needs at least 3 units; the run has {n}.")
+    k = min(options.k or 10, n - 1)
+    m = min(2 * k, n)
+    names = list(game.player_names)
+    top = [names[i] for i in result.top_indices(m)]
+    # Independent seeds of 2 or more permutations each (the estimator's least), merged: the
+    # spread between them gives sums of pairs an error.
+    n_permutations = max(4, options.budget // (2 * m * m))
+    n_chunks = min(INTERACTION_CHUNKS, n_permutations // 2)
+    sizes = [n_permutations // n_chunks + (c < n_permutations % n_chunks) for c in range(n_chunks)]
+    parts = [
+        permutation_interactions(game, players=top, n_permutations=size, seed=options.seed + c)
+        for c, size in enumerate(sizes)
+    ]
+    interactions = reduce(InteractionResult.merge, parts)
+    pairs = interactions.pairs()
+    upper = np.triu_indices(m, k=1)
+    values, stderr = interactions.values[upper], interactions.stderr[upper]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(stderr > 0, values / stderr, 0.0)
+    critical = float(statistics.NormalDist().inv_cdf(1 - 0.05 / (2 * len(values))))
+    removed = np.arange(k)
+
+    def inside(matrix: np.ndarray, size: int) -> float:
+        return float(matrix[np.ix_(removed[:size], removed[:size])].sum() / 2.0)
+
+    spread = np.std([inside(part.values, k) for part in parts], ddof=1) / np.sqrt(n_chunks)
+    costs = leave_one_out_costs(game, top)
+    shapley_order = values_after_removal(game, top[:k], "Shapley value, highest first")
+    full = float(shapley_order.values[0])
+    phi = np.asarray(result.values, dtype=np.float64)[result.top_indices(m)]
+    account = [
+        {
+            "removed": size,
+            "cost": full - float(shapley_order.values[size]),
+            "sum of Shapley values": float(phi[:size].sum()),
+            "sum of leave-one-out costs": float(costs[:size].sum()),
+            "pairs inside": inside(interactions.values, size),
+            "pairwise account": float(costs[:size].sum()) - inside(interactions.values, size),
+        }
+        for size in _counts(k)
+        if size > 0
+    ]
+    loo_order = [top[i] for i in np.argsort(-costs, kind="stable")[:k]]
+    orders = [
+        shapley_order,
+        values_after_removal(game, loo_order, "leave-one-out cost"),
+        values_after_removal(
+            game, pairwise_removal_order(costs, interactions, k), "pairwise model"
+        ),
+        replace(greedy_removal_order(game, k, candidates=top), rule=f"greedy on the game, top {m}"),
+    ]
+    metric = game.metric.name
+    last = account[-1]
+    most_redundant, most_synergistic = pairs[0], pairs[-1]
+    after = {order.rule: float(order.values[-1]) for order in orders}
+    text = (
+        f"Pairwise Shapley interaction index (Grabisch & Roubens 1999; negative: redundant, "
+        f"positive: synergistic) of the top {m} units by value, inside the whole {n}-unit game: "
+        f"{len(values)} pairs from {n_permutations} permutations ({interactions.n_evaluations:,} "
+        f"evaluations, {n_chunks} independent seeds). {int(np.sum(values < 0))} pairs are "
+        f"negative; the median standard error is {np.median(stderr):.2g}. "
+        f"{int(np.sum(np.abs(z) > 1.96))} pairs have a normal 95% interval that excludes 0 "
+        f"({int(np.sum(z < -1.96))} redundant, {int(np.sum(z > 1.96))} synergistic; about "
+        f"{0.05 * len(values):.1f} would by chance), {int(np.sum(np.abs(z) > critical))} after "
+        f"a Bonferroni correction over the pairs (|z| > {critical:.2f}). Most redundant: "
+        f"{most_redundant.first} x {most_redundant.second} ({most_redundant.value:+.3g} ± "
+        f"{most_redundant.stderr:.2g}); most synergistic: {most_synergistic.first} x "
+        f"{most_synergistic.second} ({most_synergistic.value:+.3g} ± "
+        f"{most_synergistic.stderr:.2g}).\n\n"
+        f"Removing the top {k} costs {last['cost']:.4f} of {metric} ({full:.4f} with every "
+        f"unit), against {last['sum of Shapley values']:.4f} for the sum of their values and "
+        f"{last['sum of leave-one-out costs']:.4f} for the sum of their leave-one-out costs. "
+        f"The pairs inside the top {k} sum to {last['pairs inside']:+.4f} ± {spread:.4f} "
+        f"(spread of the seeds); were the game pairwise (2-additive), the cost would be the "
+        f"leave-one-out costs less those pairs, {last['pairwise account']:.4f}.\n\n"
+        f"{metric} after removing {k} units: "
+        + "; ".join(f"{rule} {value:.4f}" for rule, value in after.items())
+        + f" (greedy: {orders[-1].n_evaluations:,} evaluations; every order is chosen and "
+        "scored on the run's own examples, so greedy's curve is optimistic)."
+    )
+    table = [
+        {
+            "first": pair.first,
+            "second": pair.second,
+            "interaction": pair.value,
+            "stderr": pair.stderr,
+            "ci_low": pair.ci_low,
+            "ci_high": pair.ci_high,
+        }
+        for pair in pairs
+    ]
+    return StudyOutput(
+        heading="Interactions between the top units",
+        text=text,
+        figures=[
+            (
+                "interactions",
+                (
+                    f"Interactions of the top {m} units (blue: redundant, red: synergistic; "
+                    "dots: normal 95% interval excludes 0)."
+                ),
+                plot_interaction_matrix(interactions),
+            ),
+            (
+                "interaction_removal",
+                f"{metric} as units are removed in each order.",
+                plot_removal_orders(orders, metric=metric),
+            ),
+        ],
+        table=table,
+        headline={
+            "k": k,
+            "players": top,
+            "n_permutations": n_permutations,
+            "n_evaluations": interactions.n_evaluations,
+            "n_significant": int(np.sum(np.abs(z) > 1.96)),
+            "n_bonferroni": int(np.sum(np.abs(z) > critical)),
+            "account": account,
+            "inside_spread": float(spread),
+            "orders": {
+                order.rule: {
+                    "order": order.order,
+                    "values": order.values.tolist(),
+                    "n_evaluations": order.n_evaluations,
+                }
+                for order in orders
+            },
+        },
+    )
+
+
 _FUNCTIONS: dict[str, StudyFunction] = {
     "critical": _critical,
     "classes": _classes,
@@ -957,4 +1113,5 @@ _FUNCTIONS: dict[str, StudyFunction] = {
     "dropout": _dropout,
     "units": _units,
     "heads": _heads,
+    "interactions": _interactions,
 }
