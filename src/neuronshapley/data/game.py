@@ -2,7 +2,8 @@
 
 ``V(S)`` is the test metric of a model fitted on the training points in ``S`` (or on the points
 of the groups in ``S``: a source, an annotator, a batch). Any estimator of the engine applies;
-``tmc_shapley`` is TMC-Shapley on the engine's truncated walks.
+``tmc_shapley`` is TMC-Shapley on the engine's truncated walks, and ``harmful_points`` is TMAB
+(Ghorbani & Zou 2020) for the k lowest-valued points on the same walks.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,7 +15,7 @@ from numpy.typing import NDArray
 from neuronshapley._internal.fingerprint import digest
 from neuronshapley._internal.validation import check_choice, check_float
 from neuronshapley.data.splits import labelled_arrays
-from neuronshapley.estimators import truncated_shapley
+from neuronshapley.estimators import tmab_shapley, truncated_shapley
 from neuronshapley.games.base import BaseGame, Game, check_coalitions, game_fingerprint
 from neuronshapley.results import ShapleyResult
 from neuronshapley.typing import CoalitionMatrix, GameValues
@@ -251,4 +252,59 @@ def tmc_shapley(game: Game, *, tolerance: float = 0.01, **options: Any) -> Shapl
             )
     return truncated_shapley(
         _DualGame(game), truncation=tolerance, truncation_mode="absolute", **options
+    )
+
+
+def harmful_points(
+    game: Game,
+    k: int,
+    *,
+    tolerance: float | None = 0.01,
+    value_range: float | None = 2.0,
+    **options: Any,
+) -> ShapleyResult:
+    """The ``k`` most harmful training points: TMAB (Ghorbani & Zou 2020, Algorithm 1) for the
+    ``k`` lowest Data Shapley values, on TMC-Shapley's truncated walks.
+
+    Runs ``ns.tmab_shapley(..., side="bottom")`` on the dual game of ``tmc_shapley`` (same
+    Shapley values, TMC's truncation at ``tolerance``). It samples only the players whose
+    interval still straddles the threshold between the ``k`` lowest values and the rest, and
+    stops once none does (``stop_reason == "separated"``) or a budget (``max_evaluations``,
+    ``max_seconds``) runs out. The answer is ``result.bottom_indices(k)``; when separated,
+    with probability at least ``1 - delta`` no point left out is valued below a returned one
+    by more than ``2 tol`` (``tmab_shapley``'s guarantee; with truncation it is about the
+    truncated game's values unless ``continue_probability`` is given). On a budget the
+    intervals of points already decided stop shrinking, so the ranking among them is coarser
+    than ``tmc_shapley``'s at the same number of fits.
+
+    Args:
+        game: A ``DataGame`` (or any game).
+        k: How many points (players) to return, ``1 <= k < n_players``.
+        tolerance: TMC's truncation tolerance (units of the metric). Default 0.01. ``None``:
+            no truncation.
+        value_range: Range of a marginal contribution: 2 for accuracy (marginals in
+            [-1, 1]). Default 2.0. ``None`` takes the observed range (voids the guarantee).
+        **options: Passed to ``tmab_shapley`` (``delta``, ``tol``, ``max_evaluations``,
+            ``max_seconds``, ``seed``, ``n_walks``, ``patience``, ``checkpoint`` ...).
+
+    Returns:
+        ``tmab_shapley``'s ``ShapleyResult`` (values of V; ``n_evaluations`` leaves out the
+        one V(N)); ``diagnostics["n_undecided"]`` counts the points still undecided.
+    """
+    if tolerance is not None:
+        check_float(tolerance, "tolerance", "harmful_points", low=0.0)
+    for fixed in ("side", "truncation", "truncation_mode"):
+        if fixed in options:
+            raise TypeError(
+                f"harmful_points sets {fixed!r} itself (the bottom k, TMC's truncation at "
+                f"'tolerance'); use tmab_shapley for other choices. Got {fixed}={options[fixed]!r}."
+            )
+    return tmab_shapley(
+        _DualGame(game),
+        k,
+        side="bottom",
+        truncation=tolerance,
+        truncation_mode="absolute",
+        value_range=value_range,
+        **options,
     )

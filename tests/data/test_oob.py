@@ -1,0 +1,121 @@
+"""Data-OOB (Kwon & Zou 2023) against a hand computation, and on a planted flipped label."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from neuronshapley.data import data_oob
+from neuronshapley.data.oob import bootstrap_draws
+
+# Five points on a line, pairwise distances all different (no ties for 1-NN).
+X_LINE = np.array([[0.0], [1.0], [3.0], [7.0], [12.0]])
+Y_LINE = np.array([0, 0, 1, 1, 0])
+
+
+def one_nearest_neighbour(x, y):
+    def predict(x_out):
+        distances = np.abs(x_out[:, None, 0] - x[None, :, 0])
+        return y[np.argmin(distances, axis=1)]
+
+    return predict
+
+
+def test_bootstrap_draws_follow_the_documented_rule() -> None:
+    draws = bootstrap_draws(5, 4, 1)
+    np.testing.assert_array_equal(draws, np.random.default_rng(1).integers(0, 5, size=(4, 5)))
+    assert draws.tolist() == [[2, 2, 3, 4, 0], [0, 4, 4, 1, 1], [4, 2, 1, 4, 1], [2, 3, 2, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "fit", [one_nearest_neighbour, KNeighborsClassifier(n_neighbors=1)], ids=["callable", "sklearn"]
+)
+def test_values_equal_a_hand_computation(fit) -> None:
+    # Seed 1's draws (above), 1-NN on the line:
+    #   bag 0 = {0, 2, 3, 4}: out of bag 1 (x=1 -> nearest x=0, label 0 = y_1: right)
+    #   bag 1 = {0, 1, 4}, labels all 0: the constant 0, no fit; out of bag 2, 3 (y = 1: wrong)
+    #   bag 2 = {1, 2, 4}: out of bag 0 (-> x=1, label 0: right), 3 (x=7 -> x=3, label 1: right)
+    #   bag 3 = {0, 2, 3}: out of bag 1 (-> x=0, label 0: right), 4 (x=12 -> x=7, 1 != 0: wrong)
+    # Values: 1/1, 2/2, 0/1, 1/2, 0/1.
+    result = data_oob(X_LINE, Y_LINE, fit=fit, n_models=4, seed=1)
+    np.testing.assert_array_equal(result.values, [1.0, 1.0, 0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(result.n_samples, [1, 2, 1, 2, 1])
+    assert result.n_evaluations == 3  # bag 1 is one class: no fit
+    assert result.diagnostics["constant_bags"] == 1
+    assert result.estimator == "data_oob" and result.seed == 1
+    assert result.player_names == [f"train:{i}" for i in range(5)]
+    assert (result.ci_low <= result.values).all() and (result.values <= result.ci_high).all()
+
+
+def blobs(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Two Gaussian blobs 10 standard deviations apart, 30 points each, one label flipped."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], 30)
+    x = rng.normal(size=(60, 2)) + 10.0 * y[:, None]
+    flipped = 7
+    y = y.copy()
+    y[flipped] = 1
+    return x, y, flipped
+
+
+@pytest.mark.parametrize(
+    "fit", [None, LogisticRegression(solver="liblinear")], ids=["forest", "logistic"]
+)
+def test_a_planted_flipped_label_is_valued_lowest(fit) -> None:
+    x, y, flipped = blobs(0)
+    result = data_oob(x, y, fit=fit, n_models=100, seed=0)
+    # The blobs are 10 sd apart: every model fitted on a bag of the other 59 points predicts
+    # the flipped point's blob label (value 0), and the clean points' own labels. No
+    # tolerance is needed, but only the ordering is asserted: a tree may misplace a clean
+    # point near the flipped one in some bags.
+    others = np.delete(result.values, flipped)
+    assert result.values[flipped] < others.min()
+    assert result.values[flipped] == 0.0
+
+
+def test_same_seed_same_values_other_seed_other_draws() -> None:
+    x, y, _ = blobs(1)
+    first = data_oob(x, y, n_models=30, seed=3)
+    again = data_oob(x, y, n_models=30, seed=3)
+    other = data_oob(x, y, n_models=30, seed=4)
+    np.testing.assert_array_equal(first.values, again.values)
+    np.testing.assert_array_equal(first.n_samples, again.n_samples)
+    assert not np.array_equal(first.n_samples, other.n_samples)
+
+
+def test_a_point_never_out_of_bag_is_an_error_naming_the_count() -> None:
+    x, y, _ = blobs(2)
+    # One bootstrap sample holds about 63% of the 60 points: the others are never out of bag.
+    never = int(np.isin(np.arange(60), bootstrap_draws(60, 1, 0)[0]).sum())
+    with pytest.raises(
+        ValueError, match=rf"'n_models'.* {never} of the 60 points .* none of the 1 "
+    ):
+        data_oob(x, y, n_models=1, seed=0)
+
+
+def test_bad_input_is_named() -> None:
+    x, y, _ = blobs(3)
+    with pytest.raises(ValueError, match="'n_models' parameter of data_oob"):
+        data_oob(x, y, n_models=0)
+    with pytest.raises(TypeError, match="'seed' parameter of data_oob"):
+        data_oob(x, y, seed=1.5)
+    with pytest.raises(ValueError, match="'delta' parameter of data_oob"):
+        data_oob(x, y, delta=1.0)
+    with pytest.raises(ValueError, match=r"'y_train' parameter of data_oob .*\(60,\)"):
+        data_oob(x, y[:10])
+    with pytest.raises(ValueError, match=r"'y_train' .* regression is not built.*float64"):
+        data_oob(x, y.astype(float))
+    with pytest.raises(ValueError, match="'x_train' parameter of data_oob"):
+        data_oob(x[:1], y[:1])
+    with pytest.raises(TypeError, match=r"'fit' parameter of data_oob .* Got int"):
+        data_oob(x, y, fit=3)
+
+
+def test_a_raising_fit_names_the_bootstrap_sample() -> None:
+    x, y, _ = blobs(4)
+
+    def broken(x_bag, y_bag):
+        raise ArithmeticError("no")
+
+    with pytest.raises(RuntimeError, match="'fit' of data_oob failed on a bootstrap sample of 60"):
+        data_oob(x, y, fit=broken, n_models=30)
