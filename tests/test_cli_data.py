@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from neuronshapley.cli.main import main
-from neuronshapley.data import knn_shapley
+from neuronshapley.data import data_oob, knn_shapley
 from neuronshapley.data.detection import f1_at_count, flip_labels
 from neuronshapley.zoo.datasets import adult
 
@@ -66,6 +67,34 @@ def test_leave_one_out_without_noise_prints_no_scores(
     assert record["fits"] == 31 and record["scores"] == {}
 
 
+def test_oob_values_equal_the_library_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "oob"
+    args = ["data", "--method", "oob", "--n-train", "60", "--n-test", "20", "--noise", "0.1"]
+    assert main([*args, "--models", "40", "--seed", "2", "--out", str(out)]) == 0
+    assert "Lowest-valued training points (oob)" in capsys.readouterr().out
+    bundle = adult()
+    rng = np.random.default_rng(2)
+    train = np.sort(rng.choice(len(bundle.train.x), size=60, replace=False))
+    labels, flipped = flip_labels(bundle.train.y.numpy()[train], 0.1, seed=2, n_classes=2)
+    expected = data_oob(
+        bundle.train.x.numpy()[train].astype(np.float64),
+        labels,
+        fit=LogisticRegression(C=1.0, solver="liblinear"),
+        n_models=40,
+        seed=2,
+    )
+    rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    written = np.empty(60)
+    written[[int(r["point"]) for r in rows]] = [float(r["value"]) for r in rows]
+    assert np.array_equal(written, expected.values)
+    record = json.loads((out / "data.json").read_text())
+    assert record["fits"] == expected.n_evaluations
+    assert record["method_params"]["n_models"] == 40
+    assert record["scores"]["f1"] == pytest.approx(f1_at_count(expected.values, flipped))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -74,6 +103,10 @@ def test_leave_one_out_without_noise_prints_no_scores(
         (["--method", "knn", "--noise", "0.7"], r"--noise must be a share in [0, 0.5]"),
         (["--method", "knn", "--n-train", "99999"], "--n-train must be in [2, 24130] for adult"),
         (["--method", "knn", "--n-train", "5", "--k", "6"], "--k must be at most --n-train (5)"),
+        (
+            ["--method", "oob", "--n-train", "30", "--models", "2"],
+            "--models: The 'n_models' parameter of data_oob is too small",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -1169,6 +1169,13 @@ def _add_data_arguments(commands: Any) -> None:
         "--k", metavar="N", type=_int_at_least(1), default=10, help="knn's K (default: 10)"
     )
     data.add_argument(
+        "--models",
+        metavar="N",
+        type=_int_at_least(1),
+        default=1000,
+        help="bootstrap models of oob (default: 1000)",
+    )
+    data.add_argument(
         "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
     )
     data.add_argument(
@@ -1197,6 +1204,7 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         permutations=args.permutations,
         samples=args.samples,
         k=args.k,
+        models=args.models,
         overwrite=args.overwrite,
     )
     try:

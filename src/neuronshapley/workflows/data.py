@@ -9,9 +9,11 @@ directory gets ``values.csv`` (one row per training point, lowest value first), 
 written atomically, only after every check passed and the values are computed.
 
 Methods: ``tmc`` (TMC-Shapley), ``beta`` (Beta(16, 1) Shapley), ``banzhaf`` (Data Banzhaf,
-maximum sample reuse), ``loo`` (leave-one-out), ``knn`` (KNN-Shapley, closed form) and
+maximum sample reuse), ``loo`` (leave-one-out), ``knn`` (KNN-Shapley, closed form),
 ``influence`` (the predicted change of the summed test loss when a point is removed, from
-exact influence functions of softmax regression on the same objective).
+exact influence functions of softmax regression on the same objective) and ``oob`` (Data-OOB:
+the logistic regression bagged, each point's accuracy over the models it was out of bag for;
+the test split is not used).
 """
 
 import csv
@@ -29,7 +31,7 @@ from neuronshapley.workflows.manifest import record_files
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
-METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence")
+METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence", "oob")
 RECORD_FILE = "data.json"
 FILES = ("values.csv", RECORD_FILE)
 C = 1.0
@@ -50,6 +52,7 @@ class DataOptions:
         permutations: Permutations of ``tmc`` and ``beta``.
         samples: Coalitions of ``banzhaf``.
         k: Neighbours of ``knn``.
+        models: Bootstrap models of ``oob``.
         overwrite: Replace a valuation already in ``out``.
     """
 
@@ -63,6 +66,7 @@ class DataOptions:
     permutations: int = 100
     samples: int = 2000
     k: int = 10
+    models: int = 1000
     overwrite: bool = False
 
 
@@ -197,6 +201,13 @@ def _value(
         values = _influence(x, y, x_test, y_test, n_classes)
         return values, 1, {"model": "softmax regression", "weight_decay": 1.0 / (C * len(x))}
     learner = _learner(n_classes)
+    if method == "oob":
+        try:
+            result = data.data_oob(x, y, fit=learner, n_models=options.models, seed=seed)
+        except ValueError as error:  # too few models: some point never out of bag
+            raise RunError(f"--models: {error}") from None
+        made = {"learner": repr(learner), "n_models": options.models}
+        return result.values, result.n_evaluations, made
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
         result = data.tmc_shapley(
