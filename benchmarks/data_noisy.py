@@ -14,12 +14,17 @@ Methods: TMC-Shapley, Beta(16, 1) Shapley, Data Banzhaf (MSR), leave-one-out (al
 ``DataGame``), KNN-Shapley (K = 10, closed form), and influence functions on the same
 objective in torch (softmax regression, weight decay 1 / (C n), exact Hessian): the predicted
 change of the summed test loss when a point is removed ("influence (test)") and the
-self-influence I(x, x) ("self-influence"); and random values.
+self-influence I(x, x) ("self-influence"); Data-OOB (Kwon & Zou 2023, 1,000 bootstrap models)
+of a random forest (decision trees, the paper's) and of the benchmark's logistic regression
+(OpenDataVal's way: the prediction model bagged); TMAB for the k = (number flipped) lowest
+values (``harmful_points``) and TMC-Shapley on the same budget of model fits
+(``--tmab-evaluations``); and random values.
 
 Run: ``.venv/bin/python -m benchmarks.data_noisy`` (results in docs/data.md);
 ``--seeds 0`` and ``--n-train 100`` for a quick look; the issue's size, without the costly
-TMC and Beta Shapley: ``--n-train 1000 --noise 0.2 --no-slow``, with them on fewer walks:
-``--tmc-permutations 50 --beta-permutations 50``.
+TMC, Beta Shapley and TMAB: ``--n-train 1000 --noise 0.2 --no-slow``, with them on fewer walks:
+``--tmc-permutations 50 --beta-permutations 50``. ``--methods oob tmab random`` runs only
+those rows (names: ``tmc beta banzhaf loo knn influence oob tmab random``).
 """
 
 import argparse
@@ -32,7 +37,15 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from neuronshapley.data import DataGame, beta_shapley, data_banzhaf, knn_shapley, tmc_shapley
+from neuronshapley.data import (
+    DataGame,
+    beta_shapley,
+    data_banzhaf,
+    data_oob,
+    harmful_points,
+    knn_shapley,
+    tmc_shapley,
+)
 from neuronshapley.data.detection import (
     detection_auc,
     f1_at_count,
@@ -53,6 +66,8 @@ TMC_PERMUTATIONS = 100
 BETA_PERMUTATIONS = 200
 BANZHAF_SAMPLES = 2000
 KNN_K = 10
+OOB_MODELS = 1000
+TMAB_EVALUATIONS = 10_000
 REMOVAL_FRACTIONS = np.linspace(0.0, 0.5, 11)
 FIGURE = Path("docs/figures/data/removal.png")
 
@@ -91,11 +106,29 @@ def influence_values(
     return test_value, result.self_influence, time.perf_counter() - started
 
 
-SLOW = ("TMC-Shapley", "Beta(16,1)-Shapley")
+SLOW = ("TMC-Shapley", "Beta(16,1)-Shapley", "TMAB bottom-k", "TMC-Shapley (TMAB's budget)")
+# Short names for --methods, each the rows it runs.
+METHODS = {
+    "tmc": ("TMC-Shapley",),
+    "beta": ("Beta(16,1)-Shapley",),
+    "banzhaf": ("Data Banzhaf",),
+    "loo": ("leave-one-out",),
+    "knn": ("KNN-Shapley",),
+    "influence": ("influence (test)", "self-influence"),
+    "oob": ("Data-OOB (forest)", "Data-OOB (logistic)"),
+    "tmab": ("TMAB bottom-k", "TMC-Shapley (TMAB's budget)"),
+    "random": ("random",),
+}
 
 
 def run_seed(
-    seed: int, n_train: int, noise: float, slow: bool, permutations: tuple[int, int]
+    seed: int,
+    n_train: int,
+    noise: float,
+    slow: bool,
+    permutations: tuple[int, int],
+    rows: set[str],
+    tmab_evaluations: int,
 ) -> dict[str, dict[str, Any]]:
     tmc_permutations, beta_permutations = permutations
     x, y_clean, x_test, y_test = sample(seed, n_train)
@@ -126,21 +159,52 @@ def run_seed(
         knn_shapley(x, y, x_test, y_test, k=KNN_K).values,
         0,
     )
+
+    def oob(fit: Any) -> Callable[[], tuple[np.ndarray, int]]:
+        def run() -> tuple[np.ndarray, int]:
+            result = data_oob(x, y, fit=fit, n_models=OOB_MODELS, seed=seed)
+            return result.values, result.n_evaluations
+
+        return run
+
+    methods["Data-OOB (forest)"] = oob(None)
+    methods["Data-OOB (logistic)"] = oob(learner())
+    tmab_state: dict[str, Any] = {}
+
+    def tmab() -> Any:
+        result = harmful_points(
+            game, len(flipped), tolerance=0.01, max_evaluations=tmab_evaluations, seed=seed
+        )
+        tmab_state["undecided"] = int(result.diagnostics["n_undecided"])
+        tmab_state["halfwidth"] = float(np.median(result.ci_high - result.ci_low) / 2.0)
+        tmab_state["threshold"] = float(result.diagnostics["thresholds"]["bottom"])
+        return result
+
+    methods["TMAB bottom-k"] = on_game(tmab)
+    methods["TMC-Shapley (TMAB's budget)"] = on_game(
+        lambda: tmc_shapley(
+            game, tolerance=0.01, max_evaluations=tmab_evaluations, seed=seed, value_range=2.0
+        )
+    )
     out: dict[str, dict[str, Any]] = {}
     for name, method in methods.items():
-        if name in SLOW and not slow:
+        if (name in SLOW and not slow) or name not in rows:
             continue
         started = time.perf_counter()
         values, fits = method()
         out[name] = {"values": values, "fits": fits, "seconds": time.perf_counter() - started}
-    test_value, self_value, seconds = influence_values(x, y, x_test, y_test)
-    out["influence (test)"] = {"values": test_value, "fits": 1, "seconds": seconds}
-    out["self-influence"] = {"values": self_value, "fits": 1, "seconds": seconds}
-    out["random"] = {
-        "values": np.random.default_rng(10_000 + seed).random(len(x)),
-        "fits": 0,
-        "seconds": 0.0,
-    }
+    if tmab_state:
+        out["TMAB bottom-k"].update(tmab_state)
+    if "influence (test)" in rows:
+        test_value, self_value, seconds = influence_values(x, y, x_test, y_test)
+        out["influence (test)"] = {"values": test_value, "fits": 1, "seconds": seconds}
+        out["self-influence"] = {"values": self_value, "fits": 1, "seconds": seconds}
+    if "random" in rows:
+        out["random"] = {
+            "values": np.random.default_rng(10_000 + seed).random(len(x)),
+            "fits": 0,
+            "seconds": 0.0,
+        }
     counts = np.round(REMOVAL_FRACTIONS * len(x)).astype(int)
     curve_game = DataGame(x, y, x_test, y_test, fit=learner())
     for result in out.values():
@@ -166,17 +230,37 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
     parser.add_argument("--noise", type=float, default=NOISE)
     parser.add_argument(
-        "--no-slow", action="store_true", help="leave out TMC and Beta Shapley (the costly ones)"
+        "--no-slow",
+        action="store_true",
+        help="leave out TMC, Beta Shapley and TMAB (the costly ones)",
     )
     parser.add_argument("--tmc-permutations", type=int, default=TMC_PERMUTATIONS)
     parser.add_argument("--beta-permutations", type=int, default=BETA_PERMUTATIONS)
+    parser.add_argument(
+        "--tmab-evaluations",
+        type=int,
+        default=TMAB_EVALUATIONS,
+        help="model fits for TMAB and for the TMC run on the same budget",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="rows to run"
+    )
     parser.add_argument("--figure", type=Path, default=FIGURE)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     permutations = (args.tmc_permutations, args.beta_permutations)
+    rows = {row for name in args.methods for row in METHODS[name]}
     runs = [
-        run_seed(seed, args.n_train, args.noise, not args.no_slow, permutations)
+        run_seed(
+            seed,
+            args.n_train,
+            args.noise,
+            not args.no_slow,
+            permutations,
+            rows,
+            args.tmab_evaluations,
+        )
         for seed in args.seeds
     ]
     methods = list(runs[0])
@@ -184,7 +268,8 @@ def main() -> None:
     print(
         f"Adult, {args.n_train} train ({n_flipped} flipped) / {N_TEST} test, seeds {args.seeds}, "
         f"logistic regression (liblinear, C={C:g}); permutations: TMC {permutations[0]}, "
-        f"Beta {permutations[1]}; mean ± sd over seeds\n"
+        f"Beta {permutations[1]}; Data-OOB {OOB_MODELS} models; TMAB and TMC on "
+        f"{args.tmab_evaluations:,} evaluations; mean ± sd over seeds\n"
     )
     print(
         "| method | F1 (flag as many as flipped) | F1 (2-means, OpenDataVal) | AUC | fits ", end=""
@@ -198,6 +283,15 @@ def main() -> None:
             f"| {method} | {mean_sd([r['f1_count'] for r in rows])} | "
             f"{mean_sd([r['f1_two_means'] for r in rows])} | {mean_sd([r['auc'] for r in rows])} | "
             f"{fits:,.0f} | {mean_sd([r['seconds'] for r in rows], 1)} |"
+        )
+    if "TMAB bottom-k" in methods:
+        tmab_runs = [run["TMAB bottom-k"] for run in runs]
+        print(
+            f"\nTMAB: k = {n_flipped} (its F1 at count is the precision of its bottom k); per "
+            f"seed, points still undecided of {args.n_train}: "
+            f"{[r['undecided'] for r in tmab_runs]}; median interval half-width: "
+            f"{[round(r['halfwidth'], 4) for r in tmab_runs]}; threshold: "
+            f"{[round(r['threshold'], 4) for r in tmab_runs]}"
         )
     print("\nTest accuracy after removing a share of the points (mean over seeds)\n")
     header = " | ".join(f"{f:.0%}" for f in REMOVAL_FRACTIONS[::2])
