@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from neuronshapley.data import data_oob
-from neuronshapley.data.oob import bootstrap_draws
+from neuronshapley.data.oob import bootstrap_sample
 
 # Five points on a line, pairwise distances all different (no ties for 1-NN).
 X_LINE = np.array([[0.0], [1.0], [3.0], [7.0], [12.0]])
@@ -21,30 +21,62 @@ def one_nearest_neighbour(x, y):
     return predict
 
 
-def test_bootstrap_draws_follow_the_documented_rule() -> None:
-    draws = bootstrap_draws(5, 4, 1)
-    np.testing.assert_array_equal(draws, np.random.default_rng(1).integers(0, 5, size=(4, 5)))
-    assert draws.tolist() == [[2, 2, 3, 4, 0], [0, 4, 4, 1, 1], [4, 2, 1, 4, 1], [2, 3, 2, 0, 0]]
+def test_bootstrap_samples_follow_the_documented_rule() -> None:
+    rng = np.random.default_rng([7, 2])
+    bag, model_seed = bootstrap_sample(5, 7, 2)
+    np.testing.assert_array_equal(bag, rng.integers(0, 5, size=5))
+    assert model_seed == rng.integers(0, 2**31 - 1)
+    assert [bootstrap_sample(5, 7, b)[0].tolist() for b in range(4)] == SAMPLES[7]
 
 
+# The first four bootstrap samples of five points for seeds 7 and 11, as drawn by the rule above.
+SAMPLES = {
+    7: [[4, 3, 3, 4, 2], [4, 3, 4, 0, 1], [1, 1, 0, 2, 2], [3, 4, 2, 4, 1]],
+    11: [[0, 0, 3, 2, 2], [1, 1, 1, 4, 4], [0, 4, 3, 1, 4], [0, 4, 1, 4, 0]],
+}
+# 1-NN on the line x = 0, 1, 3, 7, 12 with labels 0, 0, 1, 1, 0, by hand:
+# seed 7:  sample 0 = {2, 3, 4}: out of bag 0 (-> x=3, label 1: wrong), 1 (-> x=3: wrong)
+#          sample 1 = {0, 1, 3, 4}: out of bag 2 (x=3 -> x=1, label 0: wrong)
+#          sample 2 = {0, 1, 2}: out of bag 3 (x=7 -> x=3, label 1: right), 4 (-> x=3: wrong)
+#          sample 3 = {1, 2, 3, 4}: out of bag 0 (-> x=1, label 0: right)
+#          values 1/2, 0/1, 0/1, 1/1, 0/1; 4 fits
+# seed 11: sample 0 = {0, 2, 3}: out of bag 1 (x=1 -> x=0, label 0: right), 4 (-> x=7: wrong)
+#          sample 1 = {1, 4}, labels all 0: the constant 0, no fit; out of bag 0 (right),
+#          2 and 3 (y = 1: wrong)
+#          sample 2 = {0, 1, 3, 4}: out of bag 2 (x=3 -> x=1, label 0: wrong)
+#          sample 3 = {0, 1, 4}, labels all 0: constant; out of bag 2, 3 (wrong)
+#          values 1/1, 1/1, 0/3, 0/2, 0/1; 2 fits
+HAND = {
+    7: ([0.5, 0.0, 0.0, 1.0, 0.0], [2, 1, 1, 1, 1], 4, 0),
+    11: ([1.0, 1.0, 0.0, 0.0, 0.0], [1, 1, 3, 2, 1], 2, 2),
+}
+
+
+@pytest.mark.parametrize("seed", [7, 11])
 @pytest.mark.parametrize(
     "fit", [one_nearest_neighbour, KNeighborsClassifier(n_neighbors=1)], ids=["callable", "sklearn"]
 )
-def test_values_equal_a_hand_computation(fit) -> None:
-    # Seed 1's draws (above), 1-NN on the line:
-    #   bag 0 = {0, 2, 3, 4}: out of bag 1 (x=1 -> nearest x=0, label 0 = y_1: right)
-    #   bag 1 = {0, 1, 4}, labels all 0: the constant 0, no fit; out of bag 2, 3 (y = 1: wrong)
-    #   bag 2 = {1, 2, 4}: out of bag 0 (-> x=1, label 0: right), 3 (x=7 -> x=3, label 1: right)
-    #   bag 3 = {0, 2, 3}: out of bag 1 (-> x=0, label 0: right), 4 (x=12 -> x=7, 1 != 0: wrong)
-    # Values: 1/1, 2/2, 0/1, 1/2, 0/1.
-    result = data_oob(X_LINE, Y_LINE, fit=fit, n_models=4, seed=1)
-    np.testing.assert_array_equal(result.values, [1.0, 1.0, 0.0, 0.5, 0.0])
-    np.testing.assert_array_equal(result.n_samples, [1, 2, 1, 2, 1])
-    assert result.n_evaluations == 3  # bag 1 is one class: no fit
-    assert result.diagnostics["constant_bags"] == 1
-    assert result.estimator == "data_oob" and result.seed == 1
+def test_values_equal_a_hand_computation(fit, seed) -> None:
+    assert [bootstrap_sample(5, seed, b)[0].tolist() for b in range(4)] == SAMPLES[seed]
+    values, out_of_bag, fits, constant = HAND[seed]
+    result = data_oob(X_LINE, Y_LINE, fit=fit, n_models=4, seed=seed)
+    np.testing.assert_array_equal(result.values, values)
+    np.testing.assert_array_equal(result.n_samples, out_of_bag)
+    assert result.n_evaluations == fits
+    assert result.diagnostics["constant_bags"] == constant
+    assert result.estimator == "data_oob" and result.seed == seed
     assert result.player_names == [f"train:{i}" for i in range(5)]
     assert (result.ci_low <= result.values).all() and (result.values <= result.ci_high).all()
+
+
+def test_more_models_extend_the_same_samples() -> None:
+    x, y, _ = blobs(5)
+    fewer = data_oob(x, y, n_models=20, seed=0)
+    more = data_oob(x, y, n_models=30, seed=0)
+    # The first 20 samples are shared: the counts grow by those of samples 20-29 alone.
+    bags = [bootstrap_sample(60, 0, b)[0] for b in range(20, 30)]
+    extra = sum(np.bincount(bag, minlength=60) == 0 for bag in bags)
+    np.testing.assert_array_equal(more.n_samples, fewer.n_samples + extra)
 
 
 def blobs(seed: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -86,7 +118,7 @@ def test_same_seed_same_values_other_seed_other_draws() -> None:
 def test_a_point_never_out_of_bag_is_an_error_naming_the_count() -> None:
     x, y, _ = blobs(2)
     # One bootstrap sample holds about 63% of the 60 points: the others are never out of bag.
-    never = int(np.isin(np.arange(60), bootstrap_draws(60, 1, 0)[0]).sum())
+    never = int(np.isin(np.arange(60), bootstrap_sample(60, 0, 0)[0]).sum())
     with pytest.raises(
         ValueError, match=rf"'n_models'.* {never} of the 60 points .* none of the 1 "
     ):

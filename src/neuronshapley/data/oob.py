@@ -14,8 +14,9 @@ predicted by its neighbours' labels, so it scores low. No test set is used.
 Why our own loop rather than scikit-learn's ``BaggingClassifier``: the learner may be a
 ``fit(x, y) -> predict`` callable as in ``DataGame``, a bootstrap sample holding one class
 must not crash a learner that refuses one class (it predicts that class, ``DataGame``'s rule),
-and the draws follow a documented rule so a result can be checked by hand. The draws, the
-in-bag counts and the scoring are array operations; only the ``B`` fits are a loop.
+and the draws follow a documented rule (``bootstrap_sample``) so a result can be checked by
+hand. Each sample's out-of-bag set is one ``bincount`` and its scoring one array operation;
+the ``B`` fits are a loop, and the memory is O(n), not O(B n).
 """
 
 import time
@@ -32,19 +33,16 @@ OWNER = "data_oob"
 DEFAULT_MODELS = 1000
 
 
-def bootstrap_draws(n_points: int, n_models: int, seed: int) -> NDArray[np.int64]:
-    """The bootstrap samples of ``data_oob``: row ``b`` holds the ``n_points`` indices drawn
-    (with replacement) for model ``b``, ``numpy.random.default_rng(seed).integers(0, n_points,
-    size=(n_models, n_points))``."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_points, size=(n_models, n_points))
+def bootstrap_sample(n_points: int, seed: int, model: int) -> tuple[NDArray[np.int64], int]:
+    """Model ``model``'s bootstrap sample in ``data_oob`` and its learner seed, both from
+    ``rng = numpy.random.default_rng([seed, model])``: ``rng.integers(0, n_points, n_points)``
+    (the indices drawn, with replacement), then ``rng.integers(0, 2**31 - 1)``.
 
-
-def in_bag_counts(draws: NDArray[np.int64], n_points: int) -> NDArray[np.int64]:
-    """``w[b, i]``: how many times point i was drawn into sample ``b`` (one ``bincount``)."""
-    n_models = len(draws)
-    flat = (np.arange(n_models)[:, None] * n_points + draws).ravel()
-    return np.bincount(flat, minlength=n_models * n_points).reshape(n_models, n_points)
+    One generator per model: the first B samples do not depend on how many models are drawn
+    (a run with more models extends one with fewer), and nothing of size B x n is held.
+    """
+    rng = np.random.default_rng([seed, model])
+    return rng.integers(0, n_points, size=n_points), int(rng.integers(0, 2**31 - 1))
 
 
 def data_oob(
@@ -58,8 +56,8 @@ def data_oob(
 ) -> ShapleyResult:
     """Data-OOB values of the training points of a classifier (Kwon & Zou 2023, eq. 3).
 
-    Model ``b`` is fitted on bootstrap sample ``b`` of ``bootstrap_draws(n, n_models, seed)``;
-    point i's value is the share of the models it was out of bag for that predict ``y_i``.
+    Model ``b`` is fitted on ``bootstrap_sample(n, seed, b)``; point i's value is the share of
+    the models it was out of bag for that predict ``y_i``.
     A sample whose points all have one label is the constant predictor of that label (no fit).
 
     Args:
@@ -97,11 +95,12 @@ def data_oob(
     learner = _learner(fit)
     n = len(x)
     started = time.perf_counter()
-    draws = bootstrap_draws(n, n_models, seed)
-    # Drawn after the bootstrap samples, so the samples do not depend on the learner.
-    model_seeds = np.random.default_rng([seed, 1]).integers(0, 2**31 - 1, size=n_models)
-    out_of_bag = in_bag_counts(draws, n) == 0
-    oob_count = out_of_bag.sum(axis=0)
+    # Count each point's out-of-bag models before any fit (a point never out of bag is an
+    # error that should not cost the fits); the samples are drawn again below rather than
+    # held, which costs microseconds per model against a fit.
+    oob_count = np.zeros(n, dtype=np.int64)
+    for b in range(n_models):
+        oob_count += np.bincount(bootstrap_sample(n, seed, b)[0], minlength=n) == 0
     never = np.flatnonzero(oob_count == 0)
     if len(never):
         shown = ", ".join(str(i) for i in never[:5]) + (", ..." if len(never) > 5 else "")
@@ -111,23 +110,23 @@ def data_oob(
             f"no value. Each point misses a bootstrap sample with probability about 0.37; "
             f"raise n_models (or change seed)."
         )
-    correct = np.zeros((n_models, n))
-    constant_bags = 0
+    hits = np.zeros(n)
+    fits = constant_bags = 0
     for b in range(n_models):
-        rows = out_of_bag[b]
+        bag, model_seed = bootstrap_sample(n, seed, b)
+        rows = np.bincount(bag, minlength=n) == 0
         if not rows.any():
             continue  # nothing to score: no fit needed
-        bag = draws[b]
-        predictions, fitted = _fit_predict(learner, x[bag], y[bag], x[rows], int(model_seeds[b]))
+        predictions, fitted = _fit_predict(learner, x[bag], y[bag], x[rows], model_seed)
+        fits += fitted
         constant_bags += not fitted
-        correct[b, rows] = np.asarray(predictions).reshape(-1) == y[rows]
-    counts = oob_count.astype(np.int64)
-    values = correct.sum(axis=0) / counts
+        hits[rows] += np.asarray(predictions).reshape(-1) == y[rows]
+    counts = oob_count
+    values = hits / counts
     # Unbiased variance of 0/1 samples with mean p: p (1 - p) m / (m - 1).
     variance = np.where(counts > 1, values * (1.0 - values) * counts / np.maximum(counts - 1, 1), 0)
     half = confidence_halfwidth(counts, variance, delta=delta, bound="bernstein", value_range=1.0)
     half = np.minimum(half, 1.0)  # the values lie in [0, 1]
-    fits = int(np.count_nonzero(out_of_bag.any(axis=1))) - constant_bags
     return ShapleyResult(
         values=values,
         stderr=np.sqrt(variance / counts),
