@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from neuronshapley.estimators import permutation_shapley
 from neuronshapley.estimators.control_variate import control_variate_shapley
 from neuronshapley.units import NeuronGame
 from neuronshapley.units.linearized import LinearizedGame, linearized_game
@@ -153,6 +154,25 @@ def test_unbiased_control_variate_on_a_neuron_game() -> None:
     # mean by a factor 1 + 4.3 sqrt(2 / 99) = 1.61 with probability below 1e-5.
     ratio = estimates.var(axis=0, ddof=1).sum() / (plain_variance / m).sum()
     assert ratio <= 0.5
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_walks_scored_on_their_own_examples(antithetic: bool) -> None:
+    """With examples_per_walk each walk is scored on its own examples, as permutation_shapley
+    scores it: with beta = 0 the two give the same values for the same seed."""
+    model = seeded(lambda: nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3)))
+    x, y = vectors(40, seed=1)
+    game = NeuronGame(
+        model,
+        data=(x, y),
+        metric="neg_cross_entropy",
+        reference=vectors(30, seed=2)[0],
+        examples_per_walk=8,
+    )
+    surrogate = linearized_game(game)
+    adjusted = control_variate_shapley(game, surrogate, 16, beta=0.0, antithetic=antithetic, seed=3)
+    plain = permutation_shapley(game, 16, antithetic=antithetic, seed=3)
+    np.testing.assert_allclose(adjusted.values, plain.values, rtol=0, atol=1e-12)
 
 
 def test_bad_input() -> None:
