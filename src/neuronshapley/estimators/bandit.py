@@ -108,7 +108,7 @@ def tmab_shapley(
     continue_probability: float | None = None,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int | str = "auto",
+    batch_size: int = 32,
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,
@@ -153,9 +153,9 @@ def tmab_shapley(
             truncation, so the guarantee holds for the game's own values (any game).
         max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
         max_seconds: Stop after this much wall time in this call.
-        batch_size: Coalitions per call to the game. Default ``"auto"``: 32, or fewer where a
-            batch would take more than 5% of ``max_seconds`` (measured on V(N) and V(empty);
-            a time budget overshoots by one batch at most).
+        batch_size: Coalitions per batch of walk steps. Default 32. With ``max_seconds`` a
+            batch is evaluated in calls of at most 5% of it (from the measured cost of an
+            evaluation), so the time budget overshoots by one such call at most.
         n_walks: Permutations per round; the undecided set is updated between rounds. Default 8.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
         n_players: Number of players, only for a plain callable ``game``.

@@ -101,8 +101,8 @@ class RunSpec:
     backend: Backend | None = None
 
     def with_sampling(self, sampling: Sampling) -> "RunSpec":
-        """This spec with ``sampling`` (its settings chosen) in its options and identity."""
-        chosen = {"batch_size": sampling.batch_size, "walks_per_task": sampling.walks_per_task}
+        """This spec with ``sampling`` (its task size chosen) in its options and identity."""
+        chosen = {"walks_per_task": sampling.walks_per_task}
         return replace(self, sampling=sampling, identity={**self.identity, **chosen})
 
 
@@ -251,7 +251,6 @@ class _Loop:
         self.elapsed_before = elapsed_before
         self.fingerprint = fingerprint
         self.remote: BackendRun | None = None
-        self.endpoint_seconds = 0.0  # the cost of V(N) and V(empty), when this call measured it
 
     def close(self) -> None:
         if self.remote is not None:
@@ -263,9 +262,11 @@ class _Loop:
         endpoints = self.resumable.endpoints or self._endpoints()
         if endpoints is None:
             return "max_evaluations"
-        if not spec.sampling.chosen:  # batch size or task size: from the cost just measured
+        if not spec.sampling.chosen:  # the task size, from the cost of V(N) and V(empty)
             sampling = spec.sampling.resolved(
-                self.endpoint_seconds / 2, spec.game.n_players - 1, spec.budget.max_seconds
+                self.evaluator.seconds_per_evaluation() or 0.0,
+                spec.game.n_players - 1,
+                spec.budget.max_seconds,
             )
             spec = self.spec = spec.with_sampling(sampling)
         walker = Walker(self.evaluator, spec.entropy, endpoints, spec.sampling, spec.truncation)
@@ -352,9 +353,7 @@ class _Loop:
         n = self.spec.game.n_players
         coalitions = np.zeros((2, n), dtype=bool)
         coalitions[0] = True
-        started = time.perf_counter()
         v_full, v_empty = self.evaluator(coalitions)
-        self.endpoint_seconds = time.perf_counter() - started
         endpoints = Endpoints(float(v_full), float(v_empty))
         self.resumable.endpoints = endpoints
         self.resumable.n_evaluations += 2

@@ -108,15 +108,18 @@ class Truncation:
 
 
 AUTO = "auto"
-"""The value of ``batch_size`` and ``walks_per_task`` that asks the run to choose them from the
-measured cost of an evaluation (:meth:`Sampling.resolved`)."""
+"""The value of ``walks_per_task`` that asks the run to choose it from the measured cost of an
+evaluation (:meth:`Sampling.resolved`)."""
 DEFAULT_BATCH_SIZE = 32
 TASK_SECONDS = 60.0
-"""About the most work a task should hold (when the run chooses ``walks_per_task``): a task is
-what a kill (between checkpoints) or a budget cut loses."""
-BATCH_SHARE_OF_TIME = 0.05
-"""The most a batch should take of ``max_seconds`` (when the run chooses ``batch_size``): a time
-budget is checked between batches, so it overshoots by at most one batch."""
+"""About the most work a task should hold when the run chooses ``walks_per_task``: a task is what a
+kill (between checkpoints) or a budget cut loses."""
+TASKS_PER_TIME_BUDGET = 4
+"""With ``max_seconds``, a chosen task takes at most this fraction of it, so that a time budget
+shorter than a round still keeps finished walks."""
+CALL_SHARE_OF_TIME = 0.05
+"""The most one call to the game should take of ``max_seconds``: a time budget is checked between
+calls, so it overshoots by one call at most (see :func:`call_size`)."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,9 @@ class Sampling:
 
     Attributes:
         antithetic: Walk each permutation and its reverse; the pair's mean is one sample.
-        batch_size: Coalitions per call to the game, or :data:`AUTO` (chosen by
-            :meth:`resolved` once the run has timed V(N) and V(empty)).
+        batch_size: Coalitions a batch of walk steps plans for (with truncation, how the walks
+            share it decides what a dead walk wastes). Evaluated in calls of at most this many
+            (fewer under a tight time budget, :func:`call_size`, which changes no value).
         n_walks: Permutations per round; the estimator decides between rounds (TMAB updates
             its undecided players), and a round is the unit that is checkpointed.
         walks_per_task: Permutations per task: a round is cut into tasks of this many, each
@@ -136,7 +140,7 @@ class Sampling:
     """
 
     antithetic: bool = False
-    batch_size: int | str = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
     n_walks: int = 8
     walks_per_task: int | str | None = None
 
@@ -150,9 +154,9 @@ class Sampling:
         walks_per_task: Any = None,
     ) -> "Sampling":
         check_bool(antithetic, "antithetic", owner)
-        batch = _count_or_auto(batch_size, "batch_size", owner, allow_none=False)
+        check_int(batch_size, "batch_size", owner, min_value=1)
         check_int(n_walks, "n_walks", owner, min_value=1)
-        walks_per_task = _count_or_auto(walks_per_task, "walks_per_task", owner, allow_none=True)
+        walks_per_task = _count_or_auto(walks_per_task, "walks_per_task", owner)
         if antithetic and n_walks % 2:
             raise ValueError(
                 f"With antithetic=True, the 'n_walks' parameter of {owner} must be even (each "
@@ -166,17 +170,12 @@ class Sampling:
         tasks = walks_per_task
         if isinstance(walks_per_task, int) and walks_per_task >= n_walks:
             tasks = None
-        return cls(bool(antithetic), batch or DEFAULT_BATCH_SIZE, int(n_walks), tasks)
+        return cls(bool(antithetic), int(batch_size), int(n_walks), tasks)
 
     @property
     def chosen(self) -> bool:
-        """Whether every setting is fixed (none is still :data:`AUTO`)."""
-        return self.batch_size != AUTO and self.walks_per_task != AUTO
-
-    @property
-    def batch(self) -> int:
-        """The batch size of a resolved sampling (a placeholder of 32 while it is :data:`AUTO`)."""
-        return self.batch_size if isinstance(self.batch_size, int) else DEFAULT_BATCH_SIZE
+        """Whether ``walks_per_task`` is fixed (not :data:`AUTO`)."""
+        return self.walks_per_task != AUTO
 
     @property
     def task(self) -> int | None:
@@ -186,65 +185,68 @@ class Sampling:
     def resolved(
         self, seconds_per_evaluation: float, walk_evaluations: int, max_seconds: float | None
     ) -> "Sampling":
-        """The settings left to :data:`AUTO` chosen from the measured cost of an evaluation.
+        """``walks_per_task`` chosen from the measured cost of an evaluation, if :data:`AUTO`.
 
-        ``walks_per_task``: whole rounds when a round is expected to take at most
-        :data:`TASK_SECONDS`, else as many walks (at least one; an even number when antithetic)
-        as fit in that time, so that a kill or a budget cut loses about a minute of work.
-        ``batch_size``: 32, or fewer where a batch would take more than
-        :data:`BATCH_SHARE_OF_TIME` of ``max_seconds`` (a time budget overshoots by one batch at
-        most). Both depend on the machine, so a run records what it chose (its identity, its
-        result's ``params``) and a resumed run takes the checkpoint's; give them explicitly for
-        the same bits on any machine. What they change is how the work is cut: the values
-        agree to rounding (merging in another order), the intervals' variance process is
-        summed in other blocks, and truncated walks may waste other evaluations.
+        Whole rounds when a round is expected to take at most :data:`TASK_SECONDS` (and, with
+        ``max_seconds``, at most 1 / :data:`TASKS_PER_TIME_BUDGET` of it), else as many walks
+        (at least one; an even number when antithetic) as fit in that time, so that a kill or a
+        budget cut loses about a minute of work and a time budget keeps finished walks. It
+        depends on the machine, so a run records what it chose (its identity, its result's
+        ``params``) and a resumed run takes the checkpoint's; give it explicitly for the same
+        bits on any machine. What it changes is how the work is cut: the values agree to
+        rounding (merged in another order), the intervals' variance process is summed in other
+        blocks, and truncated walks may waste other evaluations.
 
         Args:
             seconds_per_evaluation: Measured seconds of one coalition (V(N) and V(empty)).
             walk_evaluations: The most coalitions one walk evaluates (n_players - 1).
             max_seconds: The run's time budget, or ``None``.
         """
-        batch = self.batch_size
-        if batch == AUTO:
-            batch = DEFAULT_BATCH_SIZE
-            if max_seconds is not None and seconds_per_evaluation > 0:
-                fit = int(BATCH_SHARE_OF_TIME * max_seconds / seconds_per_evaluation)
-                batch = min(max(fit, 1), DEFAULT_BATCH_SIZE)
-        tasks = self.walks_per_task
-        if tasks == AUTO:
-            walk_seconds = seconds_per_evaluation * max(walk_evaluations, 1)
-            fit = self.n_walks if walk_seconds <= 0 else int(TASK_SECONDS / walk_seconds)
-            if self.antithetic:
-                fit -= fit % 2
-            tasks = None if fit >= self.n_walks else max(fit, 2 if self.antithetic else 1)
-        return replace(self, batch_size=batch, walks_per_task=tasks)
+        if self.walks_per_task != AUTO:
+            return self
+        limit = TASK_SECONDS
+        if max_seconds is not None:
+            limit = min(limit, max_seconds / TASKS_PER_TIME_BUDGET)
+        walk_seconds = seconds_per_evaluation * max(walk_evaluations, 1)
+        fit = self.n_walks if walk_seconds <= 0 else int(limit / walk_seconds)
+        if self.antithetic:
+            fit -= fit % 2
+        tasks = None if fit >= self.n_walks else max(fit, 2 if self.antithetic else 1)
+        return replace(self, walks_per_task=tasks)
 
     def adopted(self, identity: dict[str, Any]) -> "Sampling":
-        """The settings left to :data:`AUTO` taken from a checkpoint's identity (what the run
-        being resumed chose)."""
-        batch: Any = self.batch_size
-        tasks = self.walks_per_task
-        if batch == AUTO:
-            batch = identity.get("batch_size")
-        if tasks == AUTO:
-            tasks = identity.get("walks_per_task")
-        return replace(
-            self,
-            batch_size=int(batch) if isinstance(batch, int) else DEFAULT_BATCH_SIZE,
-            walks_per_task=tasks if isinstance(tasks, int) else None,
-        )
+        """``walks_per_task``, if :data:`AUTO`, taken from a checkpoint's identity (what the run
+        being resumed chose). A run stopped before it measured anything saved :data:`AUTO`:
+        that stays, and the resumed run chooses once it has measured."""
+        if self.walks_per_task != AUTO:
+            return self
+        saved = identity.get("walks_per_task")
+        if saved == AUTO:
+            return self
+        return replace(self, walks_per_task=saved if isinstance(saved, int) else None)
 
 
-def _count_or_auto(value: Any, name: str, owner: str, *, allow_none: bool) -> int | str | None:
-    """A positive int (``None`` where allowed) as an int, or :data:`AUTO`."""
+def call_size(batch_size: int, seconds_per_evaluation: float, max_seconds: float | None) -> int:
+    """Coalitions per call to the game: the batch, or fewer where a call would take more than
+    :data:`CALL_SHARE_OF_TIME` of ``max_seconds`` (at least one). The walks plan their batches
+    as before, so no value depends on it: a batch is only evaluated in several calls, with the
+    time budget checked between them."""
+    if max_seconds is None or seconds_per_evaluation <= 0:
+        return batch_size
+    fit = int(CALL_SHARE_OF_TIME * max_seconds / seconds_per_evaluation)
+    return min(max(fit, 1), batch_size)
+
+
+def _count_or_auto(value: Any, name: str, owner: str) -> int | str | None:
+    """A positive int or ``None`` (as an int), or :data:`AUTO`."""
     if isinstance(value, str):
         if value == AUTO:
             return AUTO
         raise ValueError(
-            f"The '{name}' parameter of {owner} must be a positive int"
-            f"{', None' if allow_none else ''} or {AUTO!r}. Got {value!r}."
+            f"The '{name}' parameter of {owner} must be a positive int, None or {AUTO!r}. "
+            f"Got {value!r}."
         )
-    return check_int(value, name, owner, min_value=1, allow_none=allow_none)
+    return check_int(value, name, owner, min_value=1, allow_none=True)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def truncated_shapley(
     union_bound: bool = False,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int | str = "auto",
+    batch_size: int = 32,
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,
@@ -80,9 +80,9 @@ def truncated_shapley(
             ``False``.
         max_evaluations: Stop before evaluating more coalitions (counted over a resumed run).
         max_seconds: Stop after this much wall time in this call.
-        batch_size: Coalitions per call to the game. Default ``"auto"``: 32, or fewer where a
-            batch would take more than 5% of ``max_seconds`` (measured on V(N) and V(empty);
-            a time budget overshoots by one batch at most).
+        batch_size: Coalitions per batch of walk steps. Default 32. With ``max_seconds`` a
+            batch is evaluated in calls of at most 5% of it (from the measured cost of an
+            evaluation), so the time budget overshoots by one such call at most.
         n_walks: Permutations walked per round; their coalitions share batches. Default 8.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded in the
             result so the run can be repeated.
@@ -136,7 +136,7 @@ def permutation_shapley(
     union_bound: bool = False,
     max_evaluations: int | None = None,
     max_seconds: float | None = None,
-    batch_size: int | str = "auto",
+    batch_size: int = 32,
     n_walks: int = 8,
     seed: int | Any = None,
     n_players: int | None = None,

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley.estimators.options import Sampling, Truncation
+from neuronshapley.estimators.options import Sampling, Truncation, call_size
 from neuronshapley.games.base import BaseGame, Game, check_values
 from neuronshapley.results.stats import RunningStats
 from neuronshapley.results.tails import TailBounds
@@ -69,20 +69,53 @@ class Evaluator:
         self.max_seconds = max_seconds
         self.n_evaluations = 0
         self.started = time.perf_counter()
+        # The measured cost of the coalitions this process evaluated (not a backend's).
+        self.seconds_in_game, self.n_timed = 0.0, 0
         # BaseGame.value already checks what _value returns; other games are checked here.
         self._checked = type(game).value is BaseGame.value
 
     def __call__(
         self, coalitions: CoalitionMatrix, contexts: NDArray[np.int64] | None = None
     ) -> GameValues:
+        started = time.perf_counter()
         if contexts is None:
             values = self.game.value(coalitions)
         else:
             values = self.game.value_in_contexts(coalitions, contexts)  # type: ignore[attr-defined]
         if not self._checked:
             values = check_values(values, len(coalitions), lambda: f"The game {self.game!r}")
+        self.seconds_in_game += time.perf_counter() - started
+        self.n_timed += len(coalitions)
         self.n_evaluations += len(coalitions)
         return values
+
+    def seconds_per_evaluation(self) -> float | None:
+        """The measured cost of one coalition in this call (``None`` before the first)."""
+        return self.seconds_in_game / self.n_timed if self.n_timed else None
+
+    def in_calls(
+        self, coalitions: CoalitionMatrix, batch_size: int, contexts: NDArray[np.int64] | None
+    ) -> GameValues:
+        """The values of ``coalitions`` (one planned batch), in calls of :func:`call_size`.
+
+        Without a time budget, one call. With one, calls short enough that the budget, checked
+        between them, overshoots by one call at most; a call of 2 coalitions first measures the
+        cost where nothing was measured yet (a resumed run). Returns the values of the rows
+        evaluated before the time ran out (all of them if it did not): a prefix.
+        """
+        if self.max_seconds is None:
+            return self(coalitions, contexts)
+        parts, done = [], 0
+        while done < len(coalitions):
+            if done and self.out_of_time():
+                break
+            measured = self.seconds_per_evaluation()
+            size = 2 if measured is None else call_size(batch_size, measured, self.max_seconds)
+            stop = min(done + size, len(coalitions))
+            part = None if contexts is None else contexts[done:stop]
+            parts.append(np.asarray(self(coalitions[done:stop], part)))
+            done = stop
+        return np.concatenate(parts)
 
     def remaining(self) -> int | None:
         """Evaluations left in the budget (``None``: unlimited)."""
@@ -344,7 +377,7 @@ class Walker:
         self.endpoints = endpoints
         self.truncation = truncation
         self.antithetic = sampling.antithetic
-        self.batch_size = sampling.batch
+        self.batch_size = sampling.batch_size
         self.n_players = evaluator.game.n_players
         self.stop_reason: str | None = None
         # One mask buffer for the whole run: a fresh one per batch costs more in page faults
@@ -445,12 +478,16 @@ class Walker:
             if remaining is not None and cut:
                 row = remaining  # the budget ends inside this batch: evaluate what fits
             contexts = self._context_buffer[:row] if self.contexts else None
-            values = evaluator(coalitions[:row], contexts)
+            values = evaluator.in_calls(coalitions[:row], self.batch_size, contexts)
+            evaluated = len(values)
             for walk, start, count in filled:
-                if start < row:
+                if start < evaluated:
                     walk.receive(
-                        values[start : min(start + count, row)], truncation, v_full, v_empty
+                        values[start : min(start + count, evaluated)], truncation, v_full, v_empty
                     )
+            if evaluated < row:  # the time ran out between the calls of this batch
+                self.stop_reason = "max_seconds"
+                return False
             if cut:
                 # Even if every walk finished, this round did not pay for its full batches, so
                 # it must not be checkpointed as complete: the run stops on its budget here.
