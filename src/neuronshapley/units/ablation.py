@@ -276,10 +276,13 @@ def compute_fills(
             activation_bytes[0] += output.numel() * output.element_size()
 
     def find_mask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        # The mask the model receives, however it was called (dict, tuple, forward callable).
+        # The mask the model receives, however it was called (dict, tuple, forward callable),
+        # taken at every call that passes one: a forward that calls the model twice weighs
+        # each call's own.
         nonlocal tokens
-        if tokens is None:
-            tokens = received_mask(module, args, kwargs)
+        found = received_mask(module, args, kwargs)
+        if found is not None:
+            tokens = found
 
     with ExitStack() as stack:
         stack.enter_context(hooked(model, layers, [observer(i) for i in range(len(layers))]))

@@ -313,6 +313,7 @@ class NeuronGame(BaseGame):
         self._reference_digest = digest(None if reference is None else _array(reference_split.x))
         # Added to the fingerprint only when given, so the plain games' fingerprints stay put.
         self._call_parts = () if forward is None and output is None else (forward, output)
+        self._mask_from_call = self.ablation == "token_mean" and not isinstance(self.data.x, dict)
         self._fingerprint: str | None = None
 
     def _call(self, inputs: ModelInputs) -> Any:
@@ -785,6 +786,9 @@ class NeuronGame(BaseGame):
                 self.examples_per_walk,
                 self.data_seed,
                 *self._call_parts,
+                # Token means of tuple inputs or a forward callable count only the tokens of the
+                # attention_mask the model receives (they counted every position before).
+                *(["mask from the call"] if self._mask_from_call else []),
             )
         weights = {key: _array(value) for key, value in self.model.state_dict().items()}
         return digest(self._fingerprint, weights)
