@@ -169,9 +169,18 @@ def test_resume_continues_and_refuses_other_settings(
 
 
 @pytest.mark.parametrize("side", ["bottom", "both"])
-def test_side_chooses_the_units_tmab_separates(factory: Path, tmp_path: Path, side: str) -> None:
+def test_side_chooses_the_units_tmab_separates(
+    factory: Path, tmp_path: Path, side: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert _run(factory, out, "--budget", "300", "--side", side) == 0
+    printed = capsys.readouterr().out
+    words = {"bottom": "bottom 3", "both": "top and bottom 3"}[side]
+    assert f"(TMAB, {words})" in printed and f"in or out of the {words}" in printed
+    # The units it separated are listed: the bottom 3, and the top 3 for both.
+    assert "Bottom 3 units (of 14):" in printed
+    assert ("Top 3 units (of 14):" in printed) == (side == "both")
+    assert f"warning: --side {side} with truncation" in printed
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["identity"]["side"] == side
     assert json.loads((out / "result.json").read_text())["params"]["side"] == side

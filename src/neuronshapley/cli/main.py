@@ -723,6 +723,11 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _side_words(side: str, k: int) -> str:
+    """The units TMAB separates, in words: "top 10", "bottom 10", "top and bottom 10"."""
+    return {"top": f"top {k}", "bottom": f"bottom {k}"}.get(side, f"top and bottom {k}")
+
+
 def _explain(stop_reason: str) -> str:
     return _STOP_REASONS.get(stop_reason, "see the estimator's docs")
 
@@ -764,7 +769,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         forward=args.forward,
         output=args.output,
     )
-    print(f"{prog}: Neuron Shapley (TMAB, top {config.k}) -> {args.out}/", file=out, flush=True)
+    print(
+        f"{prog}: Neuron Shapley (TMAB, {_side_words(config.side, config.k)}) -> {args.out}/",
+        file=out,
+        flush=True,
+    )
     with _progress_display(out, enabled=not args.no_progress, k=config.k) as (progress, names):
         try:
             record = execute(
@@ -843,6 +852,9 @@ def _print_run(
 ) -> None:
     metric = record.get("metric", "metric")
     k = record["config"]["k"]
+    side = record["config"].get("side", "top")  # runs made before --side: the top
+    if top is None and side != "top":  # the units TMAB separated, unless told otherwise
+        top, bottom = (0 if side == "bottom" else k), max(bottom, k)
     print(file=out)
     reason = record.get("stop_reason") or "?"
     print(f"Status: {record['status']}, stopped on {reason} ({_explain(reason)})", file=out)
@@ -867,7 +879,7 @@ def _print_run(
         if isinstance(undecided, int):
             print(
                 f"Decided: {result.n_players - undecided} of {result.n_players} units in or out "
-                f"of the top {k}"
+                f"of the {_side_words(side, k)}"
                 + (
                     f"; {undecided} undecided (their intervals still straddle the threshold: "
                     "more evaluations, a larger --tol, or a smaller --value-range you know to be "

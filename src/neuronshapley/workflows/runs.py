@@ -658,6 +658,13 @@ def execute(
     log(f"{loaded.source}: {game!r}")
     if warning is not None:
         log(warning)
+    if config.side != "top" and config.truncation is not None:
+        log(
+            f"warning: --side {config.side} with truncation: the units a walk removes after its "
+            "truncation point get no marginal, and the bias bound assumes removing units never "
+            "raises the metric, which units with negative values contradict; --truncation off "
+            "looks for them without either."
+        )
     plain = _plain_evaluation(game)
     if plain is not None:
         log(plain)
