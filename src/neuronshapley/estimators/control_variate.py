@@ -70,8 +70,8 @@ from neuronshapley.games.base import Game, as_game, game_fingerprint, player_gro
 from neuronshapley.results.result import ShapleyResult
 
 _OWNER = "control_variate_shapley"
-# Coalition masks built at once (walks x steps x players booleans), to bound memory.
-_MASK_BYTES = 2**24
+# Walks per block: their values and marginals (walks x players floats) stay within this.
+_BLOCK_BYTES = 2**26
 # A surrogate whose marginals vary by less than this (relative to their size) is a constant:
 # its coefficient is 0 (round-off in a linear surrogate's differences is not a signal).
 _CONSTANT = 1e-9
@@ -159,15 +159,15 @@ class _Walks:
         values = np.empty((n_walks, n + 1))
         values[:, 0], values[:, n] = self.v_full, self.v_empty
         if len(steps):
-            masks = ranks[:, None, :] >= steps[None, :, None]
-            flat = masks.reshape(-1, n)
-            rows_context = np.repeat(contexts, len(steps))
-            out = np.empty(len(flat))
-            for start in range(0, len(flat), self.batch_size):
-                chunk = slice(start, start + self.batch_size)
-                out[chunk] = self.evaluator(
-                    flat[chunk].copy(), rows_context[chunk] if self.contexts else None
-                )
+            # Row r is walk r // len(steps) at step steps[r % len(steps)]; the masks are built
+            # one batch at a time, so memory stays at batch_size x n whatever the walks.
+            n_rows = n_walks * len(steps)
+            out = np.empty(n_rows)
+            for start in range(0, n_rows, self.batch_size):
+                rows = np.arange(start, min(start + self.batch_size, n_rows))
+                walk, step = rows // len(steps), steps[rows % len(steps)]
+                masks = ranks[walk] >= step[:, None]
+                out[rows] = self.evaluator(masks, contexts[walk] if self.contexts else None)
             values[:, low : high + 1] = out.reshape(n_walks, len(steps))
         # The player at position t leaves C_t for C_{t+1}: its marginal is V(C_t) - V(C_{t+1}).
         before = np.take_along_axis(values, ranks, axis=1)
@@ -344,8 +344,8 @@ def control_variate_shapley(
     entropy = seed_entropy(seed, _OWNER)
     started = time.perf_counter()
     on_game, on_surrogate = _Walks(game, batch), _Walks(surrogate_game, batch)
-    # Walks per block: the masks of a block stay within _MASK_BYTES (whole antithetic pairs).
-    per_block = max(2, _MASK_BYTES // max(n * (n + 1), 1))
+    # Walks per block (whole antithetic pairs): a block's values fit in _BLOCK_BYTES.
+    per_block = max(2, _BLOCK_BYTES // (8 * 4 * (n + 1)))
     per_block -= per_block % 2
     folds = (_Moments.zeros(n), _Moments.zeros(n))
     sample = 0
