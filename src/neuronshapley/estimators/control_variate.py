@@ -179,7 +179,8 @@ class _Walks:
 def _orders(
     entropy: int, first: int, count: int, n: int, antithetic: bool, stream: int | None
 ) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
-    """Orders of walks ``first .. first + count - 1`` and their sample numbers."""
+    """Orders of walks ``first .. first + count - 1``, and the context of each (the data a
+    game that scores walks on their own examples uses): the walk's number, or its pair's."""
     orders = np.empty((count, n), dtype=np.intp)
     for row, j in enumerate(range(first, first + count)):
         base_index = j // 2 if antithetic else j
@@ -432,8 +433,9 @@ def control_variate_shapley(
         elapsed_seconds=time.perf_counter() - started,
         diagnostics={
             "interval_note": note,
-            "v_full": on_game.v_full,
-            "v_empty": on_game.v_empty,
+            # None where every walk has its own endpoints (a game scoring walks on their data).
+            "v_full": None if math.isnan(on_game.v_full) else on_game.v_full,
+            "v_empty": None if math.isnan(on_game.v_empty) else on_game.v_empty,
             "plain_values": _pooled(folds).mean_x.tolist(),
             "plain_variance": plain.tolist(),
             "variance_ratio": ratio_to_plain.tolist(),
