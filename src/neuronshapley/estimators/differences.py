@@ -65,9 +65,11 @@ a run with more samples extends a run with fewer, whatever the batch size.
 """
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +80,7 @@ from neuronshapley.estimators.driver import seed_entropy
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
+from neuronshapley.results.persistence import damaged, read_saved, write_saved
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.results.stats import RunningStats
 
@@ -170,6 +173,60 @@ class DifferenceResult:
         if rows.size:
             return -float(self.differences[rows[0]])
         raise KeyError(f"The pair ({i}, {j}) was not estimated.")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save into directory ``path`` (created if needed) as JSON + ``.npz``; no pickle."""
+        arrays = {name: np.asarray(getattr(self, name)) for name in _DIFFERENCE_ARRAYS}
+        record = {
+            "format_version": DIFFERENCE_FORMAT,
+            "player_names": self.player_names,
+            "n_evaluations": int(self.n_evaluations),
+            "scheme": self.scheme,
+            "guarantee": self.guarantee,
+            "params": self.params,
+            "seed": self.seed,
+            "elapsed_seconds": self.elapsed_seconds,
+        }
+        return write_saved(Path(path), "differences", arrays, record)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "DifferenceResult":
+        """Load a result written by :meth:`save`; a damaged or partial save is refused."""
+        directory = Path(path)
+        meta, arrays = read_saved(
+            directory,
+            "differences",
+            kind="DifferenceResult",
+            arrays=_DIFFERENCE_ARRAYS,
+            versions=(DIFFERENCE_FORMAT,),
+        )
+        try:
+            result = cls(
+                **arrays,
+                player_names=[str(name) for name in meta["player_names"]],
+                n_evaluations=int(meta["n_evaluations"]),
+                scheme=str(meta["scheme"]),
+                guarantee=str(meta["guarantee"]),
+                params=dict(meta["params"]),
+                seed=meta["seed"],
+                elapsed_seconds=float(meta["elapsed_seconds"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(damaged(directory / "differences.json", error)) from None
+        n_pairs = len(result.pairs)
+        if result.pairs.shape != (n_pairs, 2) or any(
+            len(getattr(result, name)) != n_pairs for name in _DIFFERENCE_ARRAYS
+        ):
+            raise ValueError(
+                damaged(directory / "differences.npz", ValueError("not one row per pair"))
+            )
+        return result
+
+
+DIFFERENCE_FORMAT = 1
+_DIFFERENCE_ARRAYS = (
+    "pairs", "differences", "stderr", "ci_low", "ci_high", "n_samples", "variance",
+)  # fmt: skip
 
 
 # -- sampling ------------------------------------------------------------------------------------
