@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from neuronshapley.cli.main import main
 from neuronshapley.data import data_oob, knn_shapley
 from neuronshapley.data.detection import f1_at_count, flip_labels
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.zoo.datasets import adult
 
 KNN = ["data", "--method", "knn", "--n-train", "120", "--n-test", "80", "--noise", "0.1"]
@@ -23,7 +24,13 @@ def test_knn_values_equal_the_library_call_and_the_flags_are_scored(
     out = tmp_path / "knn"
     assert main([*KNN, "--seed", "3", "--show", "4", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["data.json", "manifest.json", "values.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "data.json",
+        "manifest.json",
+        "result.json",
+        "result.npz",
+        "values.csv",
+    ]
     rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
     assert len(rows) == 120 and [int(r["rank"]) for r in rows] == list(range(1, 121))
     # The same subsets and flips by hand (the workflow's documented recipe, seed 3).
@@ -42,6 +49,7 @@ def test_knn_values_equal_the_library_call_and_the_flags_are_scored(
     written = np.empty(120)
     written[[int(r["point"]) for r in rows]] = [float(r["value"]) for r in rows]
     assert np.array_equal(written, expected)
+    assert np.array_equal(ShapleyResult.load(out).values, expected)
     assert {int(r["train_index"]) for r in rows} == set(train.tolist())
     assert sum(int(r["flipped"]) for r in rows) == len(flipped) == 12
     record = json.loads((out / "data.json").read_text())
@@ -93,6 +101,29 @@ def test_oob_values_equal_the_library_call(
     assert record["fits"] == expected.n_evaluations
     assert record["method_params"]["n_models"] == 40
     assert record["scores"]["f1"] == pytest.approx(f1_at_count(expected.values, flipped))
+
+
+def test_influence_values_are_saved_as_a_result_that_show_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "influence"
+    args = ["data", "--method", "influence", "--n-train", "40", "--n-test", "30"]
+    assert main([*args, "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    saved = ShapleyResult.load(out)
+    assert saved.estimator == "influence" and saved.n_players == 40
+    assert [saved.player_names[int(r["point"])] for r in rows[:3]] == [
+        f"train:{r['point']}" for r in rows[:3]
+    ]
+    written = np.empty(40)
+    written[[int(r["point"]) for r in rows]] = [float(r["value"]) for r in rows]
+    # values.csv holds repr(float): the same numbers, bit for bit.
+    assert np.array_equal(saved.values, written)
+    capsys.readouterr()
+    assert main(["show", str(out), "--top", "2"]) == 0
+    printed = capsys.readouterr().out
+    best = int(np.argmax(written))
+    assert "Top 2 (of 40 players)" in printed and f"train:{best}" in printed
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text
+from neuronshapley.results.result import ShapleyResult
 from neuronshapley.workflows.manifest import record_files
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
 METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence", "oob")
 RECORD_FILE = "data.json"
-FILES = ("values.csv", RECORD_FILE)
+# result.json + result.npz: the values as a ShapleyResult (``neuronshapley show DIR`` reads them).
+FILES = ("values.csv", RECORD_FILE, "result.json", "result.npz")
 C = 1.0
 
 
@@ -85,6 +87,8 @@ class DataValuation:
             ``f1_two_means`` (OpenDataVal's rule) and ``auc``; else empty.
         fits: Models fitted.
         seconds: Wall time of the valuation.
+        result: The values as a ``ShapleyResult`` (with each method's intervals, where it has
+            them; ``influence`` has none), saved as ``result.json`` + ``result.npz``.
     """
 
     out: Path
@@ -96,6 +100,7 @@ class DataValuation:
     scores: dict[str, float] = field(default_factory=dict)
     fits: int = 0
     seconds: float = 0.0
+    result: ShapleyResult | None = None
 
 
 def value_training_data(
@@ -147,7 +152,8 @@ def value_training_data(
         flipped[where] = True
         log(f"flipped {len(where)} of {options.n_train} training labels")
     log(f"valuing {options.n_train} {options.dataset} points by {options.method}")
-    values, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes))
+    result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes))
+    values = result.values
     seconds = time.perf_counter() - started
     scores: dict[str, float] = {}
     if flipped.any():
@@ -169,6 +175,7 @@ def value_training_data(
         scores=scores,
         fits=fits,
         seconds=seconds,
+        result=result,
     )
     _write(out, options, done, params)
     return done
@@ -189,17 +196,24 @@ def _value(
     x_test: np.ndarray,
     y_test: np.ndarray,
     n_classes: int,
-) -> tuple[np.ndarray, int, dict[str, Any]]:
-    """The values, the models fitted, and the method's parameters."""
+) -> tuple[ShapleyResult, int, dict[str, Any]]:
+    """The values, the models fitted, and the method's parameters.
+
+    Every method but ``influence`` returns a ``ShapleyResult``; influence's predicted changes
+    become one through ``ShapleyResult.from_values`` (no intervals), named like the game's
+    players (``train:i``, ``i`` the point's row in ``values.csv``).
+    """
     from neuronshapley import data
 
     seed, method = options.seed, options.method
     if method == "knn":
         result = data.knn_shapley(x, y, x_test, y_test, k=options.k)
-        return result.values, 0, {"k": options.k}
+        return result, 0, {"k": options.k}
     if method == "influence":
         values = _influence(x, y, x_test, y_test, n_classes)
-        return values, 1, {"model": "softmax regression", "weight_decay": 1.0 / (C * len(x))}
+        made = {"model": "softmax regression", "weight_decay": 1.0 / (C * len(x))}
+        names = [f"train:{i}" for i in range(len(x))]
+        return ShapleyResult.from_values(values, names, estimator="influence", params=made), 1, made
     learner = _learner(n_classes)
     if method == "oob":
         try:
@@ -207,7 +221,7 @@ def _value(
         except ValueError as error:  # too few models: some point never out of bag
             raise RunError(f"--models: {error}") from None
         made = {"learner": repr(learner), "n_models": options.models}
-        return result.values, result.n_evaluations, made
+        return result, result.n_evaluations, made
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
         result = data.tmc_shapley(
@@ -225,7 +239,7 @@ def _value(
     else:
         result = data.leave_one_out_values(game)
         params = {}
-    return result.values, game.n_fits, {"learner": repr(learner), **params}
+    return result, game.n_fits, {"learner": repr(learner), **params}
 
 
 def _influence(
@@ -285,6 +299,8 @@ def _write(out: Path, options: DataOptions, done: DataValuation, params: dict[st
             ]
         )
     atomic_write(out / "values.csv", buffer.getvalue().encode())
+    if done.result is not None:
+        done.result.save(out)
     record = {
         "dataset": options.dataset,
         "method": options.method,
