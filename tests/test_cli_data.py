@@ -14,6 +14,7 @@ from neuronshapley.data import data_oob, knn_shapley
 from neuronshapley.data.detection import f1_at_count, flip_labels
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.zoo.datasets import adult
+from tests.browser import browser_or_skip, check_page
 
 KNN = ["data", "--method", "knn", "--n-train", "120", "--n-test", "80", "--noise", "0.1"]
 
@@ -27,6 +28,7 @@ def test_knn_values_equal_the_library_call_and_the_flags_are_scored(
     assert sorted(p.name for p in out.iterdir()) == [
         "data.json",
         "manifest.json",
+        "report.html",
         "result.json",
         "result.npz",
         "values.csv",
@@ -124,6 +126,42 @@ def test_influence_values_are_saved_as_a_result_that_show_reads(
     printed = capsys.readouterr().out
     best = int(np.argmax(written))
     assert "Top 2 (of 40 players)" in printed and f"train:{best}" in printed
+
+
+def test_report_shows_values_scores_and_removal_curves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "loo"
+    args = ["data", "--method", "loo", "--n-train", "40", "--n-test", "60", "--noise", "0.2"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert f"Report: {out / 'report.html'}" in capsys.readouterr().out
+    record = json.loads((out / "data.json").read_text())
+    curve = record["removal"]
+    assert curve["counts"] == [0, 4, 8, 12, 16, 20] and len(curve["random"]) == 3
+    # Nothing removed: every curve starts at the accuracy of the model fitted on all 40.
+    starts = {curve["lowest_first"][0], curve["highest_first"][0], *(r[0] for r in curve["random"])}
+    assert len(starts) == 1
+    page = (out / "report.html").read_text()
+    for heading in ("Values", "Lowest-valued training points", "Noisy-label detection"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "<h2>Point removal</h2>" in page and page.count("data:image/png;base64,") == 2
+    assert f"F1 {record['scores']['f1']:.3f}" in page
+    lowest = next(iter(csv.DictReader((out / "values.csv").read_text().splitlines())))
+    assert f'<td class="num">{lowest["train_index"]}</td>' in page
+    # --overwrite with another method replaces every file of ours, the page too.
+    assert main([*args, "--method", "knn", "--out", str(out), "--overwrite"]) == 0
+    assert "Data valuation: adult, knn" in (out / "report.html").read_text()
+
+
+def test_report_renders_in_a_browser(tmp_path: Path) -> None:
+    browser_or_skip()
+    out = tmp_path / "knn"
+    args = ["data", "--method", "knn", "--n-train", "40", "--n-test", "30", "--noise", "0.2"]
+    assert main([*args, "--out", str(out)]) == 0
+    check = check_page(out / "report.html", tmp_path / "page.png", expected_images=2)
+    assert not check.problems, check.problems
+    assert check.headings[0] == "Data valuation: adult, knn"
+    assert "Point removal" in check.headings
 
 
 @pytest.mark.parametrize(

@@ -1144,7 +1144,9 @@ def _add_data_arguments(commands: Any) -> None:
         description=(
             "Values of a bundled dataset's training points for a logistic regression, by one "
             "method, optionally after flipping a share of the labels (then the F1 and AUC of "
-            "flagging the lowest-valued as flipped): values.csv and data.json in --out."
+            "flagging the lowest-valued as flipped): values.csv, result.json + result.npz "
+            "(what 'neuronshapley show' reads), report.html (the values, the lowest-valued "
+            "points, the detection scores and point-removal curves) and data.json in --out."
         ),
     )
     data.add_argument("--dataset", default="adult", help=f"{', '.join(DATASETS)} (default: adult)")
@@ -1201,7 +1203,12 @@ def _add_data_arguments(commands: Any) -> None:
 
 
 def _data_command(args: argparse.Namespace, out: TextIO) -> int:
-    from neuronshapley.workflows.data import DataOptions, value_training_data
+    from neuronshapley.workflows.data import (
+        REPORT_FILE,
+        DataOptions,
+        scores_text,
+        value_training_data,
+    )
     from neuronshapley.workflows.runs import RunError
 
     prog = "neuronshapley data"
@@ -1242,15 +1249,14 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         ]
         _print_table(rows, out, right=[True, True, True, True, False, True])
     if done.scores:
-        print(
-            f"Flagging the lowest-valued as flipped: F1 {done.scores['f1']:.3f} (as many as "
-            f"flipped), {done.scores['f1_two_means']:.3f} (2-means); AUC {done.scores['auc']:.3f}",
-            file=out,
-        )
+        print(f"Flagging the lowest-valued as flipped: {scores_text(done.scores)}", file=out)
     print(
         f"Wrote {done.out}/: {', '.join(done.files)} ({done.fits:,} fits, {done.seconds:.1f} s)",
         file=out,
     )
+    if REPORT_FILE in done.files:
+        print(f"Report: {done.out / REPORT_FILE}", file=out)
+    print(f"Show again with: neuronshapley show {done.out}", file=out)
     return 0
 
 

@@ -61,3 +61,59 @@ def removal_curves(
     axes[0].set_ylabel(metric)
     axes[1].legend(fontsize="small", loc="lower left")
     return fig
+
+
+def data_value_histogram(
+    values: Any, *, flipped: Any = None, method: str = "", bins: int = 30
+) -> "Figure":
+    """Histogram of the values of training points; with ``flipped``, the points whose label was
+    flipped stacked apart, so that how far they sit in the low tail (what detection scores
+    measure) is seen at a glance.
+
+    Args:
+        values: One value per training point, shape ``(n_points,)``.
+        flipped: Whether each point's label was flipped, shape ``(n_points,)``, or ``None``
+            (one histogram). Default ``None``.
+        method: The valuation method, for the title. Default ``""``.
+        bins: Number of bins. Default 30.
+
+    Returns:
+        A figure with one axes.
+    """
+    figure = require("matplotlib.figure", "plot", "data_value_histogram")
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or not np.isfinite(array).all():
+        raise ValueError(
+            "The 'values' parameter of data_value_histogram must be a 1-d array of finite "
+            f"numbers. Got shape {array.shape} instead."
+        )
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(
+            f"The 'bins' parameter of data_value_histogram must be an int >= 1. Got {bins!r}."
+        )
+    mask = np.zeros(len(array), dtype=bool) if flipped is None else np.asarray(flipped, bool)
+    if mask.shape != array.shape:
+        raise ValueError(
+            "The 'flipped' parameter of data_value_histogram must hold one flag per value, "
+            f"shape {array.shape}. Got shape {mask.shape} instead."
+        )
+    fig = figure.Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    edges = np.histogram_bin_edges(array, bins=bins)
+    if mask.any():
+        ax.hist(
+            [array[~mask], array[mask]],
+            bins=edges,
+            stacked=True,
+            color=["tab:blue", "tab:red"],
+            label=[f"label kept ({int((~mask).sum())})", f"label flipped ({int(mask.sum())})"],
+        )
+        ax.legend(fontsize="small")
+    else:
+        # An edge keeps the bins holding a single point (the interesting tails) visible.
+        ax.hist(array, bins=edges, color="tab:blue", edgecolor="tab:blue", linewidth=0.6)
+    suffix = f" by {method}" if method else ""
+    ax.set_title(f"Values of {len(array)} training points{suffix}")
+    ax.set_xlabel("value (higher: more useful to the learner)")
+    ax.set_ylabel("training points")
+    return fig

@@ -28,7 +28,7 @@ import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text
 from neuronshapley.results.result import ShapleyResult
-from neuronshapley.workflows.manifest import record_files
+from neuronshapley.workflows.manifest import delete_ours, record_files
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
@@ -37,6 +37,11 @@ RECORD_FILE = "data.json"
 # result.json + result.npz: the values as a ShapleyResult (``neuronshapley show DIR`` reads them).
 FILES = ("values.csv", RECORD_FILE, "result.json", "result.npz")
 C = 1.0
+REPORT_FILE = "report.html"
+# The removal curves' steps: a few fits each, so the page costs little beside any method.
+REMOVAL_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+REMOVAL_DRAWS = 3
+LOWEST_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class DataValuation:
             ``f1_two_means`` (OpenDataVal's rule) and ``auc``; else empty.
         fits: Models fitted.
         seconds: Wall time of the valuation.
+        curve: The point-removal curves (``report.html`` draws them).
         result: The values as a ``ShapleyResult`` (with each method's intervals, where it has
             them; ``influence`` has none), saved as ``result.json`` + ``result.npz``.
     """
@@ -101,6 +107,29 @@ class DataValuation:
     fits: int = 0
     seconds: float = 0.0
     result: ShapleyResult | None = None
+    curve: "RemovalCurves | None" = None
+
+
+@dataclass(frozen=True)
+class RemovalCurves:
+    """The test accuracy of the learner refitted without a share of the valued points.
+
+    Attributes:
+        fractions: Share of the points removed at each step (0 first).
+        counts: Points removed at each step.
+        lowest_first: Accuracy after removing the lowest-valued points first (should rise,
+            or fall slowest, where low values flag harmful points).
+        highest_first: The same removing the highest-valued first (should fall fastest).
+        random: ``(n_draws, n_steps)``, removing points in random orders.
+        fits: Models fitted for the curves.
+    """
+
+    fractions: np.ndarray
+    counts: np.ndarray
+    lowest_first: np.ndarray
+    highest_first: np.ndarray
+    random: np.ndarray
+    fits: int
 
 
 def value_training_data(
@@ -155,6 +184,7 @@ def value_training_data(
     result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes))
     values = result.values
     seconds = time.perf_counter() - started
+    curve = _removal(options, x, labels, x_test, y_test, len(bundle.classes), values)
     scores: dict[str, float] = {}
     if flipped.any():
         from neuronshapley.data.detection import detection_auc, f1_at_count, two_means_f1
@@ -176,6 +206,7 @@ def value_training_data(
         fits=fits,
         seconds=seconds,
         result=result,
+        curve=curve,
     )
     _write(out, options, done, params)
     return done
@@ -270,12 +301,44 @@ def _influence(
     return result.loo_estimate().sum(axis=1)
 
 
+def _removal(
+    options: DataOptions,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    values: np.ndarray,
+) -> RemovalCurves:
+    """Refit the learner without the first 0, 10, ..., 50% of the points in value order (both
+    ways) and in ``REMOVAL_DRAWS`` random orders: a few dozen fits, whatever the method."""
+    from neuronshapley.data import DataGame
+    from neuronshapley.data.detection import removal_curve
+
+    n = len(values)
+    fractions = np.asarray(REMOVAL_FRACTIONS)
+    counts = np.round(fractions * n).astype(np.int64)
+    game = DataGame(x, y, x_test, y_test, fit=_learner(n_classes))
+    lowest = removal_curve(game, np.argsort(values, kind="stable"), counts)
+    highest = removal_curve(game, np.argsort(-values, kind="stable"), counts)
+    # Random orders of their own stream (not the method's permutations), the same on every run.
+    random = np.stack(
+        [
+            removal_curve(
+                game, np.random.default_rng((options.seed, 1, draw)).permutation(n), counts
+            )
+            for draw in range(REMOVAL_DRAWS)
+        ]
+    )
+    return RemovalCurves(fractions, counts, lowest, highest, random, game.n_fits)
+
+
 def _check_directory(out: Path, overwrite: bool) -> None:
     check_output_directory(
         out,
         overwrite,
         record=RECORD_FILE,
-        files=FILES,
+        files=(*FILES, REPORT_FILE),
         noun="valuation",
         command="neuronshapley data",
     )
@@ -301,6 +364,7 @@ def _write(out: Path, options: DataOptions, done: DataValuation, params: dict[st
     atomic_write(out / "values.csv", buffer.getvalue().encode())
     if done.result is not None:
         done.result.save(out)
+    report = _write_report(out, options, done, params)
     record = {
         "dataset": options.dataset,
         "method": options.method,
@@ -312,6 +376,168 @@ def _write(out: Path, options: DataOptions, done: DataValuation, params: dict[st
         "scores": done.scores,
         "fits": done.fits,
         "seconds": done.seconds,
+        "removal": None if done.curve is None else _curve_record(done.curve),
+        "report": report,
     }
     atomic_write(out / RECORD_FILE, json_text(record).encode())
-    record_files(out, FILES)
+    record_files(out, done.files)
+    # What the valuation replaced but did not write again (a page a run without matplotlib
+    # left out) goes, if ours and unchanged; nothing else is touched.
+    delete_ours(out, keep=done.files)
+
+
+def _curve_record(curve: RemovalCurves) -> dict[str, Any]:
+    return {
+        "fractions": curve.fractions.tolist(),
+        "counts": curve.counts.tolist(),
+        "lowest_first": curve.lowest_first.tolist(),
+        "highest_first": curve.highest_first.tolist(),
+        "random": curve.random.tolist(),
+        "fits": curve.fits,
+    }
+
+
+def _write_report(
+    out: Path, options: DataOptions, done: DataValuation, params: dict[str, Any]
+) -> str:
+    """Write ``report.html`` (one self-contained page) and add it to ``done.files``; without
+    matplotlib (the ``plot`` extra) the page is left out and the record says why."""
+    from neuronshapley.report.html import Section, render_html, write_html
+
+    try:
+        from neuronshapley.report.data import data_value_histogram, removal_curves
+
+        histogram = data_value_histogram(
+            done.values, flipped=done.flipped if done.flipped.any() else None, method=options.method
+        )
+        curve = done.curve
+        figure = None
+        if curve is not None:
+            figure = removal_curves(
+                curve.fractions,
+                {options.method: curve.lowest_first, "random": curve.random},
+                {options.method: curve.highest_first, "random": curve.random},
+            )
+    except ImportError as error:
+        return f"not written ({error})"
+    n_flipped = int(done.flipped.sum())
+    summary = [
+        ("Dataset", options.dataset),
+        ("Method", f"{options.method} ({_params_text(params)})" if params else options.method),
+        (
+            "Training points",
+            f"{options.n_train}"
+            + (f", {n_flipped} labels flipped ({options.noise:g})" if options.noise else ""),
+        ),
+        ("Test points", str(options.n_test)),
+        ("Seed", str(options.seed)),
+        ("Model fits", f"{done.fits:,} in {done.seconds:.1f} s"),
+    ]
+    if done.scores:
+        summary.append(("Flagging the lowest-valued as flipped", scores_text(done.scores)))
+    if done.result is not None:
+        summary.append(("Intervals", done.result.interval_guarantee))
+    order = np.argsort(done.values, kind="stable")[:LOWEST_SHOWN]
+    lowest = [
+        {
+            "rank": rank,
+            "point": int(point),
+            "train index": int(done.indices[point]),
+            "label": int(done.labels[point]),
+            "flipped": "yes" if done.flipped[point] else "",
+            "value": float(done.values[point]),
+        }
+        for rank, point in enumerate(order, start=1)
+    ]
+    sections = [
+        Section(
+            "Values",
+            text=(
+                "Each training point's value for the learner (a logistic regression) by "
+                f"{options.method}; higher means more useful."
+                + (
+                    " The points whose label was flipped are stacked in red: the lower they "
+                    "sit, the better the method flags them."
+                    if n_flipped
+                    else ""
+                )
+            ),
+            figures=[(f"Values by {options.method}", histogram)],
+        ),
+        Section(
+            "Lowest-valued training points",
+            text=(
+                f"The {len(lowest)} points with the lowest values, of {options.n_train} "
+                "(all in values.csv). 'point' is the row in result.npz, 'train index' the "
+                "row in the dataset's train split."
+            ),
+            table=lowest,
+            table_limit=len(lowest),
+        ),
+    ]
+    if done.scores:
+        sections.append(
+            Section(
+                "Noisy-label detection",
+                text=(
+                    f"{n_flipped} of {options.n_train} labels were flipped. Flagging as many "
+                    f"points as were flipped, lowest value first: F1 {done.scores['f1']:.3f} "
+                    f"(flagging at random: {n_flipped / options.n_train:.3f} expected). "
+                    "Flagging the lower of two clusters of values (OpenDataVal's rule): F1 "
+                    f"{done.scores['f1_two_means']:.3f}. AUC of the values ranking the flipped "
+                    f"points below the others: {done.scores['auc']:.3f} (0.5: at random)."
+                ),
+            )
+        )
+    if curve is not None and figure is not None:
+        mean = curve.random.mean(axis=0)
+        rows = [
+            {
+                "removed": f"{fraction:.0%} ({int(count)})",
+                "lowest first": float(low),
+                "highest first": float(high),
+                f"random (mean of {len(curve.random)})": float(rand),
+            }
+            for fraction, count, low, high, rand in zip(
+                curve.fractions,
+                curve.counts,
+                curve.lowest_first,
+                curve.highest_first,
+                mean,
+                strict=True,
+            )
+        ]
+        sections.append(
+            Section(
+                "Point removal",
+                text=(
+                    "Test accuracy of the learner refitted without a share of the training "
+                    "points: removing the highest-valued first should lower it faster than "
+                    "removing points at random, removing the lowest-valued first should raise "
+                    f"it (or lower it slowest). {curve.fits} fits, beside the method's."
+                ),
+                figures=[("Test accuracy as points are removed", figure)],
+                table=rows,
+                table_limit=len(rows),
+            )
+        )
+    page = render_html(
+        title=f"Data valuation: {options.dataset}, {options.method}",
+        summary=summary,
+        sections=sections,
+    )
+    write_html(out / REPORT_FILE, page)
+    done.files.append(REPORT_FILE)
+    return REPORT_FILE
+
+
+def scores_text(scores: dict[str, float]) -> str:
+    """The detection scores in one line (the command prints it, the page shows it)."""
+    return (
+        f"F1 {scores['f1']:.3f} (as many as flipped), {scores['f1_two_means']:.3f} (2-means); "
+        f"AUC {scores['auc']:.3f}"
+    )
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in params.items())
