@@ -4,6 +4,7 @@ the detection scores it prints, and bad input refused in one line (exit 2)."""
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,6 +165,83 @@ def test_report_renders_in_a_browser(tmp_path: Path) -> None:
     assert "Point removal" in check.headings
 
 
+TMC = ["data", "--method", "tmc", "--n-train", "20", "--n-test", "40", "--permutations", "6"]
+
+
+def _values(out: Path) -> np.ndarray:
+    return ShapleyResult.load(out).values
+
+
+def test_tmc_shows_progress_and_resumes_a_budget_cut_to_the_uninterrupted_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*TMC, "--seed", "1", "--out", str(whole)]) == 0
+    printed = capsys.readouterr().out
+    assert "sampling" in printed and " evals, " in printed and "top: train:" in printed
+    assert json.loads((whole / "data.json").read_text())["stop_reason"] == "n_permutations"
+    # 30 coalitions: the second of 6 walks of 20 points is cut (each walk costs up to 20).
+    assert main([*TMC, "--seed", "1", "--budget", "30", "--no-progress", "--out", str(cut)]) == 0
+    printed = capsys.readouterr().out
+    assert "sampling" not in printed
+    assert "Stopped on max_evaluations (evaluation budget spent) before the --permutations" in (
+        printed
+    )
+    record = json.loads((cut / "data.json").read_text())
+    assert record["status"] == "complete" and record["stop_reason"] == "max_evaluations"
+    assert (cut / "checkpoint" / "checkpoint.npz").is_file()
+    assert not np.array_equal(_values(cut), _values(whole))
+    # Not continued by accident: a budget-cut valuation asks for --resume or --overwrite.
+    assert main([*TMC, "--seed", "1", "--out", str(cut)]) == 2
+    assert "pass --resume to continue it or --overwrite" in capsys.readouterr().err
+    assert main([*TMC, "--seed", "2", "--resume", "--out", str(cut)]) == 2
+    assert "other settings (seed 1, not 2)" in capsys.readouterr().err
+    assert main([*TMC, "--seed", "1", "--resume", "--no-progress", "--out", str(cut)]) == 0
+    assert "Stopped on" not in capsys.readouterr().out
+    # The walks cut short are walked again: the very values of the uninterrupted valuation.
+    assert np.array_equal(_values(cut), _values(whole))
+    resumed = json.loads((cut / "data.json").read_text())
+    assert resumed["status"] == "complete" and resumed["stop_reason"] == "n_permutations"
+    assert resumed["fits"] > record["fits"]
+    assert (cut / "values.csv").read_text() == (whole / "values.csv").read_text()
+    # Replaced by a method that keeps no checkpoint: the old one goes with its folder.
+    knn = ["data", "--method", "knn", "--n-train", "20", "--n-test", "40", "--overwrite"]
+    assert main([*knn, "--out", str(cut)]) == 0
+    assert not (cut / "checkpoint").exists()
+
+
+def test_ctrl_c_leaves_a_valuation_that_resumes_to_the_uninterrupted_values(
+    tmp_path: Path,
+) -> None:
+    from neuronshapley.workflows.data import DataOptions, value_training_data
+
+    settings = {"dataset": "adult", "method": "tmc", "n_train": 20, "n_test": 40}
+    whole = value_training_data(DataOptions(**settings, permutations=6, out=tmp_path / "whole"))
+    calls: list[int] = []
+
+    def ctrl_c_on_the_third_walk(progress: Any) -> None:
+        calls.append(progress.n_permutations)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "cut"
+    cut = value_training_data(
+        DataOptions(**settings, permutations=6, out=out), progress=ctrl_c_on_the_third_walk
+    )
+    assert calls == [1, 2, 3]  # one report per walk (each walk its own task)
+    assert cut.status == "interrupted" and cut.result is not None
+    assert cut.result.stop_reason == "interrupted"
+    assert json.loads((out / "data.json").read_text())["status"] == "interrupted"
+    assert not np.array_equal(cut.values, whole.values)
+    calls.clear()
+    done = value_training_data(
+        DataOptions(**settings, permutations=6, out=out, resume=True), progress=calls.append
+    )
+    assert [c.n_permutations for c in calls] == [4, 5, 6]  # walks 1-3 come from the checkpoint
+    assert done.status == "complete"
+    assert np.array_equal(done.values, whole.values)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -175,6 +253,13 @@ def test_report_renders_in_a_browser(tmp_path: Path) -> None:
         (
             ["--method", "oob", "--n-train", "30", "--models", "2"],
             "--models: The 'n_models' parameter of data_oob is too small",
+        ),
+        (["--method", "knn", "--resume"], "--resume applies to --method tmc only"),
+        (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc only"),
+        (["--method", "tmc", "--resume"], "holds no valuation to continue (no data.json)"),
+        (
+            ["--method", "tmc", "--resume", "--overwrite"],
+            "--resume continues the valuation in --out and --overwrite replaces it; pass one.",
         ),
     ],
 )

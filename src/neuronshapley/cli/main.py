@@ -1199,7 +1199,36 @@ def _add_data_arguments(commands: Any) -> None:
         default=10,
         help="lowest-valued points printed (default: 10)",
     )
+    data.add_argument(
+        "--budget",
+        metavar="N",
+        type=_int_at_least(1),
+        default=None,
+        help="coalitions tmc may evaluate (a fit each, bar one-class ones), over a resumed "
+        "valuation (default: no limit)",
+    )
+    data.add_argument(
+        "--max-seconds",
+        metavar="S",
+        type=_float_in(0.0, None),
+        default=None,
+        help="seconds of sampling tmc may spend in this call (default: no limit)",
+    )
+    data.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the tmc valuation in --out from its checkpoint (Ctrl-C, a budget or "
+        "--max-seconds leave one) to the result of an uninterrupted one; --permutations, "
+        "--budget and --max-seconds may grow. The other methods are not resumable: they start "
+        "again",
+    )
     data.add_argument("--overwrite", action="store_true", help="replace a valuation in --out")
+    data.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="do not show the live progress bar (shown for tmc; beta, banzhaf and the "
+        "others report none)",
+    )
 
 
 def _data_command(args: argparse.Namespace, out: TextIO) -> int:
@@ -1225,13 +1254,20 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         k=args.k,
         models=args.models,
         overwrite=args.overwrite,
+        resume=args.resume,
+        budget=args.budget,
+        max_seconds=args.max_seconds,
     )
-    try:
-        done = value_training_data(
-            options, log=lambda line: print(f"  {line}", file=out, flush=True)
-        )
-    except RunError as error:
-        raise UsageError(f"{prog}: error: {error}") from None
+    with _progress_display(out, enabled=not args.no_progress, k=3) as (progress, names):
+        try:
+            done = value_training_data(
+                options,
+                log=lambda line: print(f"  {line}", file=out, flush=True),
+                progress=progress,
+                on_game=names,
+            )
+        except RunError as error:
+            raise UsageError(f"{prog}: error: {error}") from None
     order = np.argsort(done.values, kind="stable")[: args.show]
     if len(order):
         print(f"Lowest-valued training points ({args.method}):", file=out)
@@ -1256,6 +1292,15 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     )
     if REPORT_FILE in done.files:
         print(f"Report: {done.out / REPORT_FILE}", file=out)
+    if done.status == "interrupted":
+        print(f"Interrupted: continue with --resume --out {done.out}", file=out)
+    elif done.stop_reason in ("max_evaluations", "max_seconds"):
+        print(
+            f"Stopped on {done.stop_reason} ({_explain(done.stop_reason)}) before the "
+            f"--permutations were walked: continue with --resume --out {done.out} and a larger "
+            "budget",
+            file=out,
+        )
     print(f"Show again with: neuronshapley show {done.out}", file=out)
     return 0
 

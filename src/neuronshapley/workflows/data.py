@@ -18,6 +18,7 @@ the test split is not used).
 
 import csv
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,8 +28,10 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text
+from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
+from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.results.result import ShapleyResult
-from neuronshapley.workflows.manifest import delete_ours, record_files
+from neuronshapley.workflows.manifest import delete_ours, foreign, record_files, record_live
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
@@ -42,6 +45,15 @@ REPORT_FILE = "report.html"
 REMOVAL_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 REMOVAL_DRAWS = 3
 LOWEST_SHOWN = 20
+# Methods whose sampling checkpoints into --out, so --resume continues it; the others are
+# recomputed from the start (they take seconds at the default sizes, or are closed forms).
+RESUMABLE = ("tmc",)
+CHECKPOINT_DIR = "checkpoint"
+# What a resumed valuation must share with the one it continues (budgets may grow).
+IDENTITY = ("dataset", "method", "n_train", "n_test", "noise", "seed")
+STATUSES = ("running", "interrupted", "complete")
+# Stops of a complete valuation that --resume with a larger budget continues.
+BUDGET_STOPS = ("max_evaluations", "max_seconds")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,11 @@ class DataOptions:
         k: Neighbours of ``knn``.
         models: Bootstrap models of ``oob``.
         overwrite: Replace a valuation already in ``out``.
+        resume: Continue the ``tmc`` valuation in ``out`` from its checkpoint (the settings in
+            ``IDENTITY`` must match; ``permutations``, ``budget`` and ``max_seconds`` may grow).
+        budget: Coalitions ``tmc`` may evaluate (counted over a resumed valuation), or
+            ``None``.
+        max_seconds: Seconds of sampling ``tmc`` may spend in this call, or ``None``.
     """
 
     dataset: str
@@ -75,6 +92,9 @@ class DataOptions:
     k: int = 10
     models: int = 1000
     overwrite: bool = False
+    resume: bool = False
+    budget: int | None = None
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,8 +110,11 @@ class DataValuation:
         values: Each point's value (higher: more useful to the learner).
         scores: With ``noise``: ``f1`` (flagging as many points as were flipped),
             ``f1_two_means`` (OpenDataVal's rule) and ``auc``; else empty.
-        fits: Models fitted.
-        seconds: Wall time of the valuation.
+        fits: Models fitted (over a resumed valuation).
+        seconds: Wall time of the valuation (over a resumed valuation).
+        status: ``"complete"``, or ``"interrupted"`` (Ctrl-C; ``--resume`` continues).
+        stop_reason: Why the method stopped (``tmc``: ``"n_permutations"``,
+            ``"max_evaluations"``, ``"max_seconds"``, ``"interrupted"``; others ``"complete"``).
         curve: The point-removal curves (``report.html`` draws them).
         result: The values as a ``ShapleyResult`` (with each method's intervals, where it has
             them; ``influence`` has none), saved as ``result.json`` + ``result.npz``.
@@ -108,6 +131,8 @@ class DataValuation:
     seconds: float = 0.0
     result: ShapleyResult | None = None
     curve: "RemovalCurves | None" = None
+    status: str = "complete"
+    stop_reason: str = "complete"
 
 
 @dataclass(frozen=True)
@@ -133,9 +158,21 @@ class RemovalCurves:
 
 
 def value_training_data(
-    options: DataOptions, log: Callable[[str], None] = lambda line: None
+    options: DataOptions,
+    log: Callable[[str], None] = lambda line: None,
+    *,
+    progress: ProgressCallback | None = None,
+    on_game: Callable[[list[str]], None] | None = None,
 ) -> DataValuation:
-    """Check everything, value the training points with ``options.method``, write ``out``."""
+    """Check everything, value the training points with ``options.method``, write ``out``.
+
+    Args:
+        options: What to do.
+        log: Where one-line messages go. Default: nowhere.
+        progress: Called after every task of ``tmc``'s walks (the other methods take no
+            callback). Default ``None``.
+        on_game: Called with the players' names before ``tmc`` samples. Default ``None``.
+    """
     from neuronshapley.zoo import datasets
 
     if options.dataset not in DATASETS:
@@ -148,8 +185,22 @@ def value_training_data(
         )
     if not 0.0 <= options.noise <= 0.5:
         raise RunError(f"--noise must be a share in [0, 0.5]. Got {options.noise} instead.")
+    for flag, given in (
+        ("--resume", options.resume or None),
+        ("--budget", options.budget),
+        ("--max-seconds", options.max_seconds),
+    ):
+        if given is not None and options.method not in RESUMABLE:
+            raise RunError(
+                f"{flag} applies to --method {' or '.join(RESUMABLE)} only (the methods that "
+                f"checkpoint their sampling). Got --method {options.method}."
+            )
+    if options.resume and options.overwrite:
+        raise RunError(
+            "--resume continues the valuation in --out and --overwrite replaces it; pass one."
+        )
     out = Path(options.out)
-    _check_directory(out, options.overwrite)
+    previous = _plan_directory(out, options)
     bundle = datasets.DATASETS[options.dataset]()
     n_available, n_test_available = len(bundle.train.x), len(bundle.test.x)
     for flag, wanted, available in (
@@ -181,9 +232,13 @@ def value_training_data(
         flipped[where] = True
         log(f"flipped {len(where)} of {options.n_train} training labels")
     log(f"valuing {options.n_train} {options.dataset} points by {options.method}")
-    result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes))
+    sampling = _Sampling(out, previous, progress, on_game)
+    result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes), sampling)
     values = result.values
     seconds = time.perf_counter() - started
+    if previous is not None:  # the counts cover the whole valuation, over every call
+        fits += int(previous.get("fits", 0))
+        seconds += float(previous.get("seconds", 0.0))
     curve = _removal(options, x, labels, x_test, y_test, len(bundle.classes), values)
     scores: dict[str, float] = {}
     if flipped.any():
@@ -207,9 +262,24 @@ def value_training_data(
         seconds=seconds,
         result=result,
         curve=curve,
+        status="interrupted" if result.stop_reason == "interrupted" else "complete",
+        stop_reason=result.stop_reason if options.method in RESUMABLE else "complete",
     )
+    if options.method in RESUMABLE:
+        done.files.append(f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}")
     _write(out, options, done, params)
     return done
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """What a resumable method needs beside the data: the directory, the record it continues
+    (``None``: a fresh start), and the callbacks."""
+
+    out: Path
+    previous: dict[str, Any] | None
+    progress: ProgressCallback | None
+    on_game: Callable[[list[str]], None] | None
 
 
 def _learner(n_classes: int) -> Any:
@@ -227,6 +297,7 @@ def _value(
     x_test: np.ndarray,
     y_test: np.ndarray,
     n_classes: int,
+    sampling: _Sampling,
 ) -> tuple[ShapleyResult, int, dict[str, Any]]:
     """The values, the models fitted, and the method's parameters.
 
@@ -255,9 +326,7 @@ def _value(
         return result, result.n_evaluations, made
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
-        result = data.tmc_shapley(
-            game, tolerance=0.01, n_permutations=options.permutations, seed=seed, value_range=2.0
-        )
+        result = _tmc(options, game, sampling)
         params = {"tolerance": 0.01, "n_permutations": options.permutations}
     elif method == "beta":
         result = data.beta_shapley(
@@ -271,6 +340,128 @@ def _value(
         result = data.leave_one_out_values(game)
         params = {}
     return result, game.n_fits, {"learner": repr(learner), **params}
+
+
+def _tmc(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
+    """TMC-Shapley checkpointing into ``out/checkpoint`` (every 30 s and at the end), so that
+    Ctrl-C or a budget leaves a valuation ``--resume`` continues to the uninterrupted result.
+
+    Each permutation is its own task (``walks_per_task=1``): a cut keeps every finished walk,
+    and the result does not depend on a task size chosen from measured time.
+    """
+    from neuronshapley.data import tmc_shapley
+    from neuronshapley.estimators.checkpoint import CheckpointError
+
+    out = sampling.out
+    checkpoint = out / CHECKPOINT_DIR
+    resume = sampling.previous is not None
+    _start_record(out, options, sampling.previous)
+    if sampling.on_game is not None:
+        sampling.on_game(list(game.player_names))
+    try:
+        return tmc_shapley(
+            game,
+            tolerance=0.01,
+            n_permutations=options.permutations,
+            seed=options.seed,
+            value_range=2.0,
+            max_evaluations=options.budget,
+            max_seconds=options.max_seconds,
+            checkpoint=checkpoint,
+            checkpoint_every=30.0,
+            resume=checkpoint if resume else None,
+            progress=sampling.progress,
+            walks_per_task=1,
+        )
+    except CheckpointError as error:
+        raise RunError(
+            f"--resume: cannot continue from {checkpoint}: {error}; start anew with --overwrite."
+        ) from None
+
+
+def _start_record(out: Path, options: DataOptions, previous: dict[str, Any] | None) -> None:
+    """Mark ``out`` as a valuation in progress before sampling: ``data.json`` with status
+    "running" (so a killed one is resumed or overwritten, never mistaken for a user's folder),
+    the checkpoint as ours from its first write, and a replaced valuation's files gone."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(previous) if previous is not None else _settings(options)
+    record["status"] = "running"
+    atomic_write(out / RECORD_FILE, json_text(record).encode())
+    record_files(out, [RECORD_FILE])
+    if previous is None and options.overwrite:  # the new record is written: the old files go
+        delete_ours(out, keep=[RECORD_FILE])
+    record_live(out, [f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
+
+
+def _settings(options: DataOptions) -> dict[str, Any]:
+    return {
+        "dataset": options.dataset,
+        "method": options.method,
+        "n_train": options.n_train,
+        "n_test": options.n_test,
+        "noise": options.noise,
+        "seed": options.seed,
+    }
+
+
+def _plan_directory(out: Path, options: DataOptions) -> dict[str, Any] | None:
+    """Check that ``out`` may receive this valuation, writing nothing; with ``resume``, the
+    record of the valuation it continues."""
+    if options.resume:
+        if not (out / RECORD_FILE).is_file():
+            raise RunError(f"--resume: {out} holds no valuation to continue (no {RECORD_FILE}).")
+        record = _read_record(out)
+        differences = [
+            f"{key} {record.get(key)!r}, not {getattr(options, key)!r}"
+            for key in IDENTITY
+            if record.get(key) != getattr(options, key)
+        ]
+        if differences:
+            raise RunError(
+                f"--resume: the valuation in {out} was made with other settings "
+                f"({'; '.join(differences)}); resume it with the same settings, or start anew "
+                "with --overwrite."
+            )
+        clash = foreign(out, [*FILES, REPORT_FILE])
+        if clash:
+            raise RunError(
+                f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so "
+                "--resume will not replace it; move it away or choose another directory."
+            )
+        if not has_checkpoint(out / CHECKPOINT_DIR):
+            if record.get("status") != "running":
+                raise RunError(f"--resume: {out} has no checkpoint to continue from.")
+            return None  # killed before its first checkpoint: start it again from the beginning
+        return record
+    try:
+        existing = _read_record(out) if (out / RECORD_FILE).is_file() else None
+    except RunError:
+        existing = None  # damaged: check_output_directory decides (--overwrite replaces ours)
+    if (
+        existing is not None
+        and (
+            existing.get("status") in ("running", "interrupted")
+            or existing.get("stop_reason") in BUDGET_STOPS
+        )
+        and not options.overwrite
+    ):
+        raise RunError(
+            f"--out {out} holds an unfinished {existing.get('method')} valuation; pass --resume "
+            "to continue it or --overwrite to replace it."
+        )
+    _check_directory(out, options.overwrite)
+    return None
+
+
+def _read_record(out: Path) -> dict[str, Any]:
+    path = out / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise RunError(f"cannot read {path} ({error}); start anew with --overwrite.") from None
+    if not isinstance(record, dict) or record.get("status", "complete") not in STATUSES:
+        raise RunError(f"{path} is not a valuation record; start anew with --overwrite.")
+    return record
 
 
 def _influence(
@@ -338,7 +529,7 @@ def _check_directory(out: Path, overwrite: bool) -> None:
         out,
         overwrite,
         record=RECORD_FILE,
-        files=(*FILES, REPORT_FILE),
+        files=(*FILES, REPORT_FILE, f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"),
         noun="valuation",
         command="neuronshapley data",
     )
@@ -366,13 +557,11 @@ def _write(out: Path, options: DataOptions, done: DataValuation, params: dict[st
         done.result.save(out)
     report = _write_report(out, options, done, params)
     record = {
-        "dataset": options.dataset,
-        "method": options.method,
+        **_settings(options),
+        "status": done.status,
+        "stop_reason": done.stop_reason,
         "method_params": params,
-        "n_train": options.n_train,
-        "n_test": options.n_test,
-        "noise": options.noise,
-        "seed": options.seed,
+        "evaluations": None if done.result is None else done.result.n_evaluations,
         "scores": done.scores,
         "fits": done.fits,
         "seconds": done.seconds,
