@@ -151,3 +151,36 @@ def test_a_raising_fit_names_the_bootstrap_sample() -> None:
 
     with pytest.raises(RuntimeError, match="'fit' of data_oob failed on a bootstrap sample of 60"):
         data_oob(x, y, fit=broken, n_models=30)
+
+
+def test_a_fit_whose_predictions_cannot_be_scored_is_refused() -> None:
+    x = np.arange(40, dtype=float).reshape(20, 2)
+    y = np.array([0, 1] * 10)
+    too_few = lambda xs, ys: (lambda xo: np.zeros(max(len(xo) - 1, 0), dtype=int))  # noqa: E731
+    with pytest.raises(ValueError, match="one label per point"):
+        data_oob(x, y, fit=too_few, n_models=20)
+    strings = lambda xs, ys: (lambda xo: np.array(["a"] * len(xo)))  # noqa: E731
+    with pytest.raises(ValueError, match="never equals a label"):
+        data_oob(x, y, fit=strings, n_models=20)
+
+
+def test_the_intervals_say_what_they_are_and_results_do_not_pool() -> None:
+    x = np.arange(40, dtype=float).reshape(20, 2)
+    y = np.array([0, 1] * 10)
+    result = data_oob(x, y, n_models=30)
+    assert "Bernstein" in result.interval_guarantee or "bernstein" in result.interval_guarantee
+    with pytest.raises(ValueError, match="data_oob"):
+        result.merge(result)
+
+
+def test_nested_random_states_are_seeded_so_runs_repeat() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 3)), rng.integers(0, 2, 60)
+    learner = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=3))
+    one = data_oob(x, y, fit=learner, n_models=15, seed=1)
+    two = data_oob(x, y, fit=learner, n_models=15, seed=1)
+    np.testing.assert_array_equal(one.values, two.values)

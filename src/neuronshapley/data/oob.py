@@ -137,7 +137,15 @@ def data_oob(
         player_names=[f"train:{i}" for i in range(n)],
         n_evaluations=fits,
         estimator=OWNER,
-        params={"n_models": n_models, "delta": delta, "learner": _describe(learner)},
+        params={
+            "n_models": n_models,
+            "learner": _describe(learner),
+            # The interval rule (results.bounds): empirical Bernstein, range 1, per point.
+            "bound": "bernstein",
+            "delta": delta,
+            "value_range": 1.0,
+            "union_bound": False,
+        },
         seed=seed,
         stop_reason="complete",
         elapsed_seconds=time.perf_counter() - started,
@@ -192,15 +200,39 @@ def _fit_predict(
             from sklearn.base import clone
 
             model = clone(learner)
-            if "random_state" in model.get_params() and model.get_params()["random_state"] is None:
-                model.set_params(random_state=model_seed)
-            return model.fit(x, y).predict(x_out), True
-        return learner(x, y)(x_out), True
+            # Every unset random_state, nested ones included (a pipeline's steps), so that runs
+            # repeat: scikit-learn's own rule for ensembles (_set_random_states).
+            unset = {
+                name: model_seed
+                for name, value in model.get_params(deep=True).items()
+                if (name == "random_state" or name.endswith("__random_state")) and value is None
+            }
+            if unset:
+                model.set_params(**unset)
+            predictions = model.fit(x, y).predict(x_out)
+        else:
+            predictions = learner(x, y)(x_out)
     except Exception as error:
         raise RuntimeError(
             f"The 'fit' of {OWNER} failed on a bootstrap sample of {len(x)} points with "
             f"{len(np.unique(y))} classes: {type(error).__name__}: {error}"
         ) from error
+    predictions = np.asarray(predictions).reshape(-1)
+    if len(predictions) != len(x_out):
+        raise ValueError(
+            f"The 'fit' parameter of {OWNER} must predict one label per point: its model "
+            f"returned {len(predictions)} predictions for {len(x_out)} out-of-bag points."
+        )
+    numeric = "iubf"
+    if predictions.dtype.kind != y.dtype.kind and not (
+        predictions.dtype.kind in numeric and y.dtype.kind in numeric
+    ):
+        raise ValueError(
+            f"The 'fit' parameter of {OWNER} must predict labels of the training labels' type "
+            f"({y.dtype}): its model returned {predictions.dtype} (e.g. {predictions[0]!r}), "
+            "which never equals a label."
+        )
+    return predictions, True
 
 
 def _describe(learner: Any) -> str:

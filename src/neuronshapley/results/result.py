@@ -35,6 +35,8 @@ _NOT_POOLABLE = {
     "data_banzhaf": "a difference of two means (coalitions with and without it)",
     "anchored_shapley": "the anchor's mean minus a mean of differences",
     "control_variate_shapley": "a regression-adjusted mean whose coefficient its own run fitted",
+    # Pooling would be sound only for the same learner and data, which the result cannot check.
+    "data_oob": "a mean over its own run's bootstrap models, whose learner it does not identify",
 }
 
 
