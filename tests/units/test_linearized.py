@@ -118,6 +118,29 @@ def test_model_left_as_it_came() -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_works_inside_inference_mode_and_matches_outside() -> None:
+    model = fitted("cnn")
+    x, y = images(8, seed=1)
+    game = NeuronGame(model, data=(x, y), reference=images(30, seed=2)[0])
+    outside = linearized_game(game)
+    with torch.inference_mode():
+        inside = linearized_game(game)
+    coalitions = _all_coalitions(4)
+    padded = np.ones((len(coalitions), game.n_players), dtype=bool)
+    padded[:, :4] = coalitions
+    np.testing.assert_array_equal(inside.value(padded), outside.value(padded))
+
+
+def test_a_plain_callable_surrogate_plays_the_games_players() -> None:
+    model = fitted("cnn")
+    x, y = images(8, seed=1)
+    game = NeuronGame(model, data=(x, y), reference=images(30, seed=2)[0])
+    surrogate = linearized_game(game)
+    as_game = control_variate_shapley(game, surrogate, 4, seed=0)
+    as_callable = control_variate_shapley(game, lambda c: surrogate.value(c), 4, seed=0)
+    np.testing.assert_array_equal(as_callable.values, as_game.values)
+
+
 def test_unbiased_control_variate_on_a_neuron_game() -> None:
     """On a 6-unit MLP game (exact values and marginal variances by enumerating all 720
     orders), the control-variate estimate averaged over 100 seeds is within 4.5 standard errors

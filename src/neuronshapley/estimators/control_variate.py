@@ -32,11 +32,14 @@ E[c_k] (phi^U - phi^U) = 0, and E[phi_hat] = phi for every game and surrogate, a
 samples. (Fitting c on the same samples it adjusts would make it correlated with ubar_k - phi^U:
 a bias of order 1/M.) The price is a coefficient fitted on half the samples.
 
-**The coefficient.** For fold k, Var(xbar_k - c (ubar_k - phi_hat^U)) = (s_xx - 2 c s_xu +
-c^2 s_uu) / M_k + c^2 s_uu / N_s (the surrogate-only walks walk orders the same way, so their
-samples have the variance s_uu of the paired ones), minimised by
+**The coefficient.** With one c for both folds, the estimate's variance is (s_xx - 2 c s_xu +
+c^2 s_uu) / M + c^2 s_uu / N_s (the surrogate-only walks walk orders the same way, so their
+samples have the variance s_uu of the paired ones; both folds share their mean phi_hat^U, so its
+error does not average out between the folds), minimised by
 
-    c = s_xu / (s_uu (1 + M_k / N_s))    (N_s = infinity with exact surrogate values).
+    c = s_xu / (s_uu (1 + M / N_s))    (N_s = infinity with exact surrogate values),
+
+each fold's c computed so from the other fold's moments.
 
 A constant u (a linear surrogate) gets c = 0: the estimate is then exactly plain permutation
 sampling on the same orders (``permutation_shapley`` with the same seed), no loss. A fixed
@@ -66,7 +69,7 @@ from numpy.typing import NDArray
 from neuronshapley._internal.validation import check_bool, check_float, check_int
 from neuronshapley.estimators.driver import seed_entropy
 from neuronshapley.estimators.walks import Evaluator, permutation, uses_contexts
-from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
+from neuronshapley.games.base import CallableGame, Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.result import ShapleyResult
 
 _OWNER = "control_variate_shapley"
@@ -210,9 +213,11 @@ def _check_surrogate(game: Game, surrogate: Any) -> Game:
             f"bool[n_coalitions, n_players] -> float[n_coalitions]. Got "
             f"{type(surrogate).__name__}."
         )
-    # A plain callable surrogate plays the game's players.
-    surrogate_game = as_game(
-        surrogate, None if isinstance(surrogate, Game) else game.n_players, _OWNER
+    # A plain callable surrogate plays the game's players, under their names.
+    surrogate_game = (
+        surrogate
+        if isinstance(surrogate, Game)
+        else CallableGame(surrogate, game.n_players, list(game.player_names))
     )
     if surrogate_game.n_players != game.n_players:
         raise ValueError(
@@ -280,7 +285,7 @@ def control_variate_shapley(
             ``surrogate_permutations`` walks of the surrogate alone.
         surrogate_permutations: Independent walks of the surrogate alone that estimate its
             values, at least 2. Default ``None``: 10 x ``n_permutations`` (the surrogate's
-            estimation error then costs at most 1/11 of the variance reduction). Not with
+            estimation error then costs about 1/11 of the variance reduction). Not with
             ``surrogate_values``.
         beta: A fixed coefficient c for every player instead of the cross-fitted one. Default
             ``None`` (cross-fitted). ``0`` is plain permutation sampling.
@@ -376,7 +381,9 @@ def control_variate_shapley(
         coefficients = [np.full(n, float(fixed)), np.full(n, float(fixed))]
     else:
         # c_k from the other fold only: independent of what it adjusts (module docstring).
-        ratio = [0.0 if exact_u is not None else fold.count / n_alone for fold in folds]
+        # Both folds share phi_hat^U, so its error does not average out between them: the
+        # total variance's minimiser uses M / N_s, not M_k / N_s.
+        ratio = [0.0 if exact_u is not None else total / n_alone for _ in folds]
         coefficients = [_coefficient(folds[1 - k], ratio[k]) for k in (0, 1)]
     values = np.zeros(n)
     variance_of_estimate = np.zeros(n)
@@ -401,10 +408,14 @@ def control_variate_shapley(
         if exact_u is not None
         else f"estimated from {n_surrogate_walks} independent walks, whose variance is included"
     )
+    fitted = (
+        f"c = {float(fixed):g}, fixed, so unbiased"
+        if fixed is not None
+        else "c cross-fitted on the other half of the walks, so unbiased"
+    )
     note = (
         "; each value is a control-variate mean x - c (u - phi_U) of the game's and the "
-        f"surrogate's marginals on the same orders (c cross-fitted on the other half of the "
-        f"walks, so unbiased; phi_U {how})"
+        f"surrogate's marginals on the same orders ({fitted}; phi_U {how})"
     )
     return ShapleyResult(
         values=values,

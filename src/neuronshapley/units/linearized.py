@@ -193,6 +193,15 @@ def linearized_game(
 
 def _jacobian(game: NeuronGame, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """z(N) of ``inputs`` and d z / d m, shape ``(n_examples, n_outputs, n_players)``."""
+    # Every tensor made here must be a normal one, even when the caller is inside
+    # torch.inference_mode(): a copy made under it would still be an inference tensor.
+    with torch.inference_mode(False):
+        return _jacobian_outside_inference(game, inputs)
+
+
+def _jacobian_outside_inference(
+    game: NeuronGame, inputs: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     count = n_examples(inputs)
     # Tensors made under inference mode (the fills) cannot take part in autograd: copies can.
     fills = [fill.clone() for fill in game.fills]
