@@ -181,6 +181,18 @@ def test_bad_input_is_named(cancer) -> None:
     with pytest.raises(ValueError, match=r"'sources' parameter of PricingResult.value_of"):
         result.value_of(["q"])
     assert not math.isnan(result.table()[0].share)
+    # Checked even where exact pricing does not use them: a mistake never passes silently.
+    with pytest.raises(ValueError, match="'value_range'"):
+        price_game(dataset_pricing_game(), value_range=-5)
+    with pytest.raises(ValueError, match="'seed'"):
+        price_game(dataset_pricing_game(), seed=-3)
+
+
+def test_int_source_labels_name_the_sources_everywhere(cancer) -> None:
+    x, y, x_test, y_test = cancer
+    result = price_sources(x, y, x_test, y_test, np.arange(len(y)) % 3, fit=learner())
+    assert result.interaction(0, 1) == result.interaction("0", "1")
+    assert result.value_of([0, 1]) == result.value_of(["0", "1"])
 
 
 def test_the_docstring_example_runs() -> None:

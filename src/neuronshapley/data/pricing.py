@@ -172,7 +172,8 @@ class PricingResult:
             for i, name in enumerate(self.sources)
         ]
 
-    def _position(self, name: str, parameter: str, method: str = "interaction") -> int:
+    def _position(self, name: Any, parameter: str, method: str = "interaction") -> int:
+        name = str(name)  # sources are named by their labels as strings (an int label too)
         if name not in self.sources:
             raise ValueError(
                 f"The {parameter!r} parameter of PricingResult.{method} must name sources, "
@@ -307,9 +308,9 @@ def price_game(
     owner = "price_game"
     game = as_game(game, n_players, owner)
     _check_sources(game.n_players, budget, parameter="game", owner=owner)
-    if budget is not None:
-        check_int(seed, "seed", owner, min_value=0)
-        check_float(value_range, "value_range", owner, low=0.0, include_low=False, allow_none=True)
+    # Checked whether or not they are used, so that a mistake never passes silently.
+    check_int(seed, "seed", owner, min_value=0)
+    check_float(value_range, "value_range", owner, low=0.0, include_low=False, allow_none=True)
     started = time.perf_counter()
     fits_before = getattr(game, "n_fits", None)
     cached = _CachedGame(game)
