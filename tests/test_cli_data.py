@@ -2,6 +2,7 @@
 the detection scores it prints, and bad input refused in one line (exit 2)."""
 
 import csv
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,68 @@ def test_ctrl_c_leaves_a_valuation_that_resumes_to_the_uninterrupted_values(
     assert np.array_equal(done.values, whole.values)
 
 
+DATAMODELS = [
+    "data",
+    "--method",
+    "datamodels",
+    "--n-train",
+    "60",
+    "--n-test",
+    "30",
+    "--no-progress",
+]
+
+
+def test_datamodels_values_lds_and_resume_from_the_saved_subsets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module (its name is also the function's, which the package exports).
+    module = importlib.import_module("neuronshapley.data.datamodels")
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*DATAMODELS, "--models", "100", "--seed", "4", "--out", str(whole)]) == 0
+    printed = capsys.readouterr().out
+    assert "datamodels/ (4 files)" in printed  # 2 blocks of 50 models, 2 of held-out ones
+    bundle = adult()
+    rng = np.random.default_rng(4)
+    train = np.sort(rng.choice(len(bundle.train.x), size=60, replace=False))
+    test = np.sort(rng.choice(len(bundle.test.x), size=30, replace=False))
+    expected = module.datamodels(
+        bundle.train.x.numpy()[train].astype(np.float64),
+        bundle.train.y.numpy()[train],
+        bundle.test.x.numpy()[test].astype(np.float64),
+        bundle.test.y.numpy()[test],
+        fit=LogisticRegression(C=1.0, solver="liblinear"),
+        n_models=100,
+        seed=4,
+    )
+    assert np.array_equal(_values(whole), expected.weights.mean(axis=0))
+    record = json.loads((whole / "data.json").read_text())
+    assert record["method_params"]["lds"] == pytest.approx(expected.lds)
+    assert record["fits"] == 200
+    assert "Linear datamodeling score" in (whole / "report.html").read_text()
+    # Ctrl-C in the second block of models: the first block stays, --resume trains the rest.
+    real_fit, fits = module._fit_one, []
+
+    def ctrl_c_at_model_60(*args: Any) -> Any:
+        fits.append(args[3])
+        if len(fits) == 61:
+            raise KeyboardInterrupt
+        return real_fit(*args)
+
+    monkeypatch.setattr(module, "_fit_one", ctrl_c_at_model_60)
+    assert main([*DATAMODELS, "--models", "100", "--seed", "4", "--out", str(cut)]) == 130
+    captured = capsys.readouterr()
+    assert f"continue with --resume --out {cut}" in captured.out
+    assert json.loads((cut / "data.json").read_text())["status"] == "interrupted"
+    assert [p.name for p in (cut / "datamodels").iterdir()] == ["train_0000000_0000050.npz"]
+    fits.clear()
+    monkeypatch.setattr(module, "_fit_one", lambda *args: fits.append(args[3]) or real_fit(*args))
+    assert main([*DATAMODELS, "--models", "100", "--seed", "4", "--resume", "--out", str(cut)]) == 0
+    assert fits == [*range(50, 100), *range(100)]  # models 50-99, then the 100 held-out ones
+    assert np.array_equal(_values(cut), _values(whole))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -254,8 +317,9 @@ def test_ctrl_c_leaves_a_valuation_that_resumes_to_the_uninterrupted_values(
             ["--method", "oob", "--n-train", "30", "--models", "2"],
             "--models: The 'n_models' parameter of data_oob is too small",
         ),
-        (["--method", "knn", "--resume"], "--resume applies to --method tmc only"),
         (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc only"),
+        (["--method", "oob", "--resume"], "--resume applies to --method tmc or datamodels only"),
+        (["--method", "datamodels", "--models", "1"], "--models must be at least 2 for datamodels"),
         (["--method", "tmc", "--resume"], "holds no valuation to continue (no data.json)"),
         (
             ["--method", "tmc", "--resume", "--overwrite"],

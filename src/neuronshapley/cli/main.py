@@ -22,6 +22,7 @@ import math
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -1187,7 +1188,8 @@ def _add_data_arguments(commands: Any) -> None:
         metavar="N",
         type=_int_at_least(1),
         default=1000,
-        help="bootstrap models of oob (default: 1000)",
+        help="bootstrap models of oob; models trained on random halves for datamodels, "
+        "beside 100 held-out ones for its LDS (default: 1000)",
     )
     data.add_argument(
         "--seed", metavar="N", type=_int_at_least(0), default=0, help="seed (default: 0)"
@@ -1218,9 +1220,10 @@ def _add_data_arguments(commands: Any) -> None:
         "--resume",
         action="store_true",
         help="continue the tmc valuation in --out from its checkpoint (Ctrl-C, a budget or "
-        "--max-seconds leave one) to the result of an uninterrupted one; --permutations, "
-        "--budget and --max-seconds may grow. The other methods are not resumable: they start "
-        "again",
+        "--max-seconds leave one) to the result of an uninterrupted one, or the datamodels "
+        "one from the subsets it trained (saved 50 at a time); --permutations, --models, "
+        "--budget and --max-seconds may grow. The other methods are not resumable: they "
+        "start again",
     )
     data.add_argument("--overwrite", action="store_true", help="replace a valuation in --out")
     data.add_argument(
@@ -1287,7 +1290,8 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     if done.scores:
         print(f"Flagging the lowest-valued as flipped: {scores_text(done.scores)}", file=out)
     print(
-        f"Wrote {done.out}/: {', '.join(done.files)} ({done.fits:,} fits, {done.seconds:.1f} s)",
+        f"Wrote {done.out}/: {', '.join(_file_list(done.files))} ({done.fits:,} fits, "
+        f"{done.seconds:.1f} s)",
         file=out,
     )
     if REPORT_FILE in done.files:
@@ -1303,6 +1307,20 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         )
     print(f"Show again with: neuronshapley show {done.out}", file=out)
     return 0
+
+
+def _file_list(files: Sequence[str]) -> list[str]:
+    """The files written, a folder of several (datamodels' blocks) as one entry."""
+    folders = Counter(name.split("/", 1)[0] for name in files if "/" in name)
+    listed, seen = [], set()
+    for name in files:
+        folder = name.split("/", 1)[0]
+        if "/" not in name or folders[folder] == 1:
+            listed.append(name)
+        elif folder not in seen:
+            seen.add(folder)
+            listed.append(f"{folder}/ ({folders[folder]} files)")
+    return listed
 
 
 # -- study ---------------------------------------------------------------------------------------

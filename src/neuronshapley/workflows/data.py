@@ -3,22 +3,29 @@
 A random subset of the dataset's train split (``n_train`` points, optionally with a share of
 their labels flipped) is valued against a random subset of its test split (``n_test``) for an
 L2 logistic regression (scikit-learn's, C = 1: liblinear for two classes, as it is ~10x
-faster there; lbfgs, multinomial, for digits). The
-directory gets ``values.csv`` (one row per training point, lowest value first), ``data.json``
-(the settings, the cost and, with ``noise``, the detection scores) and ``manifest.json``, each
-written atomically, only after every check passed and the values are computed.
+faster there; lbfgs, multinomial, for digits). The directory gets ``values.csv`` (one row per
+training point, lowest value first), ``result.json`` + ``result.npz`` (the values as a
+``ShapleyResult``, which ``neuronshapley show`` reads), ``report.html`` (the settings, the value
+histogram, the lowest-valued points, the detection scores and the point-removal curves),
+``data.json`` (the settings, the status, the cost, the curves and, with ``noise``, the detection
+scores) and ``manifest.json``, each written atomically. Every check passes before anything is
+written; the methods that save their work as they go (``tmc``'s checkpoint, ``datamodels``'
+trained subsets) first write ``data.json`` with status "running", so that ``--resume``
+continues them after Ctrl-C, a kill or a budget.
 
-Methods: ``tmc`` (TMC-Shapley), ``beta`` (Beta(16, 1) Shapley), ``banzhaf`` (Data Banzhaf,
-maximum sample reuse), ``loo`` (leave-one-out), ``knn`` (KNN-Shapley, closed form),
-``influence`` (the predicted change of the summed test loss when a point is removed, from
-exact influence functions of softmax regression on the same objective) and ``oob`` (Data-OOB:
-the logistic regression bagged, each point's accuracy over the models it was out of bag for;
-the test split is not used).
+Methods: ``tmc`` (TMC-Shapley; live progress, checkpoint and resume), ``beta`` (Beta(16, 1)
+Shapley), ``banzhaf`` (Data Banzhaf, maximum sample reuse), ``loo`` (leave-one-out), ``knn``
+(KNN-Shapley, closed form), ``influence`` (the predicted change of the summed test loss when a
+point is removed, from exact influence functions of softmax regression on the same objective),
+``oob`` (Data-OOB: the logistic regression bagged, each point's accuracy over the models it was
+out of bag for; the test split is not used) and ``datamodels`` (the mean over the test examples
+of each point's datamodel weight for the correct-class margin, with the LDS; resumable).
 """
 
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +42,7 @@ from neuronshapley.workflows.manifest import delete_ours, foreign, record_files,
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
-METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence", "oob")
+METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence", "oob", "datamodels")
 RECORD_FILE = "data.json"
 # result.json + result.npz: the values as a ShapleyResult (``neuronshapley show DIR`` reads them).
 FILES = ("values.csv", RECORD_FILE, "result.json", "result.npz")
@@ -47,8 +54,12 @@ REMOVAL_DRAWS = 3
 LOWEST_SHOWN = 20
 # Methods whose sampling checkpoints into --out, so --resume continues it; the others are
 # recomputed from the start (they take seconds at the default sizes, or are closed forms).
-RESUMABLE = ("tmc",)
+RESUMABLE = ("tmc", "datamodels")
 CHECKPOINT_DIR = "checkpoint"
+# datamodels saves each block of trained subsets here (data/datamodels.py), and reads them back.
+DATAMODELS_DIR = "datamodels"
+DATAMODELS_FRACTION = 0.5
+DATAMODELS_HELDOUT = 100
 # What a resumed valuation must share with the one it continues (budgets may grow).
 IDENTITY = ("dataset", "method", "n_train", "n_test", "noise", "seed")
 STATUSES = ("running", "interrupted", "complete")
@@ -71,10 +82,12 @@ class DataOptions:
         permutations: Permutations of ``tmc`` and ``beta``.
         samples: Coalitions of ``banzhaf``.
         k: Neighbours of ``knn``.
-        models: Bootstrap models of ``oob``.
+        models: Bootstrap models of ``oob``; models trained on random halves for
+            ``datamodels`` (beside ``DATAMODELS_HELDOUT`` more for the LDS).
         overwrite: Replace a valuation already in ``out``.
-        resume: Continue the ``tmc`` valuation in ``out`` from its checkpoint (the settings in
-            ``IDENTITY`` must match; ``permutations``, ``budget`` and ``max_seconds`` may grow).
+        resume: Continue the ``tmc`` valuation in ``out`` from its checkpoint, or the
+            ``datamodels`` one from the subsets it trained (the settings in ``IDENTITY`` must
+            match; ``permutations``, ``models``, ``budget`` and ``max_seconds`` may grow).
         budget: Coalitions ``tmc`` may evaluate (counted over a resumed valuation), or
             ``None``.
         max_seconds: Seconds of sampling ``tmc`` may spend in this call, or ``None``.
@@ -185,15 +198,16 @@ def value_training_data(
         )
     if not 0.0 <= options.noise <= 0.5:
         raise RunError(f"--noise must be a share in [0, 0.5]. Got {options.noise} instead.")
-    for flag, given in (
-        ("--resume", options.resume or None),
-        ("--budget", options.budget),
-        ("--max-seconds", options.max_seconds),
+    for flag, given, methods in (
+        ("--resume", options.resume or None, RESUMABLE),
+        ("--budget", options.budget, ("tmc",)),
+        ("--max-seconds", options.max_seconds, ("tmc",)),
     ):
-        if given is not None and options.method not in RESUMABLE:
+        if given is not None and options.method not in methods:
             raise RunError(
-                f"{flag} applies to --method {' or '.join(RESUMABLE)} only (the methods that "
-                f"checkpoint their sampling). Got --method {options.method}."
+                f"{flag} applies to --method {' or '.join(methods)} only"
+                + (" (the methods that save their work as it goes)" if flag == "--resume" else "")
+                + f". Got --method {options.method}."
             )
     if options.resume and options.overwrite:
         raise RunError(
@@ -211,6 +225,8 @@ def value_training_data(
             raise RunError(
                 f"{flag} must be in [2, {available}] for {options.dataset}. Got {wanted} instead."
             )
+    if options.method == "datamodels" and options.models < 2:
+        raise RunError(f"--models must be at least 2 for datamodels. Got {options.models}.")
     if options.method == "knn" and options.k > options.n_train:
         raise RunError(f"--k must be at most --n-train ({options.n_train}). Got {options.k}.")
 
@@ -232,11 +248,11 @@ def value_training_data(
         flipped[where] = True
         log(f"flipped {len(where)} of {options.n_train} training labels")
     log(f"valuing {options.n_train} {options.dataset} points by {options.method}")
-    sampling = _Sampling(out, previous, progress, on_game)
+    sampling = _Sampling(out, previous, progress, on_game, log)
     result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes), sampling)
     values = result.values
     seconds = time.perf_counter() - started
-    if previous is not None:  # the counts cover the whole valuation, over every call
+    if previous is not None and options.method == "tmc":  # counts over every call
         fits += int(previous.get("fits", 0))
         seconds += float(previous.get("seconds", 0.0))
     curve = _removal(options, x, labels, x_test, y_test, len(bundle.classes), values)
@@ -263,10 +279,12 @@ def value_training_data(
         result=result,
         curve=curve,
         status="interrupted" if result.stop_reason == "interrupted" else "complete",
-        stop_reason=result.stop_reason if options.method in RESUMABLE else "complete",
+        stop_reason=result.stop_reason if options.method == "tmc" else "complete",
     )
-    if options.method in RESUMABLE:
+    if options.method == "tmc":
         done.files.append(f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}")
+    elif options.method == "datamodels":
+        done.files.extend(_block_files(out))
     _write(out, options, done, params)
     return done
 
@@ -280,6 +298,7 @@ class _Sampling:
     previous: dict[str, Any] | None
     progress: ProgressCallback | None
     on_game: Callable[[list[str]], None] | None
+    log: Callable[[str], None]
 
 
 def _learner(n_classes: int) -> Any:
@@ -317,6 +336,8 @@ def _value(
         names = [f"train:{i}" for i in range(len(x))]
         return ShapleyResult.from_values(values, names, estimator="influence", params=made), 1, made
     learner = _learner(n_classes)
+    if method == "datamodels":
+        return _datamodels(options, x, y, x_test, y_test, learner, sampling)
     if method == "oob":
         try:
             result = data.data_oob(x, y, fit=learner, n_models=options.models, seed=seed)
@@ -355,7 +376,7 @@ def _tmc(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
     out = sampling.out
     checkpoint = out / CHECKPOINT_DIR
     resume = sampling.previous is not None
-    _start_record(out, options, sampling.previous)
+    _start_record(out, options, sampling.previous, live=[f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
     if sampling.on_game is not None:
         sampling.on_game(list(game.player_names))
     try:
@@ -379,10 +400,94 @@ def _tmc(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
         ) from None
 
 
-def _start_record(out: Path, options: DataOptions, previous: dict[str, Any] | None) -> None:
+def _datamodels(
+    options: DataOptions,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    learner: Any,
+    sampling: _Sampling,
+) -> tuple[ShapleyResult, int, dict[str, Any]]:
+    """Datamodels on random halves; a point's value is the mean over the test examples of its
+    datamodel weight (the change of the correct-class margin it brings when in the subset).
+
+    Each block of 50 trained subsets is saved in ``out/datamodels`` as it completes, so Ctrl-C
+    loses at most a block and ``--resume`` trains only the missing ones.
+    """
+    from neuronshapley.data import datamodels
+
+    out = sampling.out
+    _start_record(out, options, sampling.previous, live=[])
+    try:
+        made = datamodels(
+            x,
+            y,
+            x_test,
+            y_test,
+            fit=learner,
+            fraction=DATAMODELS_FRACTION,
+            n_models=options.models,
+            n_heldout=DATAMODELS_HELDOUT,
+            seed=options.seed,
+            directory=out / DATAMODELS_DIR,
+        )
+    except KeyboardInterrupt:
+        record_files(out, _block_files(out))
+        _mark(out, "interrupted")
+        sampling.log(
+            f"interrupted: the subsets trained so far are saved in {out / DATAMODELS_DIR}; "
+            f"continue with --resume --out {out}"
+        )
+        raise
+    except (ValueError, RuntimeError) as error:  # a subset without a class, another run's blocks
+        record_files(out, _block_files(out))
+        _mark(out, "interrupted")
+        message = str(error).replace("raise 'fraction'", "pass a larger --n-train")
+        raise RunError(f"--method datamodels: {message}") from None
+    record_files(out, _block_files(out))
+    values = made.weights.mean(axis=0)
+    params = {
+        "learner": repr(learner),
+        "fraction": DATAMODELS_FRACTION,
+        "n_models": options.models,
+        "n_heldout": DATAMODELS_HELDOUT,
+        "output": "correct-class margin",
+        "lds": made.lds,
+        "n_lasso_unconverged": made.n_lasso_unconverged,
+    }
+    names = [f"train:{i}" for i in range(len(x))]
+    result = ShapleyResult.from_values(values, names, estimator="datamodels", params=params)
+    return result, options.models + DATAMODELS_HELDOUT, params
+
+
+def _block_files(out: Path) -> list[str]:
+    """The blocks of trained subsets in ``out/datamodels`` (``data/datamodels.py`` names them)."""
+    folder = out / DATAMODELS_DIR
+    if not folder.is_dir():
+        return []
+    return [
+        f"{DATAMODELS_DIR}/{path.name}"
+        for path in sorted(folder.iterdir())
+        if path.is_file() and re.fullmatch(r"(train|heldout)_\d+_\d+\.npz", path.name)
+    ]
+
+
+def _mark(out: Path, status: str) -> None:
+    """Set the status of the record in ``out`` (a valuation stopped before its values)."""
+    record = _read_record(out)
+    record["status"] = status
+    atomic_write(out / RECORD_FILE, json_text(record).encode())
+    record_files(out, [RECORD_FILE])
+
+
+def _start_record(
+    out: Path, options: DataOptions, previous: dict[str, Any] | None, live: list[str]
+) -> None:
     """Mark ``out`` as a valuation in progress before sampling: ``data.json`` with status
     "running" (so a killed one is resumed or overwritten, never mistaken for a user's folder),
-    the checkpoint as ours from its first write, and a replaced valuation's files gone."""
+    the files in ``live`` (a checkpoint) as ours from their first write, and a replaced
+    valuation's files gone."""
     out.mkdir(parents=True, exist_ok=True)
     record = dict(previous) if previous is not None else _settings(options)
     record["status"] = "running"
@@ -390,7 +495,7 @@ def _start_record(out: Path, options: DataOptions, previous: dict[str, Any] | No
     record_files(out, [RECORD_FILE])
     if previous is None and options.overwrite:  # the new record is written: the old files go
         delete_ours(out, keep=[RECORD_FILE])
-    record_live(out, [f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
+    record_live(out, live)
 
 
 def _settings(options: DataOptions) -> dict[str, Any]:
@@ -428,7 +533,7 @@ def _plan_directory(out: Path, options: DataOptions) -> dict[str, Any] | None:
                 f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so "
                 "--resume will not replace it; move it away or choose another directory."
             )
-        if not has_checkpoint(out / CHECKPOINT_DIR):
+        if options.method == "tmc" and not has_checkpoint(out / CHECKPOINT_DIR):
             if record.get("status") != "running":
                 raise RunError(f"--resume: {out} has no checkpoint to continue from.")
             return None  # killed before its first checkpoint: start it again from the beginning
@@ -624,6 +729,12 @@ def _write_report(
     ]
     if done.scores:
         summary.append(("Flagging the lowest-valued as flipped", scores_text(done.scores)))
+    if "lds" in params:
+        lds = (
+            f"{params['lds']:.3f} (Spearman of predicted and actual margins on "
+            f"{params['n_heldout']} held-out subsets, mean over the test examples)"
+        )
+        summary.append(("Linear datamodeling score", lds))
     if done.result is not None:
         summary.append(("Intervals", done.result.interval_guarantee))
     order = np.argsort(done.values, kind="stable")[:LOWEST_SHOWN]
