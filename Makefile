@@ -90,6 +90,7 @@ attribution: $(BIN)/.installed
 # copied from what it prints, and docs/figures/data/removal.png; timing in docs/data.md).
 data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_influence
+	$(BIN)/python -m benchmarks.data_influence --dataset adult
 	$(BIN)/python -m benchmarks.data_influence_deep
 	$(BIN)/python -m benchmarks.data_noisy
 	$(BIN)/python -m benchmarks.data_noisy --n-train 1000 --noise 0.2 --tmc-permutations 50 \
