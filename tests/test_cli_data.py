@@ -111,9 +111,12 @@ def test_influence_values_are_saved_as_a_result_that_show_reads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "influence"
-    args = ["data", "--method", "influence", "--n-train", "40", "--n-test", "30"]
+    # --model adult-logreg: the name for the default, --dataset adult.
+    args = ["data", "--model", "adult-logreg", "--method", "influence", "--n-train", "40"]
+    args += ["--n-test", "30"]
     assert main([*args, "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    assert json.loads((out / "data.json").read_text())["dataset"] == "adult"
     saved = ShapleyResult.load(out)
     assert saved.estimator == "influence" and saved.n_players == 40
     assert [saved.player_names[int(r["point"])] for r in rows[:3]] == [
@@ -319,6 +322,11 @@ def test_datamodels_values_lds_and_resume_from_the_saved_subsets(
         ),
         (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc only"),
         (["--method", "oob", "--resume"], "--resume applies to --method tmc or datamodels only"),
+        (["--method", "knn", "--model", "adult"], "--model must be one of adult-logreg, digits"),
+        (
+            ["--method", "knn", "--model", "digits-logreg", "--dataset", "adult"],
+            "--model digits-logreg is the digits dataset; it contradicts --dataset adult",
+        ),
         (["--method", "datamodels", "--models", "1"], "--models must be at least 2 for datamodels"),
         (["--method", "tmc", "--resume"], "holds no valuation to continue (no data.json)"),
         (

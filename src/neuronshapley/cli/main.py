@@ -1137,7 +1137,7 @@ def _explain_command(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- data ----------------------------------------------------------------------------------------
 def _add_data_arguments(commands: Any) -> None:
-    from neuronshapley.workflows.data import DATASETS, METHODS
+    from neuronshapley.workflows.data import DATASETS, METHODS, MODELS
 
     data = commands.add_parser(
         "data",
@@ -1150,7 +1150,13 @@ def _add_data_arguments(commands: Any) -> None:
             "points, the detection scores and point-removal curves) and data.json in --out."
         ),
     )
-    data.add_argument("--dataset", default="adult", help=f"{', '.join(DATASETS)} (default: adult)")
+    data.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: adult)")
+    data.add_argument(
+        "--model",
+        default=None,
+        help=f"{', '.join(MODELS)}: another name for --dataset (the learner is the logistic "
+        "regression either way)",
+    )
     data.add_argument("--method", required=True, help=", ".join(METHODS))
     data.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
     data.add_argument(
@@ -1236,6 +1242,7 @@ def _add_data_arguments(commands: Any) -> None:
 
 def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.data import (
+        MODELS,
         REPORT_FILE,
         DataOptions,
         scores_text,
@@ -1244,8 +1251,21 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.runs import RunError
 
     prog = "neuronshapley data"
+    dataset = args.dataset
+    if args.model is not None:
+        if args.model not in MODELS:
+            raise UsageError(
+                f"{prog}: error: --model must be one of {', '.join(MODELS)}. Got {args.model!r} "
+                "instead."
+            )
+        if dataset is not None and dataset != MODELS[args.model]:
+            raise UsageError(
+                f"{prog}: error: --model {args.model} is the {MODELS[args.model]} dataset; it "
+                f"contradicts --dataset {dataset} (pass one of them)."
+            )
+        dataset = MODELS[args.model]
     options = DataOptions(
-        dataset=args.dataset,
+        dataset=dataset or "adult",
         method=args.method,
         out=Path(args.out),
         n_train=args.n_train,

@@ -42,6 +42,8 @@ from neuronshapley.workflows.manifest import delete_ours, foreign, record_files,
 from neuronshapley.workflows.runs import RunError, check_output_directory
 
 DATASETS = ("adult", "digits")
+# ``--model`` names (the spelling): the dataset and its learner, an alias of --dataset.
+MODELS = {"adult-logreg": "adult", "digits-logreg": "digits"}
 METHODS = ("tmc", "beta", "banzhaf", "loo", "knn", "influence", "oob", "datamodels")
 RECORD_FILE = "data.json"
 # result.json + result.npz: the values as a ShapleyResult (``neuronshapley show DIR`` reads them).
