@@ -59,6 +59,7 @@ def test_knn_values_equal_the_library_call_and_the_flags_are_scored(
     record = json.loads((out / "data.json").read_text())
     assert record["scores"]["f1"] == pytest.approx(f1_at_count(expected, flipped))
     assert "Lowest-valued training points (knn)" in printed
+    assert "sampling" not in printed  # no progress bar: knn reports none
     assert f"F1 {record['scores']['f1']:.3f} (as many as flipped)" in printed
     lowest = int(rows[0]["point"])
     assert f"     1  {lowest:>5}" in printed
@@ -328,6 +329,10 @@ def test_datamodels_values_lds_and_resume_from_the_saved_subsets(
             "--model digits-logreg is the digits dataset; it contradicts --dataset adult",
         ),
         (["--method", "datamodels", "--models", "1"], "--models must be at least 2 for datamodels"),
+        (
+            ["--method", "datamodels", "--n-train", "6", "--models", "10"],
+            "--n-train 6 is too small for datamodels: its subset 0 (3 of the 6 points) holds no",
+        ),
         (["--method", "tmc", "--resume"], "holds no valuation to continue (no data.json)"),
         (
             ["--method", "tmc", "--resume", "--overwrite"],

@@ -1281,7 +1281,9 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         budget=args.budget,
         max_seconds=args.max_seconds,
     )
-    with _progress_display(out, enabled=not args.no_progress, k=3) as (progress, names):
+    # Only tmc reports progress; an empty bar for the others would say nothing.
+    shown = not args.no_progress and args.method == "tmc"
+    with _progress_display(out, enabled=shown, k=3) as (progress, names):
         try:
             done = value_training_data(
                 options,

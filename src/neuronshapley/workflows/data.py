@@ -420,6 +420,7 @@ def _datamodels(
     from neuronshapley.data import datamodels
 
     out = sampling.out
+    _check_halves(options, y, y_test)
     _start_record(out, options, sampling.previous, live=[])
     try:
         made = datamodels(
@@ -461,6 +462,28 @@ def _datamodels(
     names = [f"train:{i}" for i in range(len(x))]
     result = ShapleyResult.from_values(values, names, estimator="datamodels", params=params)
     return result, options.models + DATAMODELS_HELDOUT, params
+
+
+def _check_halves(options: DataOptions, y: np.ndarray, y_test: np.ndarray) -> None:
+    """Refuse, before anything is written, subsets a model cannot be fitted on or scored by
+    the correct-class margin: one class only, or without a class the test split holds."""
+    from neuronshapley.data.datamodels import subset_mask
+
+    n = len(y)
+    size = min(n - 1, max(1, round(DATAMODELS_FRACTION * n)))  # as train_subsets draws them
+    needed = np.unique(y_test)
+    for heldout, count in ((False, options.models), (True, DATAMODELS_HELDOUT)):
+        for j in range(count):
+            present = np.unique(y[subset_mask(options.seed, j, n, size, heldout=heldout)])
+            missing = np.setdiff1d(needed, present)
+            if len(present) < 2 or len(missing):
+                which = "held-out subset" if heldout else "subset"
+                lacking = f"class {missing[0]}" if len(missing) else "a second class"
+                raise RunError(
+                    f"--n-train {n} is too small for datamodels: its {which} {j} ({size} of "
+                    f"the {n} points) holds no {lacking}, so no model can be fitted or scored "
+                    "on it; pass a larger --n-train (or another --seed)."
+                )
 
 
 def _block_files(out: Path) -> list[str]:
