@@ -19,7 +19,10 @@ Three ways to apply ``(H + damping I)^-1``, all without a per-parameter loop:
 - ``"exact"`` forms H (up to ``max_exact_params`` parameters) and diagonalises it;
 - ``"cg"`` runs conjugate gradients on Hessian-vector products to a stated relative residual;
 - ``"lissa"`` sums the chapter's series ``alpha sum_{i=0}^{r} (I - alpha (H + damping I))^i v``
-  (Problem 10.1.3), with the truncation error bound of Problem 10.1.4.
+  (Problem 10.1.3), with the truncation error bound of Problem 10.1.4;
+- ``"dattri-arnoldi"`` (optional, ``pip install dattri``) keeps the top ``rank`` eigenpairs of
+  ``H + damping I`` that dattri's Arnoldi iteration finds (Schioppa et al. 2022) and inverts
+  on their span: an approximation for models too large to form H.
 
 Per-example gradients come from ``torch.func.vmap(torch.func.grad(...))`` and Hessian-vector
 products from forward-over-reverse differentiation (``torch.func.jvp`` of ``torch.func.grad``),
@@ -28,7 +31,9 @@ so H is never formed except by ``"exact"``.
 
 import math
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +42,10 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from neuronshapley._internal.optional import require
 from neuronshapley._internal.validation import check_choice, check_float, check_int
 
-METHODS = ("exact", "cg", "lissa")
+METHODS = ("exact", "cg", "lissa", "dattri-arnoldi")
 OWNER = "influence"
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -59,14 +65,15 @@ class InfluenceResult:
             on ``z_j`` by about ``-matrix[i, j] / n_train``.
         self_influence: ``I(x_i, x_i)`` for each training point, shape ``(n_train,)``, or
             ``None`` when not asked for (``self_influence=False``).
-        method: ``"exact"``, ``"cg"`` or ``"lissa"``.
+        method: ``"exact"``, ``"cg"``, ``"lissa"`` or ``"dattri-arnoldi"``.
         damping: The ``lambda`` added to the Hessian.
         n_hvp: Hessian-vector products spent (``"exact"``: one per parameter, to form H; a
             product with k vectors at once counts k).
         seconds: Wall time of the whole call.
         residual: ``"cg"``: the largest relative residual ``||(H + lambda I) s - v|| / ||v||``
-            reached over the solved vectors, recomputed at the end; ``"exact"``: the same
-            quantity for its solves; ``"lissa"``: ``None``.
+            reached over the solved vectors, recomputed at the end; ``"exact"`` and
+            ``"dattri-arnoldi"``: the same quantity for their solves (for the latter it measures
+            what the discarded eigen-directions cost); ``"lissa"``: ``None``.
         error_bound: ``"lissa"``: the bound on the relative error of each solve left by
             truncating the series after ``depth`` terms (Problem 10.1.4), given only when it is
             one: the extreme eigenvalues are exact (Lanczos ran as many steps as there are
@@ -75,10 +82,12 @@ class InfluenceResult:
         error_estimate: ``"lissa"``: the same formula with the Lanczos estimates, always given;
             an estimate, not a bound, when ``error_bound`` is ``None`` (Ritz values lie inside
             the spectrum, so they make it optimistic).
-        depth: ``"lissa"``: the number of terms ``r`` summed; ``"cg"``: the iterations run.
+        depth: ``"lissa"``: the number of terms ``r`` summed; ``"cg"``: the iterations run;
+            ``"dattri-arnoldi"``: the eigenpairs kept (the rank of the approximation).
         scale: ``"lissa"``: the scale ``alpha`` used; else ``None``.
         eigenvalues: The smallest and largest eigenvalue of ``H + lambda I`` found (exact for
-            ``"exact"``, Lanczos estimates for ``"lissa"``; ``None`` for ``"cg"``).
+            ``"exact"``, Lanczos estimates for ``"lissa"``, the smallest and largest kept
+            Ritz values for ``"dattri-arnoldi"``; ``None`` for ``"cg"``).
     """
 
     matrix: NDArray[np.float64]
@@ -221,6 +230,8 @@ def influence(
     repeats: int = 1,
     hvp_batch_size: int | None = None,
     lanczos_steps: int = 64,
+    rank: int = 100,
+    arnoldi_steps: int | None = None,
     batch_size: int = 512,
     seed: int | None = 0,
 ) -> InfluenceResult:
@@ -245,7 +256,8 @@ def influence(
             definite). Default 0.
         weight_decay: The L2 coefficient of the training objective (part of H, unlike
             ``damping``, which is an approximation). Default 0.
-        method: ``"exact"`` (default), ``"cg"`` or ``"lissa"``.
+        method: ``"exact"`` (default), ``"cg"``, ``"lissa"`` or ``"dattri-arnoldi"`` (needs
+            the optional ``dattri`` package; docs/data.md compares it with ``"cg"``).
         self_influence: Also compute ``I(x_i, x_i)`` for every training point. Default
             ``True``; with ``"cg"`` and ``"lissa"`` it costs one solve per training point.
         max_exact_params: ``"exact"`` refuses models with more parameters. Default 10,000.
@@ -265,8 +277,15 @@ def influence(
         lanczos_steps: ``"lissa"``: Lanczos steps for the extreme eigenvalues that choose the
             scale and bound the error (exact when at least the number of parameters).
             Default 64.
+        rank: ``"dattri-arnoldi"``: eigenpairs of ``H + damping I`` kept (the largest). The
+            inverse is taken on their span only: directions outside it count zero, so the
+            answer is exact only when ``rank`` reaches the number of parameters. Default 100.
+        arnoldi_steps: ``"dattri-arnoldi"``: Arnoldi iterations (one Hessian-vector product
+            each, on all the training points at once). Default ``None``: ``2 * rank``, at most
+            the number of parameters plus one.
         batch_size: Examples per vectorised pass (memory). Default 512.
-        seed: ``"lissa"``: seed of the mini-batches and of the Lanczos start. Default 0.
+        seed: ``"lissa"``: seed of the mini-batches and of the Lanczos start;
+            ``"dattri-arnoldi"``: seed of the Arnoldi start vector. Default 0.
 
     Returns:
         An ``InfluenceResult``.
@@ -282,6 +301,12 @@ def influence(
     damping = float(check_float(damping, "damping", OWNER, low=0.0))  # type: ignore[arg-type]
     weight_decay = float(check_float(weight_decay, "weight_decay", OWNER, low=0.0))  # type: ignore[arg-type]
     batch_size = int(check_int(batch_size, "batch_size", OWNER, min_value=1))  # type: ignore[arg-type]
+    if method == "dattri-arnoldi":
+        # Checked before any gradient is computed, so a missing package or a bad rank costs
+        # nothing.
+        rank = int(check_int(rank, "rank", OWNER, min_value=1))  # type: ignore[arg-type]
+        check_int(arnoldi_steps, "arnoldi_steps", OWNER, min_value=2, allow_none=True)
+        require("dattri.func.projection", "dattri", "the 'dattri-arnoldi' method")
     if not isinstance(model, nn.Module):
         raise TypeError(
             f"The 'model' parameter of {OWNER} must be a torch.nn.Module. "
@@ -318,6 +343,21 @@ def influence(
         tol = float(check_float(tol, "tol", OWNER, low=0.0, include_low=False))  # type: ignore[arg-type]
         max_iter = int(check_int(max_iter, "max_iter", OWNER, min_value=1))  # type: ignore[arg-type]
         solved, n_hvp, used_depth = _cg(problem, right, damping, tol, max_iter)
+        residual = _relative_residual(problem, solved, right, damping, with_hvp=True)
+        n_hvp += len(right)
+    elif method == "dattri-arnoldi":
+        # Up to n_params Ritz pairs exist; dattri's max_iter counts the start vector too.
+        rank = min(rank, problem.n_params)
+        steps = min(2 * rank if arnoldi_steps is None else arnoldi_steps, problem.n_params + 1)
+        if steps <= rank:
+            raise ValueError(
+                f"The 'arnoldi_steps' parameter of {OWNER} must exceed 'rank' (each kept "
+                f"eigenpair needs an Arnoldi step). Got arnoldi_steps={arnoldi_steps!r} "
+                f"and rank={rank!r} instead."
+            )
+        solved, n_hvp, used_depth, eigenvalues = _dattri_arnoldi(
+            problem, right, damping, rank, steps, 0 if seed is None else seed
+        )
         residual = _relative_residual(problem, solved, right, damping, with_hvp=True)
         n_hvp += len(right)
     else:
@@ -479,6 +519,94 @@ def _cg(
         rho[rows] = new_rho
         active = rho > goal
     return solution, n_hvp, iterations
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    # dattri's Arnoldi allocates its start vector and its Hessenberg matrix in torch's default
+    # dtype; a float64 model would meet float32 vectors (an error) and lose the precision the
+    # user asked for. Restored even on error, so the caller's setting survives.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _dattri_arnoldi(
+    problem: _Problem, right: torch.Tensor, damping: float, rank: int, steps: int, seed: int
+) -> tuple[torch.Tensor, int, int, tuple[float, float]]:
+    """``(H + damping I)^-1`` on the span of the top ``rank`` Ritz vectors of dattri's Arnoldi
+    iteration (``ArnoldiProjector``, Schioppa et al. 2022), applied to each row of ``right``.
+
+    dattri sees the mean training loss as a function of the flat parameters; the weight decay
+    and the damping are both a multiple of I, so they enter as its ``regularization``. The
+    per-example gradients stay ours (``_Problem.gradients``), so the shapes, the chunking and
+    the sign are those of the other methods.
+    """
+    projection = require("dattri.func.projection", "dattri", "the 'dattri-arnoldi' method")
+
+    def objective(flat: torch.Tensor) -> torch.Tensor:
+        parts = [
+            problem.objective_part(flat, problem.x[c], problem.y[c])
+            for c in problem.chunks(len(problem.x))
+        ]
+        return torch.stack(parts).sum()
+
+    dtype = problem.theta.dtype
+    # dattri seeds torch's global generator for its start vector; fork_rng leaves the
+    # caller's random state as it was.
+    with _default_dtype(dtype), warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        # dattri warns (UserWarning) when a Ritz value is not positive and then keeps it all the
+        # same; the check below decides what such a value means instead.
+        warnings.simplefilter("ignore", UserWarning)
+        projector = projection.ArnoldiProjector(
+            feature_dim=problem.n_params,
+            proj_dim=rank,
+            func=objective,
+            x=problem.theta.detach(),
+            max_iter=steps,
+            tol=1e-7 if dtype == torch.float32 else 1e-12,
+            regularization=problem.weight_decay + damping,
+            # Reverse-over-reverse: the gradient's graph is built once and each product is a
+            # backward pass through it (the default forward-over-reverse loads torch's JIT
+            # decompositions, which warn on this torch).
+            mode="rev-rev",
+            seed=seed,
+            device=problem.theta.device,
+        )
+        projector.get_eigenspace()
+    values = projector.eigvals.detach().to(dtype)
+    vectors = projector.eigvecs.detach().to(dtype)  # (kept, n_params), rows ~ orthonormal
+    n_hvp = steps - 1  # dattri runs max_iter - 1 products (fewer if the Krylov space closes)
+    # Check every kept pair against the Rayleigh quotient of its vector (one batched product).
+    # With an orthonormal basis they agree to rounding. dattri orthogonalises once per step and
+    # misses a Krylov space that closes early (a repeated eigenvalue, e.g. the softmax's shift
+    # invariance), after which it keeps ghost pairs (measured: a Ritz value of 1e-18 where
+    # every eigenvalue is >= 3e-3), which would blow up the inverse: drop any pair whose value
+    # is more than 1% off its quotient. A quotient <= 0 certifies that H + damping I is not
+    # positive definite.
+    applied = torch.cat([problem.hvp(vectors[c]) for c in problem.chunks(len(vectors))])
+    applied = applied + damping * vectors
+    n_hvp += len(vectors)
+    quotients = (vectors * applied).sum(dim=1) / (vectors * vectors).sum(dim=1)
+    if bool((quotients <= 0).any()):
+        raise _not_positive_definite(
+            float(quotients.min()),
+            damping,
+            "(at most; a Rayleigh quotient of an Arnoldi Ritz vector)",
+        )
+    keep = (values - quotients).abs() <= 0.01 * quotients
+    if not bool(keep.any()):
+        raise ValueError(
+            f"dattri's Arnoldi iteration returned no usable eigenpair (each Ritz value is more "
+            f"than 1% off its vector's Rayleigh quotient). Raise the 'arnoldi_steps' or the "
+            f"'damping' parameter of {OWNER}, or compute in float64."
+        )
+    values, vectors = values[keep], vectors[keep] / vectors[keep].norm(dim=1, keepdim=True)
+    solved = ((right @ vectors.T) / values) @ vectors
+    return solved, n_hvp, len(values), (float(values.min()), float(values.max()))
 
 
 def _lanczos_extremes(
