@@ -156,10 +156,10 @@ def test_a_raising_fit_names_the_bootstrap_sample() -> None:
 def test_a_fit_whose_predictions_cannot_be_scored_is_refused() -> None:
     x = np.arange(40, dtype=float).reshape(20, 2)
     y = np.array([0, 1] * 10)
-    too_few = lambda xs, ys: (lambda xo: np.zeros(max(len(xo) - 1, 0), dtype=int))  # noqa: E731
+    too_few = lambda xs, ys: lambda xo: np.zeros(max(len(xo) - 1, 0), dtype=int)  # noqa: E731
     with pytest.raises(ValueError, match="one label per point"):
         data_oob(x, y, fit=too_few, n_models=20)
-    strings = lambda xs, ys: (lambda xo: np.array(["a"] * len(xo)))  # noqa: E731
+    strings = lambda xs, ys: lambda xo: np.array(["a"] * len(xo))  # noqa: E731
     with pytest.raises(ValueError, match="never equals a label"):
         data_oob(x, y, fit=strings, n_models=20)
 

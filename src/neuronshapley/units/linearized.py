@@ -199,9 +199,7 @@ def _jacobian(game: NeuronGame, inputs: Any) -> tuple[torch.Tensor, torch.Tensor
         return _jacobian_outside_inference(game, inputs)
 
 
-def _jacobian_outside_inference(
-    game: NeuronGame, inputs: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _jacobian_outside_inference(game: NeuronGame, inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     count = n_examples(inputs)
     # Tensors made under inference mode (the fills) cannot take part in autograd: copies can.
     fills = [fill.clone() for fill in game.fills]
