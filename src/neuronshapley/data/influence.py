@@ -67,8 +67,9 @@ class InfluenceResult:
             ``None`` when not asked for (``self_influence=False``).
         method: ``"exact"``, ``"cg"``, ``"lissa"`` or ``"dattri-arnoldi"``.
         damping: The ``lambda`` added to the Hessian.
-        n_hvp: Hessian-vector products spent (``"exact"``: one per parameter, to form H; a
-            product with k vectors at once counts k).
+        n_hvp: Hessian-vector products spent (``"exact"``: one per parameter, to form H;
+            ``"dattri-arnoldi"``: its Arnoldi steps, one per kept pair to check it, and one per
+            solve for the residual; a product with k vectors at once counts k).
         seconds: Wall time of the whole call.
         residual: ``"cg"``: the largest relative residual ``||(H + lambda I) s - v|| / ||v||``
             reached over the solved vectors, recomputed at the end; ``"exact"`` and
@@ -579,7 +580,7 @@ def _dattri_arnoldi(
         projector.get_eigenspace()
     values = projector.eigvals.detach().to(dtype)
     vectors = projector.eigvecs.detach().to(dtype)  # (kept, n_params), rows ~ orthonormal
-    n_hvp = steps - 1  # dattri runs max_iter - 1 products (fewer if the Krylov space closes)
+    n_hvp = steps - 1  # dattri's max_iter - 1 products (at most: it stops if the space closes)
     # Check every kept pair against the Rayleigh quotient of its vector (one batched product).
     # With an orthonormal basis they agree to rounding. dattri orthogonalises once per step and
     # misses a Krylov space that closes early (a repeated eigenvalue, e.g. the softmax's shift
