@@ -81,23 +81,11 @@ def exact_interactions(
             derivative = t[:, 1, :, 1, :] - t[:, 1, :, 0, :] - t[:, 0, :, 1, :] + t[:, 0, :, 0, :]
             without = sizes.reshape(shape)[:, 0, :, 0, :]
             values[a, b] = values[b, a] = np.sum(weights[without] * derivative)
-    return InteractionResult(
-        values=values,
-        stderr=np.zeros((m, m)),
-        ci_low=values.copy(),
-        ci_high=values.copy(),
-        player_names=[game.player_names[i] for i in chosen],
-        player_indices=chosen,
-        n_game_players=n,
-        n_samples=np.zeros((m, m), dtype=np.int64),
-        n_evaluations=evaluator.n_evaluations,
-        estimator=owner,
-        params={"batch_size": batch_size},
-        seed=None,
-        interval="exact values: no sampling error",
-        elapsed_seconds=time.perf_counter() - started,
-        game_fingerprint=game_fingerprint(game),
-    )
+    return _unsampled(
+        game, chosen, values, np.zeros((m, m)), values, evaluator, owner,
+        {"batch_size": batch_size}, seed=None, interval="exact values: no sampling error",
+        started=started,
+    )  # fmt: skip
 
 
 def permutation_interactions(
@@ -311,20 +299,45 @@ def shapiq_interactions(
             values[a, b] = values[b, a] = float(estimate.values[estimate.interaction_lookup[key]])
     unknown = np.full((m, m), np.nan)
     np.fill_diagonal(unknown, 0.0)
+    params = {"budget": budget, "approximator": approximator, "shapiq": shapiq.__version__}
+    return _unsampled(
+        game, chosen, values, unknown, unknown, evaluator, owner, params, seed=seed,
+        interval="none: shapiq's approximators report no uncertainty (the intervals are NaN)",
+        started=started,
+    )  # fmt: skip
+
+
+def _unsampled(
+    game: Game,
+    chosen: NDArray[np.int64],
+    values: NDArray[np.float64],
+    stderr: NDArray[np.float64],
+    bounds: NDArray[np.float64],
+    evaluator: Evaluator,
+    owner: str,
+    params: dict[str, Any],
+    *,
+    seed: int | None,
+    interval: str,
+    started: float,
+) -> InteractionResult:
+    """A result without samples of its own (exact, or a peer's estimate): both ends of each
+    interval are ``bounds`` (the values when exact, NaN when unknown)."""
+    m = len(chosen)
     return InteractionResult(
         values=values,
-        stderr=unknown,
-        ci_low=unknown.copy(),
-        ci_high=unknown.copy(),
+        stderr=stderr,
+        ci_low=bounds.copy(),
+        ci_high=bounds.copy(),
         player_names=[game.player_names[i] for i in chosen],
         player_indices=chosen,
-        n_game_players=n,
+        n_game_players=game.n_players,
         n_samples=np.zeros((m, m), dtype=np.int64),
         n_evaluations=evaluator.n_evaluations,
         estimator=owner,
-        params={"budget": budget, "approximator": approximator, "shapiq": shapiq.__version__},
+        params=params,
         seed=seed,
-        interval="none: shapiq's approximators report no uncertainty (the intervals are NaN)",
+        interval=interval,
         elapsed_seconds=time.perf_counter() - started,
         game_fingerprint=game_fingerprint(game),
     )
