@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
+from neuronshapley.data.semivalues import beta_size_weights
 from neuronshapley.estimators.backend import Backend, BackendRun, WalkJob, split_round
 from neuronshapley.estimators.walks import RangeStats, WalkRange
 from neuronshapley.games import sparse_soum
@@ -51,6 +52,10 @@ RUNS: dict[str, Callable[..., ns.ShapleyResult]] = {
     ),
     "tmab": lambda game, **kw: ns.tmab_shapley(
         game, k=3, tol=0.0, truncation=0.3, **{"max_evaluations": 6_000, **kw}
+    ),
+    # A semivalue's weights travel with the job: workers weigh the marginals alike.
+    "beta semivalue": lambda game, **kw: ns.permutation_semivalue(
+        game, beta_size_weights(30, 16, 1), n_permutations=48, tail=0.01, **kw
     ),
     # Each walk's coin (go on past the truncation point?) comes from its seed, not the worker.
     "unbiased truncated": lambda game, **kw: ns.truncated_shapley(
@@ -90,7 +95,9 @@ def test_tasks_run_elsewhere_in_any_order_give_the_local_result(name: str) -> No
 
 
 @pytest.mark.parametrize("budget", [2, 3, 40, 61, 62, 500, 777, 1_000])
-@pytest.mark.parametrize("name", ["permutation", "truncated", "tmab", "unbiased truncated"])
+@pytest.mark.parametrize(
+    "name", ["permutation", "truncated", "tmab", "unbiased truncated", "beta semivalue"]
+)
 def test_a_budget_stops_a_distributed_run_where_it_stops_a_local_one(
     name: str, budget: int
 ) -> None:

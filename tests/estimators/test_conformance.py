@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import neuronshapley as ns
+from neuronshapley.data.semivalues import beta_size_weights
 from neuronshapley.estimators import RunningStats
 
 ARRAYS = ("values", "stderr", "ci_low", "ci_high", "n_samples", "variance")
@@ -68,6 +69,13 @@ def _tmab(game: Any, **kwargs: Any) -> ns.ShapleyResult:
     return ns.tmab_shapley(game, **kwargs)
 
 
+def _beta_semivalue(game: Any, **kwargs: Any) -> ns.ShapleyResult:
+    kwargs.setdefault("n_permutations", 16)
+    n = ns.games.as_game(game, kwargs.get("n_players"), "test").n_players
+    weights = beta_size_weights(n, 4.0, 2.0)
+    return ns.permutation_semivalue(game, weights, tail=0.01, **kwargs)
+
+
 EXACT = [
     Estimator("exact_shapley", _exact_shapley, sampling=False),
     Estimator("exact_banzhaf", _exact_banzhaf, sampling=False),
@@ -77,6 +85,7 @@ SAMPLING = [
     Estimator("truncated_shapley", _truncated, sampling=True),
     Estimator("truncated_shapley", _unbiased_truncated, sampling=True, variant="unbiased"),
     Estimator("tmab_shapley", _tmab, sampling=True),
+    Estimator("permutation_semivalue", _beta_semivalue, sampling=True, variant="beta"),
 ]
 ESTIMATORS = [pytest.param(e, id=repr(e)) for e in EXACT + SAMPLING]
 SAMPLING_PARAMS = [pytest.param(e, id=repr(e)) for e in SAMPLING]
@@ -394,7 +403,7 @@ def test_tmab_with_truncation_resumed_equals_one_run(tmp_path: Path) -> None:
 def test_resume_with_more_permutations_equals_one_run(
     estimator: Estimator, make_game: Callable[[], Any], tmp_path: Path
 ) -> None:
-    if estimator.name not in ("permutation_shapley", "truncated_shapley"):
+    if estimator.name not in ("permutation_shapley", "truncated_shapley", "permutation_semivalue"):
         pytest.skip(f"{estimator.name} takes no n_permutations")
     m = 8
     whole = estimator.run(make_game(), seed=3, n_permutations=2 * m)
@@ -437,13 +446,15 @@ def test_plain_callable_game(estimator: Estimator) -> None:
         return count_players(coalitions)
 
     result = estimator.run(game, n_players=6, **seeded(estimator, 0))
-    # Additive game: every marginal is exactly 1, so even the sampled values are exact.
-    np.testing.assert_allclose(result.values, np.ones(6), rtol=1e-12)
+    # Additive game: every marginal is exactly 1, so even the sampled values are exact (a
+    # semivalue's samples are the weights n p_k, whose mean is 1 only on average).
+    if estimator.name != "permutation_semivalue":
+        np.testing.assert_allclose(result.values, np.ones(6), rtol=1e-12)
     assert result.player_names == [f"p{i}" for i in range(6)]
     assert calls, "the callable was never called"
     assert all(shape[1] == 6 for shape in calls)
     assert sum(shape[0] for shape in calls) == result.n_evaluations
-    if estimator.sampling:
+    if estimator.sampling and estimator.name != "permutation_semivalue":
         np.testing.assert_array_equal(result.variance, np.zeros(6))
     if estimator.name == "tmab_shapley":
         assert result.stop_reason == "separated"

@@ -15,6 +15,8 @@ with size probabilities ``p_k >= 0`` summing to 1 (Dubey, Neyman & Weber 1981). 
   ``B(k + beta, n - 1 - k + alpha) / B(alpha, beta)``. Estimated here by Kwon & Zou's weighted
   permutation sampling: in a uniform permutation the coalition before a player has a uniform
   size, so the marginal at size ``k`` weighted by ``n p_k`` is an unbiased sample of phi_i.
+  These are the engine's walks with other weights (``ns.permutation_semivalue``), so a run
+  checkpoints, resumes, stops on a budget and runs on a backend like ``permutation_shapley``.
 - **Data Banzhaf** (Wang & Jia, AISTATS 2023, maximum sample reuse, their Algorithm 1): draw
   coalitions with every point in independently with probability 1/2 and take, for each point,
   the mean value of the coalitions holding it minus the mean of those without it; every
@@ -35,11 +37,11 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_float, check_int
 from neuronshapley.estimators.exact import enumerable_game, weighted_marginals
+from neuronshapley.estimators.permutation import permutation_semivalue
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
-from neuronshapley.results import RunningStats, ShapleyResult, confidence_halfwidth
+from neuronshapley.results import ShapleyResult, confidence_halfwidth
 from neuronshapley.results.bounds import IntervalRule
-from neuronshapley.results.result import result_from_stats
 
 
 def beta_size_weights(n_players: int, alpha: float, beta: float) -> NDArray[np.float64]:
@@ -141,123 +143,72 @@ def beta_shapley(
     *,
     alpha: float = 16.0,
     beta: float = 1.0,
-    n_permutations: int = 100,
+    n_permutations: int | None = 100,
     seed: int = 0,
     tail: float = 0.0,
     metric_range: float = 1.0,
     delta: float = 0.05,
     union_bound: bool = False,
-    batch_size: int = 4096,
+    batch_size: int = 32,
     n_players: int | None = None,
+    **engine: Any,
 ) -> ShapleyResult:
     """Beta(alpha, beta) Shapley values (Kwon & Zou 2022) by weighted permutation sampling.
 
-    Each permutation adds the players one at a time; the marginal contribution of the player
-    that joins a coalition of size ``k`` is weighted by ``n p_k`` (``beta_size_weights``), so
-    its mean over permutations is unbiased for the semivalue. Permutation ``j`` comes from
-    ``numpy.random.SeedSequence(seed, spawn_key=(j,))``; all prefixes of a batch of
-    permutations go to the game in one call.
+    The engine's permutation walks (``ns.permutation_semivalue``) with Beta Shapley's size
+    weights: the marginal of the player that joins a coalition of size ``k`` is weighted by
+    ``n p_k`` (``beta_size_weights``), so its mean over permutations is unbiased for the
+    semivalue. The run has the engine's checkpoints, resume, budgets, progress and backends
+    (``engine``: ``max_evaluations``, ``max_seconds``, ``checkpoint``, ``resume``,
+    ``progress``, ``backend``, ``walks_per_task``, ``n_walks``, ``antithetic``, ...).
 
-    ``tail`` saves evaluations: a walk stops at the smallest size ``K`` whose remaining weight
-    ``sum_{k >= K} p_k`` is at most ``tail``; the marginals past it count as 0. That biases
-    each value by at most ``tail * metric_range`` (``diagnostics["bias_bound"]``), which the
-    intervals do not include. With ``alpha = 16, beta = 1`` and 200 players, ``tail=1e-3``
-    evaluates about a third of each walk.
+    ``tail`` saves evaluations: the sizes holding the last ``tail`` of the weight get none, so a
+    walk evaluates only the coalitions below them (with ``alpha = 16, beta = 1`` and 200
+    players, ``tail=1e-3`` evaluates about a third of each walk). That moves each value by at
+    most the weight left out times ``2 * metric_range``; the intervals are widened by it
+    (``diagnostics["semivalue_bias_bound"]``).
 
     Args:
         game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
         alpha: Beta parameter alpha > 0. Default 16 (Kwon & Zou's choice for noisy labels).
         beta: Beta parameter beta > 0. Default 1. ``alpha = beta = 1`` is Shapley.
-        n_permutations: Permutations to walk. Default 100.
+        n_permutations: Permutations to walk. Default 100 (``None``: until a budget is spent).
         seed: Seed of the permutations. Default 0.
-        tail: Weight left out at the end of each walk, in [0, 1). Default 0 (whole walks).
-        metric_range: Width M of the interval V's values lie in (accuracy: 1; not the
-            engine's ``value_range``, the width for the marginals, 2 M): marginals lie in
-            [-M, M], the weighted samples in ``[-W M, W M]`` with ``W = n max_k p_k``, and the
-            intervals are empirical Bernstein with that range. Default 1.
+        tail: Weight left out at the largest sizes, in [0, 1). Default 0 (whole walks).
+        metric_range: Width M of the interval V's values lie in (accuracy: 1): marginals lie
+            in [-M, M] (the engine's ``value_range`` is their width, 2 M), the weighted samples
+            in ``[-W M, W M]`` with ``W = n max_k p_k``, and the intervals are empirical
+            Bernstein with that range. Default 1.
         delta: Failure probability of each interval (all together with ``union_bound``).
             Default 0.05.
         union_bound: Divide ``delta`` among the players. Default ``False``.
-        batch_size: Coalitions per call to the game (whole permutations, at least one).
-            Default 4096.
+        batch_size: Coalitions per batch of walk steps. Default 32.
         n_players: Number of players, only for a plain callable ``game``.
+        **engine: Further options of ``ns.permutation_semivalue``.
 
     Returns:
-        A ``ShapleyResult`` (``estimator="beta_shapley"``) whose ``params`` record the
-        interval rule on the weighted samples (``value_range`` there is their width ``2 W M``).
+        A ``ShapleyResult`` (``estimator="beta_shapley"``); ``params["semivalue"]`` records
+        alpha, beta, the tail, W and the weight left out.
     """
     owner = "beta_shapley"
     alpha, beta = _check_alpha_beta(alpha, beta, owner)
-    n_permutations = int(check_int(n_permutations, "n_permutations", owner, min_value=2))  # type: ignore[arg-type]
-    seed = int(check_int(seed, "seed", owner, min_value=0))  # type: ignore[arg-type]
-    tail = float(check_float(tail, "tail", owner, low=0.0, high=1.0, include_high=False))  # type: ignore[arg-type]
     metric_range = _check_range(metric_range, owner)
-    batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
     game = as_game(game, n_players, owner)
-    n = game.n_players
-    size_weights = beta_size_weights(n, alpha, beta)
-    sample_weights = n * size_weights
-    # remaining[K] = sum_{k >= K} p_k; walks evaluate prefixes of sizes 0 .. K only.
-    remaining = np.concatenate([np.cumsum(size_weights[::-1])[::-1], [0.0]])
-    stop_size = int(np.flatnonzero(remaining <= tail)[0])
-    weight_max = float(sample_weights.max())
-    rule = IntervalRule("bernstein", delta, 2.0 * weight_max * metric_range, union_bound).check(
-        owner
-    )
-    started = time.perf_counter()
-    evaluator = Evaluator(game)
-    v_empty = float(evaluator(np.zeros((1, n), dtype=bool))[0])
-    sizes = np.arange(1, stop_size + 1)  # the prefixes evaluated per walk (size 0 is shared)
-    per_call = max(1, batch_size // max(len(sizes), 1))
-    stats = RunningStats.zeros(n)
-    players = np.arange(n)
-    for first in range(0, n_permutations, per_call):
-        block = range(first, min(first + per_call, n_permutations))
-        ranks = np.empty((len(block), n), dtype=np.int64)  # ranks[j, i]: i's position in walk j
-        for row, j in enumerate(block):
-            order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(j,))).permutation(
-                n
-            )
-            ranks[row, order] = players
-        prefixes = ranks[:, None, :] < sizes[None, :, None]  # (walks, sizes, players)
-        values = evaluator(prefixes.reshape(-1, n)).reshape(len(block), len(sizes))
-        values = np.concatenate([np.full((len(block), 1), v_empty), values], axis=1)
-        marginals = np.diff(values, axis=1)  # marginal of the player at position k, k < K
-        for row in range(len(block)):
-            position = ranks[row]
-            sample = np.zeros(n)
-            walked = position < stop_size
-            sample[walked] = sample_weights[position[walked]] * marginals[row, position[walked]]
-            stats.add(players, sample)
-    params = {
-        "alpha": alpha,
-        "beta": beta,
-        "n_permutations": n_permutations,
-        "tail": tail,
-        "metric_range": metric_range,
-        "bound": rule.bound,
-        "delta": rule.delta,
-        "value_range": rule.value_range,
-        "union_bound": rule.union_bound,
-    }
-    return result_from_stats(
-        stats,
-        rule=rule,
-        player_names=list(game.player_names),
-        n_evaluations=evaluator.n_evaluations,
+    return permutation_semivalue(
+        game,
+        beta_size_weights(game.n_players, alpha, beta),
+        n_permutations,
+        tail=tail,
         estimator=owner,
-        params=params,
+        semivalue_name="beta",
+        semivalue_params={"alpha": alpha, "beta": beta},
+        delta=delta,
+        bound="bernstein",
+        value_range=2.0 * metric_range,
+        union_bound=union_bound,
+        batch_size=batch_size,
         seed=seed,
-        stop_reason="n_permutations",
-        elapsed_seconds=time.perf_counter() - started,
-        diagnostics={
-            "walk_length": stop_size,
-            "dropped_weight": float(remaining[stop_size]),
-            "bias_bound": float(remaining[stop_size]) * metric_range,
-            "max_sample_weight": weight_max,
-        },
-        groups=player_groups(game),
-        game_fingerprint=game_fingerprint(game),
+        **engine,
     )
 
 

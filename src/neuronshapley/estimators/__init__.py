@@ -28,7 +28,11 @@ from neuronshapley.estimators.options import (
     Stop,
     Truncation,
 )
-from neuronshapley.estimators.permutation import permutation_shapley, truncated_shapley
+from neuronshapley.estimators.permutation import (
+    permutation_semivalue,
+    permutation_shapley,
+    truncated_shapley,
+)
 from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.walks import RangeStats, Walker, WalkRange
 from neuronshapley.results import (
@@ -71,6 +75,7 @@ __all__ = [
     "exact_interactions",
     "exact_shapley",
     "permutation_interactions",
+    "permutation_semivalue",
     "permutation_shapley",
     "shapiq_interactions",
     "tmab_shapley",

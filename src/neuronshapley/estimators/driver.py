@@ -52,7 +52,11 @@ from neuronshapley.estimators.walks import (
 )
 from neuronshapley.games.base import Game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
-from neuronshapley.results.result import ShapleyResult, result_from_stats
+from neuronshapley.results.result import (
+    ShapleyResult,
+    result_from_stats,
+    widen_by_semivalue_tail,
+)
 from neuronshapley.results.tails import monotone_refuted
 
 
@@ -109,8 +113,11 @@ class RunSpec:
 def run_identity(
     sampling: Sampling, interval: IntervalRule, truncation: Truncation | None
 ) -> dict[str, Any]:
-    """The parameters every sampling run is identified by (flat, as ``ShapleyResult.params``)."""
+    """The parameters every sampling run is identified by (flat, as ``ShapleyResult.params``;
+    a semivalue's weights as one entry, only where there are any, so Shapley runs keep theirs)."""
+    semivalue = {} if sampling.semivalue is None else {"semivalue": sampling.semivalue.record()}
     return {
+        **semivalue,
         "truncation": None if truncation is None else truncation.threshold,
         "truncation_mode": "relative" if truncation is None else truncation.mode,
         "patience": 5 if truncation is None else truncation.patience,
@@ -160,7 +167,7 @@ def sampling_spec(
         entropy=run_entropy(seed, persistence, owner),
         identity=identity,
         sampling=sampling,
-        interval=unbiased_truncation_rule(interval, truncation),
+        interval=sample_rule(interval, truncation, sampling),
         truncation=truncation,
         budget=budget,
         persistence=persistence,
@@ -169,13 +176,20 @@ def sampling_spec(
     )
 
 
-def unbiased_truncation_rule(interval: IntervalRule, truncation: Truncation | None) -> IntervalRule:
-    """The interval rule for the samples a run records: with ``continue_probability`` p, a tail
-    sample is x / p or 0, so a range R of the marginals (holding 0) becomes R / p."""
+def sample_rule(
+    interval: IntervalRule, truncation: Truncation | None, sampling: Sampling
+) -> IntervalRule:
+    """The interval rule for the samples a run records, from the range R of the marginals
+    (holding 0): with ``continue_probability`` p a tail sample is x / p or 0, so R / p; with a
+    semivalue's weights of at most W, W R (``results.result.interval_rule`` reads the same
+    from a result's ``params``)."""
     p = None if truncation is None else truncation.continue_probability
-    if p is None or interval.value_range is None:
+    if interval.value_range is None:
         return interval
-    return replace(interval, value_range=interval.value_range / p)
+    scale = 1.0 if p is None else 1.0 / p
+    if sampling.semivalue is not None:
+        scale *= sampling.semivalue.max_weight
+    return replace(interval, value_range=interval.value_range * scale)
 
 
 def run_entropy(seed: Any, persistence: Persistence, owner: str) -> int:
@@ -263,9 +277,12 @@ class _Loop:
         if endpoints is None:
             return "max_evaluations"
         if not spec.sampling.chosen:  # the task size, from the cost of V(N) and V(empty)
+            walk_evaluations = spec.game.n_players - 1
+            if spec.sampling.semivalue is not None:  # walks evaluate coalitions up to the cut
+                walk_evaluations = min(spec.sampling.semivalue.cut, walk_evaluations)
             sampling = spec.sampling.resolved(
                 self.evaluator.seconds_per_evaluation() or 0.0,
-                spec.game.n_players - 1,
+                walk_evaluations,
                 spec.budget.max_seconds,
             )
             spec = self.spec = spec.with_sampling(sampling)
@@ -444,4 +461,5 @@ def _result(
     if state.tails is not None:
         result.ci_low, result.ci_high, value_range = state.tails.interval(spec.interval)
         result.diagnostics["value_range_used"] = value_range
+    widen_by_semivalue_tail(result)
     return result

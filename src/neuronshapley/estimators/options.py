@@ -5,6 +5,7 @@ their keyword arguments for users; inside, the arguments become these frozen dat
 round of the driver loop is a :class:`RoundPlan` or a :class:`Stop`, never a bare string.
 """
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,6 +124,102 @@ calls, so it overshoots by one call at most (see :func:`call_size`)."""
 
 
 @dataclass(frozen=True)
+class Semivalue:
+    """A semivalue's weights on the walks' marginals: the same walks, another weighting.
+
+    A semivalue weighs player i's marginal by the size of the coalition it joins,
+    phi_i = sum_k p_k mean_{|S| = k, i not in S} [V(S + i) - V(S)] with ``p_k >= 0`` summing to 1
+    (Dubey, Neyman & Weber 1981; Shapley: ``p_k = 1/n``). In a uniform permutation the coalition
+    a player joins has a uniform size, so its marginal weighted by ``n p_k`` is an unbiased
+    sample of phi_i (Kwon & Zou 2022). A walk goes down from N: the player removed at position
+    q joins a coalition of ``n - 1 - q`` players.
+
+    ``tail`` leaves out the sizes ``k >= K`` for the smallest K whose remaining weight
+    ``sum_{k >= K} p_k`` is at most ``tail``: their weight becomes 0, so a walk evaluates only
+    the coalitions of at most K players, and each value moves by at most that dropped weight
+    times the largest marginal, a bias the intervals include (:attr:`dropped_weight`).
+
+    Attributes:
+        name: What the weights are (e.g. ``"beta"``), recorded in the run's identity.
+        size_weights: ``p_k`` for ``k = 0 .. n - 1``.
+        tail: Weight left out at the large sizes, in [0, 1).
+        params: The parameters behind the weights (e.g. alpha and beta), for the identity.
+    """
+
+    name: str
+    size_weights: tuple[float, ...]
+    tail: float = 0.0
+    params: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def from_arguments(
+        cls,
+        owner: str,
+        n_players: int,
+        size_weights: Any,
+        tail: Any = 0.0,
+        name: str = "semivalue",
+        params: dict[str, float] | None = None,
+    ) -> "Semivalue":
+        """The weights of an estimator's ``size_weights`` and ``tail``, checked."""
+        check_float(tail, "tail", owner, low=0.0, high=1.0, include_high=False)
+        weights = np.asarray(size_weights, dtype=np.float64)
+        if weights.shape != (n_players,):
+            raise ValueError(
+                f"The 'size_weights' parameter of {owner} must hold {n_players} numbers, one per "
+                f"coalition size 0 .. {n_players - 1}. Got shape {weights.shape} instead."
+            )
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(
+                f"The 'size_weights' parameter of {owner} must hold finite non-negative "
+                f"numbers. Got {weights.tolist()[:10]} instead."
+            )
+        if abs(weights.sum() - 1.0) > 1e-9:
+            raise ValueError(
+                f"The 'size_weights' parameter of {owner} must sum to 1 (a distribution over "
+                f"coalition sizes). Got a sum of {weights.sum()!r}."
+            )
+        pairs = tuple(sorted((str(k), float(v)) for k, v in (params or {}).items()))
+        return cls(str(name), tuple(weights.tolist()), float(tail), pairs)
+
+    @property
+    def cut(self) -> int:
+        """K: the walks weigh coalitions of fewer than K players (all of them when K = n)."""
+        remaining = np.cumsum(np.asarray(self.size_weights)[::-1])[::-1]
+        above = np.flatnonzero(remaining <= self.tail)
+        return int(above[0]) if len(above) else len(self.size_weights)
+
+    @property
+    def dropped_weight(self) -> float:
+        """The weight ``sum_{k >= K} p_k`` left out (0 without ``tail``)."""
+        return float(sum(self.size_weights[self.cut :]))
+
+    def position_weights(self) -> NDArray[np.float64]:
+        """The weight of the marginal at walk position q: ``n p_{n-1-q}``, 0 past the cut."""
+        n = len(self.size_weights)
+        weights = n * np.asarray(self.size_weights)[::-1]
+        weights[: n - self.cut] = 0.0  # positions q <= n - 1 - K join coalitions of K or more
+        return weights
+
+    @property
+    def max_weight(self) -> float:
+        """W: weighted samples of marginals in [a, b] (holding 0) lie in [W a, W b]."""
+        return float(self.position_weights().max())
+
+    def record(self) -> dict[str, Any]:
+        """The run's identity and the result's ``params["semivalue"]`` (JSON types)."""
+        digest = hashlib.sha256(np.asarray(self.size_weights).tobytes()).hexdigest()[:16]
+        return {
+            "name": self.name,
+            **dict(self.params),
+            "tail": self.tail,
+            "max_weight": self.max_weight,
+            "dropped_weight": self.dropped_weight,
+            "weights_sha256": digest,
+        }
+
+
+@dataclass(frozen=True)
 class Sampling:
     """How permutations are walked.
 
@@ -137,12 +234,14 @@ class Sampling:
             walked on its own (its coalitions share batches) and merged in order; tasks are what
             a backend runs in parallel and what a checkpoint inside a round holds. ``None``: the
             whole round is one task. :data:`AUTO`: chosen by :meth:`resolved`.
+        semivalue: Weights on the marginals (:class:`Semivalue`), or ``None`` (Shapley).
     """
 
     antithetic: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     n_walks: int = 8
     walks_per_task: int | str | None = None
+    semivalue: Semivalue | None = None
 
     @classmethod
     def from_arguments(

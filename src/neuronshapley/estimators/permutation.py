@@ -9,11 +9,19 @@ function and, for the same seed, give the same result.
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from neuronshapley.estimators.backend import Backend
 from neuronshapley.estimators.driver import run_rounds, sampling_spec
-from neuronshapley.estimators.options import Budget, Persistence, RoundPlan, Sampling, Truncation
+from neuronshapley.estimators.options import (
+    Budget,
+    Persistence,
+    RoundPlan,
+    Sampling,
+    Semivalue,
+    Truncation,
+)
 from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.games.base import Game, as_game
 from neuronshapley.results.bounds import IntervalRule
@@ -171,6 +179,87 @@ def permutation_shapley(
     )
 
 
+def permutation_semivalue(
+    game: Game | Callable[..., Any],
+    size_weights: Any,
+    n_permutations: int | None = None,
+    *,
+    tail: float = 0.0,
+    estimator: str = "permutation_semivalue",
+    semivalue_name: str = "semivalue",
+    semivalue_params: dict[str, float] | None = None,
+    antithetic: bool = False,
+    delta: float = 0.05,
+    bound: str = "bernstein",
+    value_range: float | None = None,
+    union_bound: bool = False,
+    max_evaluations: int | None = None,
+    max_seconds: float | None = None,
+    batch_size: int = 32,
+    n_walks: int = 8,
+    seed: int | Any = None,
+    n_players: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 60.0,
+    resume: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
+    walks_per_task: int | str | None = "auto",
+    backend: Backend | None = None,
+) -> ShapleyResult:
+    """Any semivalue by weighted permutation sampling, on the engine's walks.
+
+    A semivalue weighs a marginal by the size k of the coalition it joins, with size
+    probabilities ``size_weights`` p_k (Shapley: 1/n; Beta Shapley, Banzhaf:
+    ``data.beta_size_weights``, ``data.banzhaf_size_weights``). The walks are
+    ``permutation_shapley``'s, so the run has its checkpoints, resume, budgets, progress and
+    backends; each marginal is weighted by ``n p_k`` (:class:`~.options.Semivalue`), which
+    keeps it an unbiased sample of the semivalue. With uniform weights it is
+    ``permutation_shapley``, sample for sample.
+
+    ``tail`` saves evaluations where the weight sits on small coalitions (Beta(16, 1)): the
+    sizes holding the last ``tail`` of the weight get none, so a walk evaluates only the
+    coalitions below them, and each value moves by at most the weight left out times R, by
+    which the intervals are widened (``diagnostics["semivalue_bias_bound"]``).
+
+    Args:
+        game: A ``Game`` or a callable ``bool[n_coalitions, n_players] -> float[n_coalitions]``.
+        size_weights: p_k for k = 0 .. n - 1: non-negative, summing to 1.
+        n_permutations: Permutations to walk (or a budget: ``max_evaluations``, ``max_seconds``).
+        tail: Weight left out at the largest sizes, in [0, 1). Default 0.
+        estimator: The name recorded in the result and checkpoint.
+        semivalue_name: What the weights are (e.g. ``"beta"``), part of the run's identity.
+        semivalue_params: The parameters behind the weights, part of the run's identity.
+        value_range: Width R of an interval holding every marginal and 0 (for V in [0, 1],
+            R = 2); the weighted samples then lie in an interval of width W R, W the largest
+            ``n p_k``, which the intervals use. Default ``None``: the samples' range, a
+            heuristic.
+        The other arguments are ``permutation_shapley``'s.
+
+    Returns:
+        A ``ShapleyResult`` whose ``params["semivalue"]`` records the weights (name,
+        parameters, tail, W, the weight left out and a digest of p).
+    """
+    owner = estimator
+    game = as_game(game, n_players, owner)
+    semivalue = Semivalue.from_arguments(
+        owner, game.n_players, size_weights, tail, semivalue_name, semivalue_params
+    )
+    return _permutation_run(
+        owner,
+        game,
+        None,
+        seed,
+        progress,
+        sampling=(antithetic, batch_size, n_walks, walks_per_task),
+        interval=IntervalRule(bound, delta, value_range, union_bound),
+        truncation=(None, "relative", 5, None),
+        budget=(n_permutations, max_evaluations, max_seconds),
+        persistence=(checkpoint, checkpoint_every, resume),
+        backend=backend,
+        semivalue=semivalue,
+    )
+
+
 def _permutation_run(
     owner: str,
     game: Game | Callable[..., Any],
@@ -184,6 +273,7 @@ def _permutation_run(
     budget: tuple[Any, Any, Any],
     persistence: tuple[Any, Any, Any],
     backend: Any,
+    semivalue: Semivalue | None = None,
 ) -> ShapleyResult:
     """Validate the arguments into typed options, then walk rounds of ``n_walks`` permutations."""
     spec = sampling_spec(
@@ -191,7 +281,7 @@ def _permutation_run(
         as_game(game, n_players, owner),
         seed,
         progress,
-        sampling=Sampling.from_arguments(owner, *sampling),
+        sampling=replace(Sampling.from_arguments(owner, *sampling), semivalue=semivalue),
         interval=interval.check(owner),
         truncation=Truncation.from_arguments(owner, *truncation),
         budget=Budget.from_arguments(owner, *budget),

@@ -157,6 +157,7 @@ class Walk:
         "needed",
         "order",
         "own_endpoints",
+        "position_weights",
         "ranks",
         "streak",
         "tail_weight",
@@ -171,6 +172,7 @@ class Walk:
         sampled: NDArray[np.bool_] | None,
         context: int | None = None,
         tail_weight: float | None = None,
+        position_weights: NDArray[np.float64] | None = None,
     ) -> None:
         n = len(order)
         dtype = rank_dtype(n)
@@ -182,10 +184,15 @@ class Walk:
         self.context = context
         self.own_endpoints = context is not None
         low, high = (0, n) if self.own_endpoints else (1, n - 1)
-        if sampled is None:
+        # A semivalue's weights (``Semivalue.position_weights``): positions of weight 0 record
+        # a zero sample without being evaluated.
+        self.position_weights = position_weights
+        if sampled is None and position_weights is None:
             needed = np.arange(low, high + 1)
         else:
-            positions = np.flatnonzero(sampled[order])
+            positions = np.arange(n) if sampled is None else np.flatnonzero(sampled[order])
+            if position_weights is not None:
+                positions = positions[position_weights[positions] != 0]
             needed = np.union1d(positions, positions + 1)
             needed = needed[(needed >= low) & (needed <= high)]
         # Prefix lengths t whose coalition C_t = {i : rank_i >= t} must be evaluated, in order.
@@ -276,11 +283,22 @@ class Walk:
                 ([v_full], self.values[: self.cursor], [v_empty] if complete else [])
             )
         positions = np.arange(n) if sampled is None else np.flatnonzero(sampled[self.order])
+        unweighted = np.zeros(0, dtype=np.intp)
+        if self.position_weights is not None:
+            # Positions of weight 0 were not evaluated: their sample is 0 once the walk is over.
+            zero = self.position_weights[positions] == 0
+            if self.cursor == len(self.needed):
+                unweighted = positions[zero]
+            positions = positions[~zero]
         # The last prefix whose value is known: a marginal at position q needs C_q and C_{q+1}.
         limit = n if complete else (int(prefixes[-1]) if len(prefixes) else 0)
         measured = positions[positions + 1 <= limit]
         before = np.searchsorted(prefixes, measured)
         contributions = values[before] - values[before + 1]
+        if self.position_weights is not None:
+            contributions *= self.position_weights[measured]
+            measured = np.concatenate((measured, unweighted))
+            contributions = np.concatenate((contributions, np.zeros(len(unweighted))))
         if self.weighted_from is not None and self.tail_weight is not None:
             tail = measured >= self.weighted_from
             contributions[tail] *= self.tail_weight
@@ -384,6 +402,8 @@ class Walker:
         # than building the masks. Games must copy coalitions they keep (see games.base.Game).
         self._buffer = np.empty((self.batch_size, self.n_players), dtype=bool)
         self.contexts = uses_contexts(evaluator.game)
+        semivalue = sampling.semivalue
+        self.position_weights = None if semivalue is None else semivalue.position_weights()
         self._context_buffer = np.empty(self.batch_size, dtype=np.int64)
 
     def _context(self, walk_number: int) -> int | None:
@@ -421,7 +441,13 @@ class Walker:
                 f"even number of them. Got first={work.first}, count={work.count}."
             )
         walks = [
-            Walk(self._order(j), work.sampled, self._context(j), self._tail_weight(j))
+            Walk(
+                self._order(j),
+                work.sampled,
+                self._context(j),
+                self._tail_weight(j),
+                self.position_weights,
+            )
             for j in range(work.first, work.first + work.count)
         ]
         evaluated_before = self.evaluator.n_evaluations

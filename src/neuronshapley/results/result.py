@@ -193,6 +193,7 @@ class ShapleyResult:
             interval_rule(self.params).describe(observed)
             + self._range_exceeded()
             + _truncation_note(self.params, self.diagnostics)
+            + _semivalue_note(self.diagnostics)
             + combined
         )
 
@@ -391,6 +392,7 @@ class ShapleyResult:
             "continue_probability",
             "truncation_bias",
             "antithetic",
+            "semivalue",
         ):
             if self.params.get(key) != other.params.get(key):
                 raise ValueError(
@@ -446,6 +448,7 @@ class ShapleyResult:
                     part.diagnostics.get("monotone_refuted", False) for part in (self, other)
                 ),
             )
+        widen_by_semivalue_tail(merged)
         return merged
 
     def seeds(self) -> list[int]:
@@ -535,7 +538,38 @@ def interval_rule(params: dict[str, Any]) -> IntervalRule:
     p = params.get("continue_probability")
     if value_range is not None and p is not None:
         value_range = value_range / p
+    semivalue = params.get("semivalue")
+    if value_range is not None and isinstance(semivalue, dict):
+        value_range = value_range * semivalue["max_weight"]
     return IntervalRule(params["bound"], params["delta"], value_range, params["union_bound"])
+
+
+def widen_by_semivalue_tail(result: "ShapleyResult") -> None:
+    """Widen a semivalue run's intervals by the bias of the weight its ``tail`` left out.
+
+    Each value leaves out ``sum_{k >= K} p_k`` times a mean of marginals, which lie in an
+    interval of width R holding 0, so it moves by at most that weight times R (the range given;
+    without one, the widest weighted sample seen divided by the largest weight).
+    """
+    semivalue = result.params.get("semivalue")
+    if not isinstance(semivalue, dict) or not semivalue["dropped_weight"]:
+        return
+    value_range = result.params.get("value_range")
+    if value_range is None:
+        observed = result.diagnostics.get("value_range_used", math.inf)
+        value_range = float(observed) / semivalue["max_weight"]
+    bias = semivalue["dropped_weight"] * value_range
+    result.ci_low = result.ci_low - bias
+    result.ci_high = result.ci_high + bias
+    result.diagnostics["semivalue_bias_bound"] = bias
+
+
+def _semivalue_note(diagnostics: dict[str, Any]) -> str:
+    """What the intervals include for a semivalue's left-out tail weight."""
+    bias = diagnostics.get("semivalue_bias_bound")
+    if not bias:
+        return ""
+    return f"; widened by {bias:.3g}, the most the weight left out by 'tail' can move a value"
 
 
 def _truncation_note(params: dict[str, Any], diagnostics: dict[str, Any]) -> str:
