@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from neuronshapley.data import datamodels
-from neuronshapley.data.datamodels import correct_class_margin, subset_mask, train_subsets
+from neuronshapley.data.datamodels import correct_class_margin, lds, subset_mask, train_subsets
 
 N_TRAIN, N_TEST, SIGMA = 60, 5, 0.5
 _rng = np.random.default_rng(0)
@@ -53,11 +53,54 @@ def test_a_planted_linear_datamodel_is_recovered_and_its_lds_reaches_the_noise_c
     # here; 0.05 leaves room for that and for the lasso's shrinkage.
     assert np.all(result.lds_per_example > ceiling - 0.05)
     assert result.lds == pytest.approx(result.lds_per_example.mean())
+    np.testing.assert_array_equal(
+        lds(result.weights, result.heldout_masks, result.heldout_outputs), result.lds_per_example
+    )
     assert result.lds > 0.9
     np.testing.assert_allclose(
         result.predict(result.masks[:3]), result.masks[:3] @ result.weights.T + result.intercepts
     )
     assert result.n_lasso_unconverged == 0
+
+
+def test_lds_scores_true_weights_1_and_shuffled_weights_about_0() -> None:
+    # A planted linear datamodel without noise: outputs = masks @ w, so the true weights rank
+    # every held-out subset exactly (continuous weights, no ties).
+    n_train, n_subsets, n_test = 300, 300, 50
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(n_test, n_train))
+    masks = np.array([subset_mask(7, j, n_train, n_train // 2) for j in range(n_subsets)])
+    outputs = masks @ w.T
+    np.testing.assert_allclose(lds(w, masks, outputs), 1.0, atol=1e-12)
+    # Ranks ignore a positive scale and an intercept; a negated attribution ranks backwards.
+    np.testing.assert_allclose(lds(3 * w + 1, masks, outputs), 1.0, atol=1e-12)
+    np.testing.assert_allclose(lds(-w, masks, outputs), -1.0, atol=1e-12)
+    # Each row's weights shuffled among the training points: for half-subsets drawn without
+    # replacement the Pearson correlation of the two subset sums is the sample correlation of
+    # (w_i, w_pi(i)), mean -1/(n_train - 1) and variance about 1/(n_train - 1) over pi, and
+    # Spearman over n_subsets subsets adds about 1/(n_subsets - 1): per example a variance
+    # near 2/299 (measured 0.0085 here); allow sigma^2 = 4/299. Given the masks the 50
+    # examples are independent (own w and pi), each in [-1, 1], so Bernstein's inequality
+    # bounds the mean's deviation t with 2 exp(-50 t^2 / (2 sigma^2 + 2t/3)) ~ 1e-3 at
+    # t = 0.13 (measured: 0.002).
+    shuffled = np.array([row[rng.permutation(n_train)] for row in w])
+    assert abs(lds(shuffled, masks, outputs).mean()) < 0.13
+    # A constant prediction ranks nothing.
+    assert (lds(np.zeros_like(w), masks, outputs) == 0).all()
+
+
+def test_lds_names_bad_shapes() -> None:
+    masks = np.ones((4, 6), dtype=bool)
+    with pytest.raises(ValueError, match=r"'masks' parameter of lds .*n_subsets >= 2.*\(1, 6\)"):
+        lds(np.zeros((2, 6)), masks[:1], np.zeros((1, 2)))
+    with pytest.raises(
+        ValueError, match=r"'attributions' parameter of lds .*n_train = 6.*\(2, 5\)"
+    ):
+        lds(np.zeros((2, 5)), masks, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"'outputs' parameter of lds .*\(4, 2\).*\(4, 3\)"):
+        lds(np.zeros((2, 6)), masks, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="'outputs' parameter of lds holds non-finite"):
+        lds(np.zeros((2, 6)), masks, np.full((4, 2), np.nan))
 
 
 def test_subsets_are_their_own_seeds_and_hold_the_fraction() -> None:

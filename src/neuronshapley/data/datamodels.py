@@ -5,7 +5,8 @@ subset's mask and each test example's output (by default the correct-class margi
 ``output_z(S) ~ w_z . 1_S + b_z`` with a lasso per test example. The linear datamodeling score
 (LDS) checks the fit where it matters: the Spearman correlation, over fresh held-out subsets,
 between the outputs the linear model predicts and the outputs of models actually trained on
-them, averaged over test examples (Park et al. 2023, TRAK, §2).
+them, averaged over test examples (Park et al. 2023, TRAK, §2). ``lds`` scores any per-point
+attribution (influence estimates, Data Shapley values) by the same rule.
 
 Subset ``j`` is drawn from ``np.random.SeedSequence(seed, spawn_key=(j,))`` and held-out subset
 ``j`` from ``spawn_key=(HELDOUT_KEY, j)``, so any range of models can be trained anywhere (another
@@ -283,6 +284,55 @@ def _spearman_columns(a: Any, b: Any) -> NDArray[np.float64]:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), 0.0)
 
 
+def lds(attributions: Any, masks: Any, outputs: Any) -> NDArray[np.float64]:
+    """Linear datamodeling score of any per-point attribution, per test example.
+
+    Predicts the output of test example ``z`` for subset ``S`` as ``sum_{i in S}
+    attributions[z, i]`` and returns, per test example, the Spearman correlation over the
+    subsets between that prediction and the actual ``outputs[:, z]`` (Park et al. 2023, TRAK,
+    §2); the LDS is their mean. An intercept or a positive scale per test example changes
+    nothing (ranks), so datamodel weights, influence estimates and Data Shapley values are
+    scored alike. A test example whose prediction or output is constant over the subsets
+    scores 0 (it ranks nothing).
+
+    Args:
+        attributions: ``(n_test, n_train)``; row ``z`` the effect of each training point on
+            test output ``z``.
+        masks: ``(n_subsets, n_train)`` bool, the subsets (held out from whatever made the
+            attributions).
+        outputs: ``(n_subsets, n_test)``, the outputs of models trained on those subsets.
+
+    Returns:
+        ``(n_test,)`` rank correlations in [-1, 1].
+
+    Raises:
+        ValueError: Shapes that do not match, fewer than 2 subsets, or non-finite values.
+    """
+    name = "lds"
+    weights = np.asarray(attributions, dtype=np.float64)
+    x = np.asarray(masks)
+    y = np.asarray(outputs, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(
+            f"The 'masks' parameter of {name} must be (n_subsets, n_train) with n_subsets >= 2. "
+            f"Got shape {x.shape} instead."
+        )
+    if weights.ndim != 2 or weights.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"The 'attributions' parameter of {name} must be (n_test, n_train) with n_train = "
+            f"{x.shape[1]} (the masks' columns). Got shape {weights.shape} instead."
+        )
+    if y.shape != (len(x), len(weights)):
+        raise ValueError(
+            f"The 'outputs' parameter of {name} must be (n_subsets, n_test) = "
+            f"{(len(x), len(weights))}. Got shape {y.shape} instead."
+        )
+    for label, array in (("attributions", weights), ("outputs", y)):
+        if not np.isfinite(array).all():
+            raise ValueError(f"The {label!r} parameter of {name} holds non-finite values.")
+    return _spearman_columns(x.astype(np.float64) @ weights.T, y)
+
+
 def fit_datamodels(
     masks: Any,
     outputs: Any,
@@ -387,8 +437,8 @@ def fit_datamodels(
             f"The 'heldout_outputs' parameter of {name} must match the held-out masks and the "
             f"test examples, ({len(heldout_x)}, {n_test}). Got {heldout_y.shape} instead."
         )
-    predicted = heldout_x @ weights.T + intercepts
-    per_example = _spearman_columns(predicted, heldout_y)
+    # The intercepts shift each column of predictions and leave its ranks alone.
+    per_example = lds(weights, heldout_x, heldout_y)
     return DatamodelResult(
         weights=weights,
         intercepts=intercepts,
