@@ -170,22 +170,27 @@ def test_report_renders_in_a_browser(tmp_path: Path) -> None:
     assert "Point removal" in check.headings
 
 
-TMC = ["data", "--method", "tmc", "--n-train", "20", "--n-test", "40", "--permutations", "6"]
+def walked(method: str) -> list[str]:
+    """A ``data`` call of a method on the engine's walks (tmc, beta) on 20 points."""
+    return ["data", "--method", method, "--n-train", "20", "--n-test", "40", "--permutations", "6"]
 
 
 def _values(out: Path) -> np.ndarray:
     return ShapleyResult.load(out).values
 
 
-def test_tmc_shows_progress_and_resumes_a_budget_cut_to_the_uninterrupted_values(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("method", ["tmc", "beta"])
+def test_walked_methods_show_progress_and_resume_a_budget_cut_to_the_uninterrupted_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
+    TMC = walked(method)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert main([*TMC, "--seed", "1", "--out", str(whole)]) == 0
     printed = capsys.readouterr().out
     assert "sampling" in printed and " evals, " in printed and "top: train:" in printed
     assert json.loads((whole / "data.json").read_text())["stop_reason"] == "n_permutations"
-    # 30 coalitions: the second of 6 walks of 20 points is cut (each walk costs up to 20).
+    # 30 coalitions: one of the 6 walks of 20 points is cut (a tmc walk costs up to 20, a
+    # Beta(16, 1) walk with its tail of 1e-3 the coalitions of up to 10 points).
     assert main([*TMC, "--seed", "1", "--budget", "30", "--no-progress", "--out", str(cut)]) == 0
     printed = capsys.readouterr().out
     assert "sampling" not in printed
@@ -215,12 +220,13 @@ def test_tmc_shows_progress_and_resumes_a_budget_cut_to_the_uninterrupted_values
     assert not (cut / "checkpoint").exists()
 
 
+@pytest.mark.parametrize("method", ["tmc", "beta"])
 def test_ctrl_c_leaves_a_valuation_that_resumes_to_the_uninterrupted_values(
-    tmp_path: Path,
+    tmp_path: Path, method: str
 ) -> None:
     from neuronshapley.workflows.data import DataOptions, value_training_data
 
-    settings = {"dataset": "adult", "method": "tmc", "n_train": 20, "n_test": 40}
+    settings = {"dataset": "adult", "method": method, "n_train": 20, "n_test": 40}
     whole = value_training_data(DataOptions(**settings, permutations=6, out=tmp_path / "whole"))
     calls: list[int] = []
 
@@ -321,8 +327,11 @@ def test_datamodels_values_lds_and_resume_from_the_saved_subsets(
             ["--method", "oob", "--n-train", "30", "--models", "2"],
             "--models: The 'n_models' parameter of data_oob is too small",
         ),
-        (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc only"),
-        (["--method", "oob", "--resume"], "--resume applies to --method tmc or datamodels only"),
+        (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc or beta only"),
+        (
+            ["--method", "oob", "--resume"],
+            "--resume applies to --method tmc, beta or datamodels only",
+        ),
         (["--method", "knn", "--model", "adult"], "--model must be one of adult-logreg, digits"),
         (
             ["--method", "knn", "--model", "digits-logreg", "--dataset", "adult"],

@@ -1212,20 +1212,20 @@ def _add_data_arguments(commands: Any) -> None:
         metavar="N",
         type=_int_at_least(1),
         default=None,
-        help="coalitions tmc may evaluate (a fit each, bar one-class ones), over a resumed "
-        "valuation (default: no limit)",
+        help="coalitions tmc or beta may evaluate (a fit each, bar one-class ones), over a "
+        "resumed valuation (default: no limit)",
     )
     data.add_argument(
         "--max-seconds",
         metavar="S",
         type=_float_in(0.0, None),
         default=None,
-        help="seconds of sampling tmc may spend in this call (default: no limit)",
+        help="seconds of sampling tmc or beta may spend in this call (default: no limit)",
     )
     data.add_argument(
         "--resume",
         action="store_true",
-        help="continue the tmc valuation in --out from its checkpoint (Ctrl-C, a budget or "
+        help="continue the tmc or beta valuation in --out from its checkpoint (Ctrl-C, a budget or "
         "--max-seconds leave one) to the result of an uninterrupted one, or the datamodels "
         "one from the subsets it trained (saved 50 at a time); --permutations, --models, "
         "--budget and --max-seconds may grow. The other methods are not resumable: they "
@@ -1235,7 +1235,7 @@ def _add_data_arguments(commands: Any) -> None:
     data.add_argument(
         "--no-progress",
         action="store_true",
-        help="do not show the live progress bar (shown for tmc; beta, banzhaf and the "
+        help="do not show the live progress bar (shown for tmc and beta; banzhaf and the "
         "others report none)",
     )
 
@@ -1244,6 +1244,7 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.data import (
         MODELS,
         REPORT_FILE,
+        WALKED,
         DataOptions,
         scores_text,
         value_training_data,
@@ -1281,8 +1282,8 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         budget=args.budget,
         max_seconds=args.max_seconds,
     )
-    # Only tmc reports progress; an empty bar for the others would say nothing.
-    shown = not args.no_progress and args.method == "tmc"
+    # Only the walked methods report progress; an empty bar for the others would say nothing.
+    shown = not args.no_progress and args.method in WALKED
     with _progress_display(out, enabled=shown, k=3) as (progress, names):
         try:
             done = value_training_data(

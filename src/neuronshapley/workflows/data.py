@@ -56,7 +56,9 @@ REMOVAL_DRAWS = 3
 LOWEST_SHOWN = 20
 # Methods whose sampling checkpoints into --out, so --resume continues it; the others are
 # recomputed from the start (they take seconds at the default sizes, or are closed forms).
-RESUMABLE = ("tmc", "datamodels")
+RESUMABLE = ("tmc", "beta", "datamodels")
+# Methods on the engine's permutation walks: progress, budgets and a checkpoint in --out.
+WALKED = ("tmc", "beta")
 CHECKPOINT_DIR = "checkpoint"
 # datamodels saves each block of trained subsets here (data/datamodels.py), and reads them back.
 DATAMODELS_DIR = "datamodels"
@@ -202,12 +204,12 @@ def value_training_data(
         raise RunError(f"--noise must be a share in [0, 0.5]. Got {options.noise} instead.")
     for flag, given, methods in (
         ("--resume", options.resume or None, RESUMABLE),
-        ("--budget", options.budget, ("tmc",)),
-        ("--max-seconds", options.max_seconds, ("tmc",)),
+        ("--budget", options.budget, WALKED),
+        ("--max-seconds", options.max_seconds, WALKED),
     ):
         if given is not None and options.method not in methods:
             raise RunError(
-                f"{flag} applies to --method {' or '.join(methods)} only"
+                f"{flag} applies to --method {_either(methods)} only"
                 + (" (the methods that save their work as it goes)" if flag == "--resume" else "")
                 + f". Got --method {options.method}."
             )
@@ -254,7 +256,7 @@ def value_training_data(
     result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes), sampling)
     values = result.values
     seconds = time.perf_counter() - started
-    if previous is not None and options.method == "tmc":  # counts over every call
+    if previous is not None and options.method in WALKED:  # counts over every call
         fits += int(previous.get("fits", 0))
         seconds += float(previous.get("seconds", 0.0))
     curve = _removal(options, x, labels, x_test, y_test, len(bundle.classes), values)
@@ -281,14 +283,19 @@ def value_training_data(
         result=result,
         curve=curve,
         status="interrupted" if result.stop_reason == "interrupted" else "complete",
-        stop_reason=result.stop_reason if options.method == "tmc" else "complete",
+        stop_reason=result.stop_reason if options.method in WALKED else "complete",
     )
-    if options.method == "tmc":
+    if options.method in WALKED:
         done.files.append(f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}")
     elif options.method == "datamodels":
         done.files.extend(_block_files(out))
     _write(out, options, done, params)
     return done
+
+
+def _either(names: tuple[str, ...]) -> str:
+    """``"a, b or c"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 @dataclass(frozen=True)
@@ -349,12 +356,10 @@ def _value(
         return result, result.n_evaluations, made
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
-        result = _tmc(options, game, sampling)
+        result = _walked(options, game, sampling)
         params = {"tolerance": 0.01, "n_permutations": options.permutations}
     elif method == "beta":
-        result = data.beta_shapley(
-            game, alpha=16.0, beta=1.0, n_permutations=options.permutations, seed=seed, tail=1e-3
-        )
+        result = _walked(options, game, sampling)
         params = {"alpha": 16.0, "beta": 1.0, "n_permutations": options.permutations}
     elif method == "banzhaf":
         result = data.data_banzhaf(game, n_samples=options.samples, seed=seed)
@@ -365,14 +370,15 @@ def _value(
     return result, game.n_fits, {"learner": repr(learner), **params}
 
 
-def _tmc(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
-    """TMC-Shapley checkpointing into ``out/checkpoint`` (every 30 s and at the end), so that
-    Ctrl-C or a budget leaves a valuation ``--resume`` continues to the uninterrupted result.
+def _walked(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
+    """TMC-Shapley or Beta(16, 1) Shapley (tail 1e-3) on the engine's walks, checkpointing
+    into ``out/checkpoint`` (every 30 s and at the end), so that Ctrl-C or a budget leaves a
+    valuation ``--resume`` continues to the uninterrupted result.
 
     Each permutation is its own task (``walks_per_task=1``): a cut keeps every finished walk,
     and the result does not depend on a task size chosen from measured time.
     """
-    from neuronshapley.data import tmc_shapley
+    from neuronshapley.data import beta_shapley, tmc_shapley
     from neuronshapley.estimators.checkpoint import CheckpointError
 
     out = sampling.out
@@ -381,21 +387,21 @@ def _tmc(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
     _start_record(out, options, sampling.previous, live=[f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
     if sampling.on_game is not None:
         sampling.on_game(list(game.player_names))
+    engine: dict[str, Any] = {
+        "n_permutations": options.permutations,
+        "seed": options.seed,
+        "max_evaluations": options.budget,
+        "max_seconds": options.max_seconds,
+        "checkpoint": checkpoint,
+        "checkpoint_every": 30.0,
+        "resume": checkpoint if resume else None,
+        "progress": sampling.progress,
+        "walks_per_task": 1,
+    }
     try:
-        return tmc_shapley(
-            game,
-            tolerance=0.01,
-            n_permutations=options.permutations,
-            seed=options.seed,
-            value_range=2.0,
-            max_evaluations=options.budget,
-            max_seconds=options.max_seconds,
-            checkpoint=checkpoint,
-            checkpoint_every=30.0,
-            resume=checkpoint if resume else None,
-            progress=sampling.progress,
-            walks_per_task=1,
-        )
+        if options.method == "beta":
+            return beta_shapley(game, alpha=16.0, beta=1.0, tail=1e-3, **engine)
+        return tmc_shapley(game, tolerance=0.01, value_range=2.0, **engine)
     except CheckpointError as error:
         raise RunError(
             f"--resume: cannot continue from {checkpoint}: {error}; start anew with --overwrite."
@@ -558,7 +564,7 @@ def _plan_directory(out: Path, options: DataOptions) -> dict[str, Any] | None:
                 f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so "
                 "--resume will not replace it; move it away or choose another directory."
             )
-        if options.method == "tmc" and not has_checkpoint(out / CHECKPOINT_DIR):
+        if options.method in WALKED and not has_checkpoint(out / CHECKPOINT_DIR):
             if record.get("status") != "running":
                 raise RunError(f"--resume: {out} has no checkpoint to continue from.")
             return None  # killed before its first checkpoint: start it again from the beginning
