@@ -171,16 +171,18 @@ def test_report_renders_in_a_browser(tmp_path: Path) -> None:
 
 
 def walked(method: str) -> list[str]:
-    """A ``data`` call of a method on the engine's walks (tmc, beta) on 20 points."""
-    return ["data", "--method", method, "--n-train", "20", "--n-test", "40", "--permutations", "6"]
+    """A ``data`` call of a sampling method (tmc, beta: 6 walks; banzhaf: 60 coalitions) on
+    20 points."""
+    size = ["--samples", "60"] if method == "banzhaf" else ["--permutations", "6"]
+    return ["data", "--method", method, "--n-train", "20", "--n-test", "40", *size]
 
 
 def _values(out: Path) -> np.ndarray:
     return ShapleyResult.load(out).values
 
 
-@pytest.mark.parametrize("method", ["tmc", "beta"])
-def test_walked_methods_show_progress_and_resume_a_budget_cut_to_the_uninterrupted_values(
+@pytest.mark.parametrize("method", ["tmc", "beta", "banzhaf"])
+def test_tmc_beta_and_banzhaf_show_progress_and_resume_a_budget_cut_to_the_uninterrupted_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], method: str
 ) -> None:
     TMC = walked(method)
@@ -188,18 +190,20 @@ def test_walked_methods_show_progress_and_resume_a_budget_cut_to_the_uninterrupt
     assert main([*TMC, "--seed", "1", "--out", str(whole)]) == 0
     printed = capsys.readouterr().out
     assert "sampling" in printed and " evals, " in printed and "top: train:" in printed
-    assert json.loads((whole / "data.json").read_text())["stop_reason"] == "n_permutations"
+    complete = "n_samples" if method == "banzhaf" else "n_permutations"
+    assert json.loads((whole / "data.json").read_text())["stop_reason"] == complete
     # 30 coalitions: one of the 6 walks of 20 points is cut (a tmc walk costs up to 20, a
-    # Beta(16, 1) walk with its tail of 1e-3 the coalitions of up to 10 points).
+    # Beta(16, 1) walk with its tail of 1e-3 the coalitions of up to 10 points), or half of
+    # banzhaf's 60 coalitions are drawn.
     assert main([*TMC, "--seed", "1", "--budget", "30", "--no-progress", "--out", str(cut)]) == 0
     printed = capsys.readouterr().out
     assert "sampling" not in printed
-    assert "Stopped on max_evaluations (evaluation budget spent) before the --permutations" in (
-        printed
-    )
+    goal = "--samples were drawn" if method == "banzhaf" else "--permutations were walked"
+    assert f"Stopped on max_evaluations (evaluation budget spent) before the {goal}" in (printed)
     record = json.loads((cut / "data.json").read_text())
     assert record["status"] == "complete" and record["stop_reason"] == "max_evaluations"
-    assert (cut / "checkpoint" / "checkpoint.npz").is_file()
+    saved = "coalitions.npz" if method == "banzhaf" else "checkpoint.npz"
+    assert (cut / "checkpoint" / saved).is_file()
     assert not np.array_equal(_values(cut), _values(whole))
     # Not continued by accident: a budget-cut valuation asks for --resume or --overwrite.
     assert main([*TMC, "--seed", "1", "--out", str(cut)]) == 2
@@ -211,7 +215,7 @@ def test_walked_methods_show_progress_and_resume_a_budget_cut_to_the_uninterrupt
     # The walks cut short are walked again: the very values of the uninterrupted valuation.
     assert np.array_equal(_values(cut), _values(whole))
     resumed = json.loads((cut / "data.json").read_text())
-    assert resumed["status"] == "complete" and resumed["stop_reason"] == "n_permutations"
+    assert resumed["status"] == "complete" and resumed["stop_reason"] == complete
     assert resumed["fits"] > record["fits"]
     assert (cut / "values.csv").read_text() == (whole / "values.csv").read_text()
     # Replaced by a method that keeps no checkpoint: the old one goes with its folder.
@@ -327,10 +331,13 @@ def test_datamodels_values_lds_and_resume_from_the_saved_subsets(
             ["--method", "oob", "--n-train", "30", "--models", "2"],
             "--models: The 'n_models' parameter of data_oob is too small",
         ),
-        (["--method", "loo", "--budget", "9"], "--budget applies to --method tmc or beta only"),
+        (
+            ["--method", "loo", "--budget", "9"],
+            "--budget applies to --method tmc, beta or banzhaf only",
+        ),
         (
             ["--method", "oob", "--resume"],
-            "--resume applies to --method tmc, beta or datamodels only",
+            "--resume applies to --method tmc, beta, banzhaf or datamodels only",
         ),
         (["--method", "knn", "--model", "adult"], "--model must be one of adult-logreg, digits"),
         (

@@ -18,6 +18,7 @@ from neuronshapley.data.semivalues import (
     exact_semivalue,
     leave_one_out_values,
 )
+from neuronshapley.estimators.checkpoint import CheckpointError
 from tests.data.test_game import nearest_centroid
 
 N_POINTS = 10
@@ -182,3 +183,58 @@ def test_sampled_semivalues_save_load_and_leave_the_game_alone(wine_game, tmp_pa
         assert loaded.params == result.params and loaded.estimator == result.estimator
         assert loaded.game_fingerprint == before
     assert wine_game.fingerprint() == before
+
+
+def test_data_banzhaf_resumes_a_budget_cut_or_ctrl_c_to_the_uninterrupted_values(
+    wine_game, tmp_path
+) -> None:
+    options = {"n_samples": 300, "seed": 2, "batch_size": 64}
+    whole = data_banzhaf(wine_game, **options)
+    cut = data_banzhaf(wine_game, max_evaluations=100, checkpoint=tmp_path / "a", **options)
+    assert cut.stop_reason == "max_evaluations" and cut.n_evaluations == 100
+    resumed = data_banzhaf(wine_game, resume=tmp_path / "a", **options)
+    assert resumed.stop_reason == "n_samples" and resumed.n_evaluations == 300
+    for name in ("values", "ci_low", "ci_high", "n_samples"):
+        assert np.array_equal(getattr(resumed, name), getattr(whole, name)), name
+
+    seen: list[int] = []
+
+    def ctrl_c_after_two_calls(progress) -> None:
+        seen.append(progress.n_evaluations)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    stopped = data_banzhaf(
+        wine_game, checkpoint=tmp_path / "b", progress=ctrl_c_after_two_calls, **options
+    )
+    assert stopped.stop_reason == "interrupted" and stopped.n_evaluations == seen[-1] == 128
+    again = data_banzhaf(wine_game, resume=tmp_path / "b", checkpoint=tmp_path / "b", **options)
+    assert np.array_equal(again.values, whole.values)
+    # A larger n_samples continues the same stream of coalitions: the first 300 are kept.
+    more = data_banzhaf(wine_game, resume=tmp_path / "b", **{**options, "n_samples": 400})
+    assert np.array_equal(
+        more.values, data_banzhaf(wine_game, **{**options, "n_samples": 400}).values
+    )
+
+
+def test_data_banzhaf_with_no_time_left_evaluates_nothing_and_resumes(wine_game, tmp_path) -> None:
+    options = {"n_samples": 50, "seed": 0}
+    late = data_banzhaf(wine_game, max_seconds=1e-9, checkpoint=tmp_path, **options)
+    assert late.stop_reason == "max_seconds" and late.n_evaluations == 0
+    assert (late.ci_high - late.ci_low == 2.0).all()  # nothing seen: the trivial interval
+    done = data_banzhaf(wine_game, resume=tmp_path, **options)
+    assert np.array_equal(done.values, data_banzhaf(wine_game, **options).values)
+
+
+def test_a_data_banzhaf_checkpoint_of_another_run_is_refused(wine_game, tmp_path) -> None:
+    data_banzhaf(wine_game, n_samples=20, seed=0, checkpoint=tmp_path)
+    with pytest.raises(CheckpointError, match="seed=0; this call has seed=1"):
+        data_banzhaf(wine_game, n_samples=20, seed=1, resume=tmp_path)
+    other = ns.games.AdditiveGame(np.linspace(0.0, 0.1, N_POINTS))
+    with pytest.raises(CheckpointError, match="belongs to another game"):
+        data_banzhaf(other, n_samples=20, seed=0, resume=tmp_path)
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        data_banzhaf(wine_game, n_samples=20, resume=tmp_path / "missing")
+    (tmp_path / "coalitions.npz").write_bytes(b"torn")
+    with pytest.raises(CheckpointError, match="damaged"):
+        data_banzhaf(wine_game, n_samples=20, seed=0, resume=tmp_path)

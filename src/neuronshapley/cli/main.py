@@ -1212,31 +1212,31 @@ def _add_data_arguments(commands: Any) -> None:
         metavar="N",
         type=_int_at_least(1),
         default=None,
-        help="coalitions tmc or beta may evaluate (a fit each, bar one-class ones), over a "
-        "resumed valuation (default: no limit)",
+        help="coalitions tmc, beta or banzhaf may evaluate (a fit each, bar one-class ones), "
+        "over a resumed valuation (default: no limit)",
     )
     data.add_argument(
         "--max-seconds",
         metavar="S",
         type=_float_in(0.0, None),
         default=None,
-        help="seconds of sampling tmc or beta may spend in this call (default: no limit)",
+        help="seconds of sampling tmc, beta or banzhaf may spend in this call (default: no limit)",
     )
     data.add_argument(
         "--resume",
         action="store_true",
-        help="continue the tmc or beta valuation in --out from its checkpoint (Ctrl-C, a budget or "
-        "--max-seconds leave one) to the result of an uninterrupted one, or the datamodels "
-        "one from the subsets it trained (saved 50 at a time); --permutations, --models, "
-        "--budget and --max-seconds may grow. The other methods are not resumable: they "
+        help="continue the tmc, beta or banzhaf valuation in --out from its checkpoint (Ctrl-C, "
+        "a budget or --max-seconds leave one) to the result of an uninterrupted one, or the "
+        "datamodels one from the subsets it trained (saved 50 at a time); --permutations, "
+        "--samples, --models, --budget and --max-seconds may grow. The other methods are not resumable: they "
         "start again",
     )
     data.add_argument("--overwrite", action="store_true", help="replace a valuation in --out")
     data.add_argument(
         "--no-progress",
         action="store_true",
-        help="do not show the live progress bar (shown for tmc and beta; banzhaf and the "
-        "others report none)",
+        help="do not show the live progress bar (shown for tmc, beta and banzhaf; the others "
+        "report none)",
     )
 
 
@@ -1244,7 +1244,7 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.data import (
         MODELS,
         REPORT_FILE,
-        WALKED,
+        SAMPLED,
         DataOptions,
         scores_text,
         value_training_data,
@@ -1283,7 +1283,7 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
         max_seconds=args.max_seconds,
     )
     # Only the walked methods report progress; an empty bar for the others would say nothing.
-    shown = not args.no_progress and args.method in WALKED
+    shown = not args.no_progress and args.method in SAMPLED
     with _progress_display(out, enabled=shown, k=3) as (progress, names):
         try:
             done = value_training_data(
@@ -1324,8 +1324,8 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     elif done.stop_reason in ("max_evaluations", "max_seconds"):
         print(
             f"Stopped on {done.stop_reason} ({_explain(done.stop_reason)}) before the "
-            f"--permutations were walked: continue with --resume --out {done.out} and a larger "
-            "budget",
+            + ("--samples were drawn" if args.method == "banzhaf" else "--permutations were walked")
+            + f": continue with --resume --out {done.out} and a larger budget",
             file=out,
         )
     print(f"Show again with: neuronshapley show {done.out}", file=out)

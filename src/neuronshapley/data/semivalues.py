@@ -27,17 +27,24 @@ All three take any ``Game`` (a ``DataGame``, or a closed-form game in the tests)
 coalitions in batches through the game's ``value``.
 """
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from neuronshapley._internal.files import atomic_write
 from neuronshapley._internal.validation import check_float, check_int
+from neuronshapley.estimators.checkpoint import CheckpointError
 from neuronshapley.estimators.exact import enumerable_game, weighted_marginals
+from neuronshapley.estimators.options import Budget, Persistence
 from neuronshapley.estimators.permutation import permutation_semivalue
+from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.walks import Evaluator
 from neuronshapley.games.base import Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results import ShapleyResult, confidence_halfwidth
@@ -212,6 +219,15 @@ def beta_shapley(
     )
 
 
+BANZHAF_CHECKPOINT = "coalitions.npz"
+"""The file ``data_banzhaf`` checkpoints into (in its ``checkpoint`` directory)."""
+_BANZHAF_CHECKPOINT_VERSION = 1
+# With no time budget, a call to the game holds about this many seconds of coalitions (from
+# the measured cost), so progress and checkpoints come that often; MSR's values do not depend
+# on how the coalitions are cut into calls.
+_CALL_SECONDS = 2.0
+
+
 def data_banzhaf(
     game: Game | Callable[..., Any],
     *,
@@ -222,20 +238,32 @@ def data_banzhaf(
     union_bound: bool = False,
     batch_size: int = 4096,
     n_players: int | None = None,
+    max_evaluations: int | None = None,
+    max_seconds: float | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: float = 60.0,
+    resume: str | os.PathLike[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ShapleyResult:
     """Data Banzhaf values by maximum sample reuse (Wang & Jia 2023, Algorithm 1).
 
     ``n_samples`` coalitions, each player in independently with probability 1/2 (drawn from
-    ``numpy.random.default_rng(seed)``); player i's value is the mean V of the coalitions
-    holding i minus the mean V of those without it. Given how many hold i, each side is a
-    mean of i.i.d. values in an interval of width ``metric_range``, so each gets an empirical
-    Bernstein half-width at ``delta / 2`` and the interval is their sum.
+    ``numpy.random.default_rng(seed)``, row after row, so the first m coalitions are the same
+    for any ``n_samples``); player i's value is the mean V of the coalitions holding i minus
+    the mean V of those without it. Given how many hold i, each side is a mean of i.i.d.
+    values in an interval of width ``metric_range``, so each gets an empirical Bernstein
+    half-width at ``delta / 2`` and the interval is their sum.
 
     A player on one side of every sample (likely only below ~30 samples) gets the value 0 and
     the interval ``[-metric_range, metric_range]``, which holds every Banzhaf value.
 
+    A budget stops the run after a whole number of coalitions (a fixed number, independent of
+    the values, so the estimate stays unbiased); ``checkpoint`` keeps the values of the
+    coalitions evaluated so far (every ``checkpoint_every`` seconds and at the end, also after
+    Ctrl-C), and ``resume`` evaluates only the rest, to the values of an uninterrupted run.
+
     The result is a difference of two means, not a mean of samples: do not ``merge`` two of
-    them (draw one run with more samples instead).
+    them (draw one run with more samples, or resume it with a larger ``n_samples``).
 
     Args:
         game: A ``Game`` (e.g. a ``DataGame``) or a callable (then ``n_players``).
@@ -245,12 +273,22 @@ def data_banzhaf(
         delta: Failure probability of each interval (all together with ``union_bound``).
             Default 0.05.
         union_bound: Divide ``delta`` among the players. Default ``False``.
-        batch_size: Coalitions per call to the game. Default 4096.
+        batch_size: The most coalitions per call to the game. Default 4096.
         n_players: Number of players, only for a plain callable ``game``.
+        max_evaluations: Stop after this many coalitions in all (over a resumed run).
+        max_seconds: Stop after this much wall time in this call.
+        checkpoint: Directory to keep the evaluated coalitions' values in
+            (``coalitions.npz``).
+        checkpoint_every: Seconds between checkpoints. Default 60.
+        resume: Directory of a checkpoint to continue from (same game, seed and player count;
+            ``n_samples`` and the budgets may grow).
+        progress: Called after every call to the game with a ``Progress`` (``n_permutations``
+            counts the coalitions).
 
     Returns:
         A ``ShapleyResult`` (``estimator="data_banzhaf"``); ``n_samples`` per player is the
-        smaller of its two sides, ``stderr`` that of the difference.
+        smaller of its two sides, ``stderr`` that of the difference; ``stop_reason`` is
+        ``"n_samples"``, ``"max_evaluations"``, ``"max_seconds"`` or ``"interrupted"``.
     """
     owner = "data_banzhaf"
     n_samples = int(check_int(n_samples, "n_samples", owner, min_value=2))  # type: ignore[arg-type]
@@ -258,34 +296,78 @@ def data_banzhaf(
     metric_range = _check_range(metric_range, owner)
     batch_size = int(check_int(batch_size, "batch_size", owner, min_value=1))  # type: ignore[arg-type]
     rule = IntervalRule("bernstein", delta, metric_range, union_bound).check(owner)
+    budget = Budget.from_arguments(owner, None, max_evaluations, max_seconds)
+    persistence = Persistence.from_arguments(owner, checkpoint, checkpoint_every, resume)
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"The 'progress' parameter of {owner} must be a callable or None. Got {progress!r}."
+        )
     game = as_game(game, n_players, owner)
     n = game.n_players
+    fingerprint = game_fingerprint(game)
     started = time.perf_counter()
-    evaluator = Evaluator(game)
-    masks = np.random.default_rng(seed).random((n_samples, n)) < 0.5
-    utilities = np.concatenate(
-        [evaluator(masks[s : s + batch_size]) for s in range(0, n_samples, batch_size)]
-    )
-    side_delta = rule.delta / (n if union_bound else 1) / 2.0
-    sides = []
-    for holds in (masks, ~masks):
-        count = holds.sum(axis=0).astype(np.int64)
-        total = utilities @ holds
-        mean = total / np.maximum(count, 1)
-        squares = (utilities**2) @ holds
-        variance = np.where(count > 1, (squares - count * mean**2) / np.maximum(count - 1, 1), 0.0)
-        variance = np.maximum(variance, 0.0)  # rounding
-        half = confidence_halfwidth(
-            count, variance, delta=side_delta, bound="bernstein", value_range=metric_range
+    utilities, elapsed_before = np.zeros(0), 0.0
+    if persistence.resume is not None:
+        utilities, elapsed_before = _load_coalitions(
+            persistence.resume, seed=seed, n_players=n, fingerprint=fingerprint
         )
-        sides.append((count, mean, variance, half))
-    (count_in, mean_in, var_in, half_in), (count_out, mean_out, var_out, half_out) = sides
-    seen = (count_in > 0) & (count_out > 0)
-    values = np.where(seen, mean_in - mean_out, 0.0)
-    half = np.where(seen, np.minimum(half_in + half_out, 2.0 * metric_range), metric_range)
-    squared_error = var_in / np.maximum(count_in, 1) + var_out / np.maximum(count_out, 1)
+        utilities = utilities[:n_samples]
+    masks = np.random.default_rng(seed).random((n_samples, n)) < 0.5
+    left = None if budget.max_evaluations is None else budget.max_evaluations - len(utilities)
+    evaluator = Evaluator(game, None if left is None else max(left, 0), budget.max_seconds)
+    parts, done = [utilities], len(utilities)
+    side_delta = rule.delta / (n if union_bound else 1) / 2.0
+    stop_reason, last_saved = "n_samples", time.perf_counter()
+
+    def save() -> None:
+        if persistence.checkpoint is not None:
+            elapsed = elapsed_before + time.perf_counter() - started
+            _save_coalitions(
+                persistence.checkpoint, np.concatenate(parts), seed, n, fingerprint, elapsed
+            )
+
+    try:
+        while done < n_samples:
+            remaining = evaluator.remaining()
+            if remaining == 0:
+                stop_reason = "max_evaluations"
+                break
+            if evaluator.out_of_time():
+                stop_reason = "max_seconds"
+                break
+            measured = evaluator.seconds_per_evaluation()
+            size = min(batch_size, n_samples - done)
+            if measured is not None and measured > 0 and budget.max_seconds is None:
+                size = min(size, max(1, int(_CALL_SECONDS / measured)))
+            if remaining is not None:
+                size = min(size, remaining)
+            values = evaluator.in_calls(masks[done : done + size], batch_size, None)
+            parts.append(np.asarray(values, dtype=np.float64))
+            done += len(values)
+            if progress is not None:
+                so_far = np.concatenate(parts)
+                progress(
+                    Progress(
+                        n_evaluations=done,
+                        n_permutations=done,
+                        elapsed_seconds=elapsed_before + time.perf_counter() - started,
+                        values=_msr_sides(masks[:done], so_far, side_delta, metric_range)[0],
+                        n_undecided=None,
+                        max_evaluations=budget.max_evaluations,
+                        max_seconds=budget.max_seconds,
+                    )
+                )
+            if time.perf_counter() - last_saved >= persistence.checkpoint_every:
+                save()
+                last_saved = time.perf_counter()
+    except KeyboardInterrupt:  # Ctrl-C: keep the coalitions evaluated so far
+        stop_reason = "interrupted"
+    save()
+    utilities = np.concatenate(parts)
+    values, half, squared_error, n_each, seen = _msr_sides(
+        masks[: len(utilities)], utilities, side_delta, metric_range
+    )
     stderr = np.where(seen, np.sqrt(squared_error), np.inf)
-    n_each = np.minimum(count_in, count_out)
     return ShapleyResult(
         values=values,
         stderr=stderr,
@@ -294,7 +376,7 @@ def data_banzhaf(
         n_samples=n_each,
         variance=np.where(seen, squared_error * n_each, 0.0),
         player_names=list(game.player_names),
-        n_evaluations=evaluator.n_evaluations,
+        n_evaluations=len(utilities),
         estimator=owner,
         params={
             "n_samples": n_samples,
@@ -304,12 +386,100 @@ def data_banzhaf(
             "union_bound": rule.union_bound,
         },
         seed=seed,
-        stop_reason="n_samples",
-        elapsed_seconds=time.perf_counter() - started,
+        stop_reason=stop_reason,
+        elapsed_seconds=elapsed_before + time.perf_counter() - started,
         diagnostics={"players_unseen_on_a_side": int((~seen).sum())},
         groups=player_groups(game),
-        game_fingerprint=game_fingerprint(game),
+        game_fingerprint=fingerprint,
     )
+
+
+def _msr_sides(
+    masks: NDArray[np.bool_], utilities: NDArray[np.float64], side_delta: float, width: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], Any]:
+    """MSR's values from the coalitions so far: the mean V with each player minus the mean
+    without it, the half-width (an empirical Bernstein one per side at ``side_delta``, summed;
+    the trivial ``width`` for a player seen on one side only), the squared standard error of
+    the difference, the smaller side's count, and which players were seen on both sides."""
+    sides = []
+    for holds in (masks, ~masks):
+        count = holds.sum(axis=0).astype(np.int64)
+        total = utilities @ holds
+        mean = total / np.maximum(count, 1)
+        squares = (utilities**2) @ holds
+        variance = np.where(count > 1, (squares - count * mean**2) / np.maximum(count - 1, 1), 0.0)
+        variance = np.maximum(variance, 0.0)  # rounding
+        half = confidence_halfwidth(
+            count, variance, delta=side_delta, bound="bernstein", value_range=width
+        )
+        sides.append((count, mean, variance, half))
+    (count_in, mean_in, var_in, half_in), (count_out, mean_out, var_out, half_out) = sides
+    seen = (count_in > 0) & (count_out > 0)
+    values = np.where(seen, mean_in - mean_out, 0.0)
+    half = np.where(seen, np.minimum(half_in + half_out, 2.0 * width), width)
+    squared_error = var_in / np.maximum(count_in, 1) + var_out / np.maximum(count_out, 1)
+    return values, half, squared_error, np.minimum(count_in, count_out), seen
+
+
+def _save_coalitions(
+    directory: Path,
+    utilities: NDArray[np.float64],
+    seed: int,
+    n_players: int,
+    fingerprint: str,
+    elapsed: float,
+) -> None:
+    """Write the values of the first ``len(utilities)`` coalitions, atomically."""
+    record = {
+        "checkpoint_version": _BANZHAF_CHECKPOINT_VERSION,
+        "estimator": "data_banzhaf",
+        "seed": seed,
+        "n_players": n_players,
+        "game_fingerprint": fingerprint,
+        "elapsed_seconds": elapsed,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(
+        directory / BANZHAF_CHECKPOINT,
+        lambda file: np.savez(file, record=np.array(json.dumps(record)), utilities=utilities),
+    )
+
+
+def _load_coalitions(
+    directory: Path, *, seed: int, n_players: int, fingerprint: str
+) -> tuple[NDArray[np.float64], float]:
+    """The saved values and elapsed seconds of ``directory``'s checkpoint, refusing another
+    run's (a damaged file, another game, seed or player count)."""
+    path = directory / BANZHAF_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The 'resume' parameter of data_banzhaf points at {directory}, which holds no "
+            f"checkpoint ({BANZHAF_CHECKPOINT}, written when checkpoint= is given)."
+        )
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as data:
+            record = json.loads(str(data["record"]))
+            utilities = np.asarray(data["utilities"], dtype=np.float64)
+        expected = {"estimator": "data_banzhaf", "checkpoint_version": 1}
+        if any(record.get(key) != value for key, value in expected.items()):
+            raise ValueError("not a data_banzhaf checkpoint of this version")
+    except Exception as error:  # BadZipFile, EOFError, KeyError, JSON, the check above
+        raise CheckpointError(
+            f"The checkpoint {path} is damaged or not data_banzhaf's and cannot be read "
+            f"({type(error).__name__}: {error}); start the run again without resuming."
+        ) from None
+    for key, value in (("n_players", n_players), ("seed", seed)):
+        if record.get(key) != value:
+            raise CheckpointError(
+                f"The checkpoint in {directory} was made with {key}={record.get(key)!r}; this "
+                f"call has {key}={value!r}. Resume with the same parameters."
+            )
+    if record.get("game_fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"The checkpoint in {directory} belongs to another game: the players match in "
+            "number, but the game differs. Resume it with the game it was made with."
+        )
+    return utilities, float(record.get("elapsed_seconds", 0.0))
 
 
 def leave_one_out_values(

@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from neuronshapley._internal.files import atomic_write, json_text
-from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE, has_checkpoint
+from neuronshapley.data.semivalues import BANZHAF_CHECKPOINT
+from neuronshapley.estimators.checkpoint import CHECKPOINT_FILE
 from neuronshapley.estimators.progress import ProgressCallback
 from neuronshapley.results.result import ShapleyResult
 from neuronshapley.workflows.manifest import delete_ours, foreign, record_files, record_live
@@ -56,9 +57,11 @@ REMOVAL_DRAWS = 3
 LOWEST_SHOWN = 20
 # Methods whose sampling checkpoints into --out, so --resume continues it; the others are
 # recomputed from the start (they take seconds at the default sizes, or are closed forms).
-RESUMABLE = ("tmc", "beta", "datamodels")
-# Methods on the engine's permutation walks: progress, budgets and a checkpoint in --out.
-WALKED = ("tmc", "beta")
+RESUMABLE = ("tmc", "beta", "banzhaf", "datamodels")
+# Sampling methods with progress, budgets and a checkpoint in --out: the file each keeps there
+# (tmc and beta walk the engine's permutations; banzhaf keeps its coalitions' values).
+CHECKPOINTS = {"tmc": CHECKPOINT_FILE, "beta": CHECKPOINT_FILE, "banzhaf": BANZHAF_CHECKPOINT}
+SAMPLED = tuple(CHECKPOINTS)
 CHECKPOINT_DIR = "checkpoint"
 # datamodels saves each block of trained subsets here (data/datamodels.py), and reads them back.
 DATAMODELS_DIR = "datamodels"
@@ -204,8 +207,8 @@ def value_training_data(
         raise RunError(f"--noise must be a share in [0, 0.5]. Got {options.noise} instead.")
     for flag, given, methods in (
         ("--resume", options.resume or None, RESUMABLE),
-        ("--budget", options.budget, WALKED),
-        ("--max-seconds", options.max_seconds, WALKED),
+        ("--budget", options.budget, SAMPLED),
+        ("--max-seconds", options.max_seconds, SAMPLED),
     ):
         if given is not None and options.method not in methods:
             raise RunError(
@@ -256,7 +259,7 @@ def value_training_data(
     result, fits, params = _value(options, x, labels, x_test, y_test, len(bundle.classes), sampling)
     values = result.values
     seconds = time.perf_counter() - started
-    if previous is not None and options.method in WALKED:  # counts over every call
+    if previous is not None and options.method in SAMPLED:  # counts over every call
         fits += int(previous.get("fits", 0))
         seconds += float(previous.get("seconds", 0.0))
     curve = _removal(options, x, labels, x_test, y_test, len(bundle.classes), values)
@@ -283,10 +286,10 @@ def value_training_data(
         result=result,
         curve=curve,
         status="interrupted" if result.stop_reason == "interrupted" else "complete",
-        stop_reason=result.stop_reason if options.method in WALKED else "complete",
+        stop_reason=result.stop_reason if options.method in SAMPLED else "complete",
     )
-    if options.method in WALKED:
-        done.files.append(f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}")
+    if options.method in SAMPLED:
+        done.files.append(f"{CHECKPOINT_DIR}/{CHECKPOINTS[options.method]}")
     elif options.method == "datamodels":
         done.files.extend(_block_files(out))
     _write(out, options, done, params)
@@ -356,13 +359,13 @@ def _value(
         return result, result.n_evaluations, made
     game = data.DataGame(x, y, x_test, y_test, fit=learner)
     if method == "tmc":
-        result = _walked(options, game, sampling)
+        result = _sampled(options, game, sampling)
         params = {"tolerance": 0.01, "n_permutations": options.permutations}
     elif method == "beta":
-        result = _walked(options, game, sampling)
+        result = _sampled(options, game, sampling)
         params = {"alpha": 16.0, "beta": 1.0, "n_permutations": options.permutations}
     elif method == "banzhaf":
-        result = data.data_banzhaf(game, n_samples=options.samples, seed=seed)
+        result = _sampled(options, game, sampling)
         params = {"n_samples": options.samples}
     else:
         result = data.leave_one_out_values(game)
@@ -370,25 +373,25 @@ def _value(
     return result, game.n_fits, {"learner": repr(learner), **params}
 
 
-def _walked(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
-    """TMC-Shapley or Beta(16, 1) Shapley (tail 1e-3) on the engine's walks, checkpointing
-    into ``out/checkpoint`` (every 30 s and at the end), so that Ctrl-C or a budget leaves a
-    valuation ``--resume`` continues to the uninterrupted result.
+def _sampled(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResult:
+    """TMC-Shapley or Beta(16, 1) Shapley (tail 1e-3) on the engine's walks, or Data Banzhaf,
+    checkpointing into ``out/checkpoint`` (every 30 s and at the end), so that Ctrl-C or a
+    budget leaves a valuation ``--resume`` continues to the uninterrupted result.
 
     Each permutation is its own task (``walks_per_task=1``): a cut keeps every finished walk,
     and the result does not depend on a task size chosen from measured time.
     """
-    from neuronshapley.data import beta_shapley, tmc_shapley
+    from neuronshapley.data import beta_shapley, data_banzhaf, tmc_shapley
     from neuronshapley.estimators.checkpoint import CheckpointError
 
     out = sampling.out
     checkpoint = out / CHECKPOINT_DIR
     resume = sampling.previous is not None
-    _start_record(out, options, sampling.previous, live=[f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"])
+    live = [f"{CHECKPOINT_DIR}/{CHECKPOINTS[options.method]}"]
+    _start_record(out, options, sampling.previous, live=live)
     if sampling.on_game is not None:
         sampling.on_game(list(game.player_names))
     engine: dict[str, Any] = {
-        "n_permutations": options.permutations,
         "seed": options.seed,
         "max_evaluations": options.budget,
         "max_seconds": options.max_seconds,
@@ -396,12 +399,14 @@ def _walked(options: DataOptions, game: Any, sampling: _Sampling) -> ShapleyResu
         "checkpoint_every": 30.0,
         "resume": checkpoint if resume else None,
         "progress": sampling.progress,
-        "walks_per_task": 1,
     }
+    walks: dict[str, Any] = {"n_permutations": options.permutations, "walks_per_task": 1}
     try:
+        if options.method == "banzhaf":
+            return data_banzhaf(game, n_samples=options.samples, **engine)
         if options.method == "beta":
-            return beta_shapley(game, alpha=16.0, beta=1.0, tail=1e-3, **engine)
-        return tmc_shapley(game, tolerance=0.01, value_range=2.0, **engine)
+            return beta_shapley(game, alpha=16.0, beta=1.0, tail=1e-3, **engine, **walks)
+        return tmc_shapley(game, tolerance=0.01, value_range=2.0, **engine, **walks)
     except CheckpointError as error:
         raise RunError(
             f"--resume: cannot continue from {checkpoint}: {error}; start anew with --overwrite."
@@ -564,7 +569,8 @@ def _plan_directory(out: Path, options: DataOptions) -> dict[str, Any] | None:
                 f"--out {out}: {', '.join(clash)} changed since neuronshapley wrote it, so "
                 "--resume will not replace it; move it away or choose another directory."
             )
-        if options.method in WALKED and not has_checkpoint(out / CHECKPOINT_DIR):
+        checkpoint = out / CHECKPOINT_DIR / CHECKPOINTS.get(options.method, CHECKPOINT_FILE)
+        if options.method in SAMPLED and not checkpoint.is_file():
             if record.get("status") != "running":
                 raise RunError(f"--resume: {out} has no checkpoint to continue from.")
             return None  # killed before its first checkpoint: start it again from the beginning
@@ -665,7 +671,11 @@ def _check_directory(out: Path, overwrite: bool) -> None:
         out,
         overwrite,
         record=RECORD_FILE,
-        files=(*FILES, REPORT_FILE, f"{CHECKPOINT_DIR}/{CHECKPOINT_FILE}"),
+        files=(
+            *FILES,
+            REPORT_FILE,
+            *sorted({f"{CHECKPOINT_DIR}/{name}" for name in CHECKPOINTS.values()}),
+        ),
         noun="valuation",
         command="neuronshapley data",
     )
