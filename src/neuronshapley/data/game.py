@@ -6,6 +6,9 @@ of the groups in ``S``: a source, an annotator, a batch). Any estimator of the e
 (Ghorbani & Zou 2020) for the k lowest-valued points on the same walks.
 """
 
+import copy
+import os
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.fingerprint import digest
-from neuronshapley._internal.validation import check_choice, check_float
+from neuronshapley._internal.optional import require
+from neuronshapley._internal.validation import check_bool, check_choice, check_float
 from neuronshapley.data.splits import labelled_arrays
 from neuronshapley.estimators import tmab_shapley, truncated_shapley
 from neuronshapley.games.base import BaseGame, Game, check_coalitions, game_fingerprint
@@ -27,6 +31,106 @@ Metric = Callable[[Any, Any], float]
 def accuracy(y_true: Any, y_pred: Any) -> float:
     """Fraction of predictions equal to the labels."""
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+# Fits valued in one call are handed to the workers in this many strided chunks per worker:
+# walk batches hold runs of similar sizes, so striding balances the work, and a few chunks
+# per worker keep it busy when fits differ in cost without paying one message per fit.
+_CHUNKS_PER_WORKER = 4
+
+
+class _Fitter:
+    """What fitting one coalition needs, and nothing else: shipped once to each worker.
+
+    ``fit_predict`` is a pure function of the points (and of ``start``, fixed before any
+    coalition is fitted), so a fit gives the same predictions in this process and in a
+    worker, whatever the order or the batching.
+    """
+
+    def __init__(
+        self,
+        x_train: Any,
+        y_train: Any,
+        x_test: Any,
+        fit: Any,
+        classification: bool,
+        start: Any = None,
+    ) -> None:
+        self.x_train, self.y_train, self.x_test = x_train, y_train, x_test
+        self.fit, self.classification, self.start = fit, classification, start
+
+    def fit_predict(self, points: NDArray[np.bool_]) -> Any:
+        x, y = self.x_train[points], self.y_train[points]
+        labels = np.unique(y) if self.classification else None
+        what = f"a coalition of {int(points.sum())} training point(s)" + (
+            f" with {len(labels)} class(es)" if labels is not None else ""
+        )
+        try:
+            if hasattr(self.fit, "fit") and hasattr(self.fit, "predict"):
+                model = self._model(labels).fit(x, y)
+                return model.predict(self.x_test)
+            return self.fit(x, y)(self.x_test)
+        except Exception as error:
+            raise RuntimeError(
+                f"The 'fit' of {OWNER} failed on {what}: {type(error).__name__}: {error}"
+            ) from error
+
+    def _model(self, labels: Any) -> Any:
+        """A warm copy of the full-data model where its coefficients fit the coalition's
+        classes (the same classes), else a cold clone: a rule of the coalition alone."""
+        if self.start is not None and (
+            labels is None or np.array_equal(labels, getattr(self.start, "classes_", labels))
+        ):
+            model = copy.deepcopy(self.start)
+            model.set_params(warm_start=True)
+            return model
+        from sklearn.base import clone
+
+        return clone(self.fit)
+
+
+# The fitter of this worker process, installed once when the worker starts.
+_worker_fitter: _Fitter | None = None
+
+
+def _thread_limits() -> list[tuple[str, int]]:
+    """This process's thread pools (OpenMP, BLAS), by library file: (path, threads)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # pragma: no cover - installed with scikit-learn, as joblib is
+        return []
+    return [(info["filepath"], info["num_threads"]) for info in threadpoolctl.threadpool_info()]
+
+
+def _install_fitter(fitter: _Fitter, limits: list[tuple[str, int]]) -> None:
+    """Worker start-up: keep the fitter, and give each thread pool this process's size.
+
+    A worker then runs a fit as the same computation as the driver would: a sum split over
+    another number of threads could round otherwise. Fewer threads (``threadpoolctl``'s
+    ``threadpool_limits(1)`` around the run) reach the workers too, which is what pays when
+    the workers fill the cores.
+    """
+    global _worker_fitter
+    _worker_fitter = fitter
+    if limits:
+        import threadpoolctl
+
+        controller = threadpoolctl.ThreadpoolController()
+        for path, threads in limits:
+            controller.select(filepath=path).limit(limits=threads)
+
+
+def _fit_chunk(chunk: NDArray[np.bool_]) -> list[Any]:
+    if _worker_fitter is None:  # pragma: no cover - the pool's initializer always ran
+        raise RuntimeError(f"A {OWNER} worker was started without its fitter.")
+    return [_worker_fitter.fit_predict(points) for points in chunk]
+
+
+def _resolve_workers(n_jobs: int) -> int:
+    if n_jobs != -1:
+        return n_jobs
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class DataGame(BaseGame):
@@ -45,6 +149,27 @@ class DataGame(BaseGame):
 
     For regression (float labels) the empty coalition predicts the mean training label.
 
+    Parallel fits (``n_jobs``): the fits of one call to ``value`` (an estimator's batch of
+    coalitions) are spread over worker processes (joblib's loky, which ships with
+    scikit-learn), started at the first batch that has two fits or more and kept for the
+    game's later batches. The values come back in the batch's order and each is a pure
+    function of its coalition, so they equal ``n_jobs=1``'s bit for bit (for learners whose
+    result does not depend on the process: a fixed ``random_state``, the same thread
+    settings). ``n_jobs`` is not part of the fingerprint. With a Ray backend, which already
+    runs one game per worker, leave ``n_jobs=1``.
+
+    Warm starts (``warm_start=True``): each coalition's fit starts from the coefficients of
+    the model fitted on all the training points (fitted once, cold), not from the previous
+    coalition's, so a value does not depend on the order of evaluation, the batching or the
+    backend. Coalitions whose classes differ from all the points' are fitted cold. For a
+    strictly convex learner run to convergence (L2 logistic regression with lbfgs) this moves
+    the optimum reached only within the solver's tolerance (``tol``), so a value can differ
+    from the cold one where a test point lies that close to the decision boundary. For
+    learners stopped before convergence (SGD with few epochs, ``max_iter`` reached) or
+    non-convex ones (MLP) the values are those of another learner. Hence off by default and
+    part of the fingerprint when on. Needs a scikit-learn estimator with a ``warm_start``
+    parameter that a warm start uses (not ``LogisticRegression(solver="liblinear")``).
+
     Args:
         x_train: Training inputs, first axis the points.
         y_train: Training labels, one per point.
@@ -59,9 +184,14 @@ class DataGame(BaseGame):
             per point.
         empty_value: V of the empty coalition. Default ``None``: the best constant predictor.
         degenerate: ``"constant"`` (default) or ``"fit"``, see above.
+        n_jobs: Worker processes for the fits of a batch: an int >= 1, or -1 for one per
+            CPU. Default 1: every fit in this process.
+        warm_start: Start each fit from the full-data model's coefficients (see above).
+            Default ``False``.
 
     Attributes:
-        n_fits: Models fitted so far (coalitions valued without a fit not counted).
+        n_fits: Models fitted so far (coalitions valued without a fit not counted; with
+            ``warm_start``, the full-data model counted once).
     """
 
     fingerprint_ignores = ("n_fits",)
@@ -78,6 +208,8 @@ class DataGame(BaseGame):
         groups: Sequence[Any] | None = None,
         empty_value: float | None = None,
         degenerate: str = "constant",
+        n_jobs: int = 1,
+        warm_start: bool = False,
     ) -> None:
         self.x_train, self.y_train, self.x_test, self.y_test = labelled_arrays(
             x_train, y_train, x_test, y_test, OWNER
@@ -98,6 +230,10 @@ class DataGame(BaseGame):
         self.metric = metric
         self.empty_value = check_float(empty_value, "empty_value", OWNER, allow_none=True)
         self.degenerate = check_choice(degenerate, "degenerate", OWNER, ("constant", "fit"))
+        self.n_jobs = _check_n_jobs(n_jobs)
+        self.warm_start = check_bool(warm_start, "warm_start", OWNER)
+        if self.warm_start:
+            _check_warm_start(fit)
         self.classification = self.y_train.dtype.kind not in "fc"
         if groups is None:
             self.point_player = np.arange(len(self.x_train))
@@ -113,14 +249,26 @@ class DataGame(BaseGame):
             names = [str(name) for name in unique]
         super().__init__(len(names), names)
         self.n_fits = 0
+        self._fitter: _Fitter | None = None
+        self._pool: Any = None
 
     def _value(self, coalitions: CoalitionMatrix) -> GameValues:
         points = coalitions[:, self.point_player]
-        return np.array([self._value_of(row) for row in points], dtype=np.float64)
+        values = np.empty(len(points), dtype=np.float64)
+        to_fit = []
+        for row, members in enumerate(points):
+            value = self._value_without_fit(members)
+            if value is None:
+                to_fit.append(row)
+            else:
+                values[row] = value
+        for row, predictions in zip(to_fit, self._fit_predict(points[to_fit]), strict=True):
+            values[row] = self._score(predictions)
+        return values
 
-    def _value_of(self, points: NDArray[np.bool_]) -> float:
-        size = int(points.sum())
-        if size == 0:
+    def _value_without_fit(self, points: NDArray[np.bool_]) -> float | None:
+        """V of a coalition the learner is not called on; ``None`` for the others."""
+        if not points.any():
             if self.empty_value is not None:
                 return self.empty_value
             return self._best_constant()
@@ -129,7 +277,7 @@ class DataGame(BaseGame):
             first = y[0]
             if np.all(y == first):
                 return self._score(np.full(len(self.y_test), first, dtype=self.y_train.dtype))
-        return self._score(self._fit_predict(self.x_train[points], y, size))
+        return None
 
     def _best_constant(self) -> float:
         if not self.classification:
@@ -141,25 +289,72 @@ class DataGame(BaseGame):
         ]
         return max(scores)
 
-    def _fit_predict(self, x: Any, y: Any, size: int) -> Any:
-        classes = len(np.unique(y)) if self.classification else None
-        what = f"a coalition of {size} training point(s)" + (
-            f" with {classes} class(es)" if classes is not None else ""
-        )
+    def _fit_predict(self, points: NDArray[np.bool_]) -> list[Any]:
+        """Predictions of the models fitted on each row of ``points``, in order."""
+        fitter = self._get_fitter()
+        workers = _resolve_workers(self.n_jobs)
+        if workers == 1 or len(points) < 2:
+            # One fit gains nothing from a worker and would pay a message (or start-up).
+            predictions = []
+            for members in points:
+                predictions.append(fitter.fit_predict(members))
+                self.n_fits += 1
+            return predictions
+        n_chunks = min(len(points), workers * _CHUNKS_PER_WORKER)
+        pool = self._get_pool(fitter, workers)
+        futures = [pool.submit(_fit_chunk, points[k::n_chunks]) for k in range(n_chunks)]
+        chunks = []
         try:
-            if hasattr(self.fit, "fit") and hasattr(self.fit, "predict"):
-                from sklearn.base import clone
-
-                model = clone(self.fit).fit(x, y)
-                predictions = model.predict(self.x_test)
-            else:
-                predictions = self.fit(x, y)(self.x_test)
-        except Exception as error:
-            raise RuntimeError(
-                f"The 'fit' of {OWNER} failed on {what}: {type(error).__name__}: {error}"
-            ) from error
-        self.n_fits += 1
+            for future in futures:
+                chunks.append(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        predictions = [None] * len(points)
+        for k, chunk in enumerate(chunks):
+            predictions[k::n_chunks] = chunk
+        self.n_fits += len(points)
         return predictions
+
+    def _get_fitter(self) -> _Fitter:
+        if self._fitter is None:
+            cold = _Fitter(self.x_train, self.y_train, self.x_test, self.fit, self.classification)
+            start = None
+            if self.warm_start:
+                # Fitted once, cold, before any coalition: every warm fit starts from it,
+                # whatever the order in which coalitions come.
+                start = cold._model(None)
+                try:
+                    start.fit(self.x_train, self.y_train)
+                except Exception as error:
+                    raise RuntimeError(
+                        f"The 'fit' of {OWNER} failed on all {len(self.x_train)} training "
+                        f"points (the warm starts' model): {type(error).__name__}: {error}"
+                    ) from error
+                self.n_fits += 1
+            self._fitter = _Fitter(
+                self.x_train, self.y_train, self.x_test, self.fit, self.classification, start
+            )
+        return self._fitter
+
+    def _get_pool(self, fitter: _Fitter, workers: int) -> Any:
+        if self._pool is None:
+            loky = require("joblib.externals.loky", "zoo", f"{OWNER}(n_jobs > 1)")
+            self._pool = loky.ProcessPoolExecutor(
+                max_workers=workers,
+                initializer=_install_fitter,
+                initargs=(fitter, _thread_limits()),
+            )
+            # The workers leave with the game (and with this process in any case).
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pool does not travel (Ray ships the game): the copy starts its own if it needs one.
+        state = dict(vars(self))
+        state["_pool"] = None
+        return state
 
     def _score(self, predictions: Any) -> float:
         value = float(self.metric(self.y_test, predictions))
@@ -171,10 +366,14 @@ class DataGame(BaseGame):
 
     def fingerprint(self) -> str:
         """A hash of the data, the learner (its parameters, or the callable's code and captured
-        values), the metric, the groups and the rules for unfittable coalitions."""
+        values), the metric, the groups, the rules for unfittable coalitions and ``warm_start``
+        when on (it can move a value, see the class notes). ``n_jobs`` does not count: it does
+        not change a value."""
         learner: Any = self.fit
         if hasattr(learner, "get_params"):
             learner = (type(learner).__qualname__, learner.get_params(deep=True))
+        # Named only when on, so that the games made before warm starts keep their fingerprint.
+        warm = ("warm_start",) if self.warm_start else ()
         return digest(
             "DataGame",
             self.x_train,
@@ -187,12 +386,43 @@ class DataGame(BaseGame):
             self.player_names,
             self.empty_value,
             self.degenerate,
+            *warm,
         )
 
     def __repr__(self) -> str:
         return (
             f"DataGame(n_players={self.n_players}, n_train={len(self.x_train)}, "
             f"n_test={len(self.x_test)})"
+        )
+
+
+def _check_n_jobs(n_jobs: Any) -> int:
+    rule = "an int >= 1, or -1 for one worker per CPU"
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer):
+        raise TypeError(
+            f"The 'n_jobs' parameter of {OWNER} must be {rule}. Got {n_jobs!r} instead."
+        )
+    if n_jobs < 1 and n_jobs != -1:
+        raise ValueError(
+            f"The 'n_jobs' parameter of {OWNER} must be {rule}. Got {n_jobs!r} instead."
+        )
+    return int(n_jobs)
+
+
+def _check_warm_start(fit: Any) -> None:
+    """``warm_start=True`` needs an estimator that a warm start reaches."""
+    params = fit.get_params() if hasattr(fit, "get_params") else {}
+    if "warm_start" not in params or not hasattr(fit, "set_params"):
+        raise TypeError(
+            f"The 'warm_start' parameter of {OWNER} needs a scikit-learn estimator with a "
+            "warm_start parameter (LogisticRegression with lbfgs, SGDClassifier, ...) as 'fit'. "
+            f"Got {type(fit).__name__} instead; leave warm_start=False."
+        )
+    if params.get("solver") == "liblinear":
+        raise ValueError(
+            f"The 'warm_start' parameter of {OWNER} has no effect with "
+            f"{type(fit).__name__}(solver='liblinear') (liblinear always starts cold); use "
+            "solver='lbfgs' or leave warm_start=False."
         )
 
 
