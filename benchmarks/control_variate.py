@@ -1,11 +1,14 @@
-"""Issue 18, "variance reduction": the linearised network as a control variate on digits-cnn.
+"""Issue 18, "variance reduction": the linearised network as a control variate on a unit game.
 
-The game is the peer benchmark's (``benchmarks.games``: digits-cnn, accuracy, mean ablation,
-360 test examples, 160 filters). The surrogate is ``ns.units.linearized_game(game)``: the logits
-linearised in the unit masks around the full model (attribution patching), scored with the
-game's accuracy or with ``"soft_accuracy"`` (a smoothed accuracy). ``control_variate_shapley``
-walks the same orders on both; its diagnostics give, per unit, the variance of the adjusted
-samples against plain permutation sampling's on the same walks (``variance_ratio``). Reported:
+The game is the peer benchmark's (``benchmarks.games``: accuracy, mean ablation, the 360 digits
+test examples, or mnist1d-cnn's first 300): ``--game digits-cnn`` (the default, 160 filters),
+``digits-mlp-wide`` (1,024 neurons) or ``digits-cnn-wide`` (1,152 filters; not one of
+``benchmarks.games.GAMES``, so built here the same way and without a cached reference).
+The surrogate is ``ns.units.linearized_game(game)``: the logits linearised in the unit masks
+around the full model (attribution patching), scored with the game's accuracy or with
+``"soft_accuracy"`` (a smoothed accuracy). ``control_variate_shapley`` walks the same orders on
+both; its diagnostics give, per unit, the variance of the adjusted samples against plain
+permutation sampling's on the same walks (``variance_ratio``). Reported:
 
 - the correlation of the game's and the surrogate's marginals, and the variance ratio (median,
   quartiles, and pooled over units: sum of variances, the ratio of the sums of squared errors);
@@ -23,9 +26,10 @@ The game's values are cached by coalition inside this run, so runs with the same
 their game evaluations (the accuracy and soft-accuracy surrogates walk the same orders; the
 antithetic run's first walks of each pair are the plain run's first walks).
 
-Run ``python -m benchmarks.control_variate [--permutations 48] [--seed 0]`` (under a minute on
-an idle 2-core machine, 7 minutes at a load of 5-6); the figures in docs/efficiency.md are from
-``--permutations 64`` and the default.
+Run ``python -m benchmarks.control_variate [--game digits-cnn] [--permutations 48] [--seed 0]``
+(digits-cnn: under a minute on an idle 2-core machine, 7 minutes at a load of 5-6; a walk of
+digits-mlp-wide, 1,025 evaluations, costs about 14 s at a load of 5); the figures in
+docs/efficiency.md say which arguments they are from.
 """
 
 import argparse
@@ -42,6 +46,20 @@ from neuronshapley.games.base import BaseGame
 from neuronshapley.typing import CoalitionMatrix, GameValues
 from neuronshapley.units import NeuronGame
 from neuronshapley.units.linearized import LinearizedGame, linearized_game, soft_accuracy
+
+# The 360 digits test examples of ``benchmarks.games``, for the zoo model it does not list.
+_UNLISTED = {"digits-cnn-wide": 360}
+
+
+def build(name: str) -> tuple[NeuronGame, dict[str, Any] | None]:
+    """The game ``name`` and its cached reference (``None`` where stale or there is none)."""
+    if name in games.GAMES:
+        game = games.build(name)
+        return game, games.reference(name, game, compute=False)
+    # As games.build does: accuracy, mean over the reference split, a fixed test slice.
+    model, data = ns.zoo.load(name)
+    test = data.test.subset(torch.arange(_UNLISTED[name]))
+    return ns.NeuronGame(model, data=test, reference=data.reference), None
 
 
 class CachedGame(BaseGame):
@@ -106,13 +124,13 @@ def reference_check(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", choices=sorted([*games.GAMES, *_UNLISTED]), default="digits-cnn")
     parser.add_argument("--permutations", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     m = args.permutations
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    game = games.build("digits-cnn")
-    reference = games.reference("digits-cnn", game, compute=False)
+    game, reference = build(args.game)
     started = time.perf_counter()
     accuracy = linearized_game(game)
     jacobian_seconds = time.perf_counter() - started
@@ -138,10 +156,10 @@ def main() -> None:
     surrogate_walks = int(first.params["surrogate_permutations"]) + m
     surrogate_per_walk = float(first.diagnostics["surrogate_seconds"]) / surrogate_walks
     print(
-        f"digits-cnn, {m} walks (seed {args.seed}): Jacobian {jacobian_seconds:.1f} s "
-        f"({jacobian_seconds / game_per_walk:.1f} game walks); a walk costs "
-        f"{game_per_walk:.2f} s on the game, {surrogate_per_walk * 1e3:.1f} ms on the surrogate "
-        f"({game_per_walk / surrogate_per_walk:.0f}x less); {new:,} game evaluations"
+        f"{args.game} ({game.n_players} units), {m} walks (seed {args.seed}): Jacobian "
+        f"{jacobian_seconds:.1f} s ({jacobian_seconds / game_per_walk:.1f} game walks); a walk "
+        f"costs {game_per_walk:.2f} s on the game, {surrogate_per_walk * 1e3:.1f} ms on the "
+        f"surrogate ({game_per_walk / surrogate_per_walk:.0f}x less); {new:,} game evaluations"
     )
     print(
         "| surrogate | median corr. | variance ratio (quartiles) | pooled | pooled, top 20 | "
@@ -169,6 +187,13 @@ def main() -> None:
                 f"antithetic alone: {1 / alone:.2f}x fewer evaluations than single walks; with "
                 f"the control variate on top: {1 / (alone * row['pooled']):.2f}x"
             )
+    surrogate_seconds = sum(float(r.diagnostics["surrogate_seconds"]) for r, _, _ in runs.values())
+    print(
+        f"seconds: {time.perf_counter() - started:.0f} in all: the game {cached.seconds:.0f} "
+        f"({cached.new:,} evaluations), the surrogates {surrogate_seconds:.0f} (three runs, "
+        f"{3 * surrogate_walks} walks), the Jacobian {jacobian_seconds:.1f}; load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
