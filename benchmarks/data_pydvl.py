@@ -42,6 +42,7 @@ with ``PYTHONPATH=.venv/pydvl``); ``--quick`` for a smaller budget.
 """
 
 import argparse
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -129,6 +130,7 @@ class Side:
     evaluations: int
     fits: int
     seconds: float
+    cpu_seconds: float  # this process's CPU time: less swayed than wall time by others' load
 
 
 @dataclass
@@ -164,6 +166,7 @@ def main() -> None:
         args.beta_permutations, args.banzhaf_samples = 10, 200
     torch.set_num_threads(1)
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     pv = import_pydvl()
     import pydvl
     from pydvl.valuation.types import Sample
@@ -207,21 +210,26 @@ def main() -> None:
 
     def ours_side(run: Callable[[int], Any], run_seed: int) -> Side:
         fits_before = game.n_fits
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         result = run(run_seed)
-        seconds = time.perf_counter() - began
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
         return Side(
-            result.values, result.stderr, result.n_evaluations, game.n_fits - fits_before, seconds
+            result.values,
+            result.stderr,
+            result.n_evaluations,
+            game.n_fits - fits_before,
+            seconds,
+            cpu,
         )
 
     def pydvl_side(make: Callable[[Any], Any]) -> Side:
         TALLY.update(evaluations=0, fits=0)
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         valuation = make(utility())
         valuation.fit(train)
-        seconds = time.perf_counter() - began
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
         values, stderr = by_index(valuation.result, n)
-        return Side(values, stderr, TALLY["evaluations"], TALLY["fits"], seconds)
+        return Side(values, stderr, TALLY["evaluations"], TALLY["fits"], seconds, cpu)
 
     def sampled(sampler: Any, samples: int) -> Any:
         return pv.MaxSamples(sampler, samples)
@@ -334,23 +342,23 @@ def main() -> None:
     )
 
     # KNN-Shapley, closed form.
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     knn_ours = knn_shapley(x, y, x_test, y_test, k=KNN_K).values
-    knn_ours_seconds = time.perf_counter() - began
+    knn_ours_times = (time.perf_counter() - began, time.process_time() - cpu_began)
     from sklearn.neighbors import KNeighborsClassifier
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     knn_valuation = pv.KNNShapleyValuation(
         KNeighborsClassifier(n_neighbors=KNN_K), test, progress=False
     ).fit(train)
-    knn_pydvl_seconds = time.perf_counter() - began
+    knn_pydvl_times = (time.perf_counter() - began, time.process_time() - cpu_began)
     knn_pydvl, _ = by_index(knn_valuation.result, n)
     rows.append(
         Row(
             f"KNN-Shapley (K={KNN_K}, exact)",
             "closed form",
-            Side(knn_ours, None, 0, 0, knn_ours_seconds),
-            Side(knn_pydvl, None, 0, 0, knn_pydvl_seconds),
+            Side(knn_ours, None, 0, 0, *knn_ours_times),
+            Side(knn_pydvl, None, 0, 0, *knn_pydvl_times),
             None,
         )
     )
@@ -383,19 +391,22 @@ def main() -> None:
             f"{np.max(np.abs(a - b)):.2g} | {a.sum():.3f} / {b.sum():.3f} |"
         )
     print(
-        "\n| method | evaluations ours / pyDVL | fits ours / pyDVL | fits/s ours / pyDVL | "
-        "seconds ours / pyDVL | F1 ours / pyDVL | AUC ours / pyDVL |"
+        "\n| method | evaluations ours / pyDVL | fits ours / pyDVL | fits per second ours / "
+        "pyDVL | fits per CPU second ours / pyDVL | seconds ours / pyDVL | CPU seconds ours / "
+        "pyDVL | F1 ours / pyDVL | AUC ours / pyDVL |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         o, p = row.ours, row.pydvl
 
-        def rate(side: Side) -> str:
-            return f"{side.fits / side.seconds:,.0f}" if side.fits else "-"
+        def rate(side: Side, seconds: float) -> str:
+            return f"{side.fits / seconds:,.0f}" if side.fits else "-"
 
         print(
             f"| {row.method} | {o.evaluations:,} / {p.evaluations:,} | {o.fits:,} / {p.fits:,} | "
-            f"{rate(o)} / {rate(p)} | {o.seconds:.1f} / {p.seconds:.1f} | "
+            f"{rate(o, o.seconds)} / {rate(p, p.seconds)} | "
+            f"{rate(o, o.cpu_seconds)} / {rate(p, p.cpu_seconds)} | "
+            f"{o.seconds:.1f} / {p.seconds:.1f} | {o.cpu_seconds:.1f} / {p.cpu_seconds:.1f} | "
             f"{f1_at_count(o.values, flipped):.2f} / {f1_at_count(p.values, flipped):.2f} | "
             f"{detection_auc(o.values, flipped):.2f} / {detection_auc(p.values, flipped):.2f} |"
         )
@@ -411,7 +422,10 @@ def main() -> None:
         f"the {n_flipped} flipped points {shift[flipped].mean():+.4f} (their noisy labels: "
         f"{np.bincount(y[flipped], minlength=2).tolist()} of labels 0 / 1)"
     )
-    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    print(
+        f"\nwall time {time.perf_counter() - started:.0f} s, CPU {time.process_time():.0f} s; "
+        f"load average (1 min) at the start {load_start:.1f}, at the end {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":
