@@ -1137,37 +1137,54 @@ def _explain_command(args: argparse.Namespace, out: TextIO) -> int:
 
 # -- data ----------------------------------------------------------------------------------------
 def _add_data_arguments(commands: Any) -> None:
-    from neuronshapley.workflows.data import DATASETS, METHODS, MODELS
+    from neuronshapley.workflows.data import DATA_CONTRACT, DATASETS, METHODS, MODELS, OWN_MODEL
 
     data = commands.add_parser(
         "data",
-        help="value the training points of a bundled dataset",
+        help="value the training points of a dataset (bundled, or yours) for a learner",
         description=(
-            "Values of a bundled dataset's training points for a logistic regression, by one "
+            "Values of a dataset's training points (a bundled one, or --data file.py:function) "
+            "for a learner (a logistic regression, or --model file.py:function), by one "
             "method, optionally after flipping a share of the labels (then the F1 and AUC of "
             "flagging the lowest-valued as flipped): values.csv, result.json + result.npz "
             "(what 'neuronshapley show' reads), report.html (the values, the lowest-valued "
-            "points, the detection scores and point-removal curves) and data.json in --out."
+            "points, the detection scores and point-removal curves) and data.json in --out. "
+            "A spec's file is run; data.json keeps its path and SHA-256, and --resume refuses "
+            "a file changed since."
         ),
     )
     data.add_argument("--dataset", default=None, help=f"{', '.join(DATASETS)} (default: adult)")
     data.add_argument(
+        "--data",
+        metavar="FILE.py:FUNCTION",
+        default=None,
+        help=f"your points instead of --dataset: the function returns {DATA_CONTRACT}",
+    )
+    data.add_argument(
         "--model",
         default=None,
-        help=f"{', '.join(MODELS)}: another name for --dataset (the learner is the logistic "
-        "regression either way)",
+        help=f"{', '.join(MODELS)}: another name for --dataset (with the logistic regression); "
+        "or FILE.py:FUNCTION returning your learner: a scikit-learn classifier (cloned per "
+        "coalition) or a callable fit(x, y) -> predict (not for "
+        f"{' or '.join(OWN_MODEL)}, which value the points for a model of their own; "
+        "datamodels needs decision_function). Default: the logistic regression",
     )
     data.add_argument("--method", required=True, help=", ".join(METHODS))
     data.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
     data.add_argument(
-        "--n-train", metavar="N", type=_int_at_least(2), default=200, help="points (default: 200)"
+        "--n-train",
+        metavar="N",
+        type=_int_at_least(2),
+        default=None,
+        help="training points valued, drawn at random (default: 200 of a bundled dataset, all "
+        "of --data's)",
     )
     data.add_argument(
         "--n-test",
         metavar="N",
         type=_int_at_least(2),
-        default=500,
-        help="test points (default: 500)",
+        default=None,
+        help="test points, drawn at random (default: 500 of a bundled dataset, all of --data's)",
     )
     data.add_argument(
         "--noise", metavar="P", type=float, default=0.0, help="share of labels flipped (default: 0)"
@@ -1228,8 +1245,8 @@ def _add_data_arguments(commands: Any) -> None:
         help="continue the tmc, beta or banzhaf valuation in --out from its checkpoint (Ctrl-C, "
         "a budget or --max-seconds leave one) to the result of an uninterrupted one, or the "
         "datamodels one from the subsets it trained (saved 50 at a time); --permutations, "
-        "--samples, --models, --budget and --max-seconds may grow. The other methods are not resumable: they "
-        "start again",
+        "--samples, --models, --budget and --max-seconds may grow. The other methods are not "
+        "resumable: they start again",
     )
     data.add_argument("--overwrite", action="store_true", help="replace a valuation in --out")
     data.add_argument(
@@ -1241,6 +1258,7 @@ def _add_data_arguments(commands: Any) -> None:
 
 
 def _data_command(args: argparse.Namespace, out: TextIO) -> int:
+    from neuronshapley._internal.specs import is_spec
     from neuronshapley.workflows.data import (
         MODELS,
         REPORT_FILE,
@@ -1252,12 +1270,20 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
     from neuronshapley.workflows.runs import RunError
 
     prog = "neuronshapley data"
-    dataset = args.dataset
-    if args.model is not None:
+    dataset, learner = args.dataset, None
+    if args.model is not None and is_spec(args.model):
+        learner = args.model
+    elif args.model is not None:
         if args.model not in MODELS:
             raise UsageError(
-                f"{prog}: error: --model must be one of {', '.join(MODELS)}. Got {args.model!r} "
-                "instead."
+                f"{prog}: error: --model must be one of {', '.join(MODELS)} or "
+                f"path/to/file.py:function. Got {args.model!r} instead."
+            )
+        if args.data is not None:
+            raise UsageError(
+                f"{prog}: error: --model {args.model} is the {MODELS[args.model]} dataset; it "
+                f"contradicts --data {args.data} (give your learner as --model "
+                "path/to/file.py:function, or leave --model out for the logistic regression)."
             )
         if dataset is not None and dataset != MODELS[args.model]:
             raise UsageError(
@@ -1266,7 +1292,9 @@ def _data_command(args: argparse.Namespace, out: TextIO) -> int:
             )
         dataset = MODELS[args.model]
     options = DataOptions(
-        dataset=dataset or "adult",
+        dataset=dataset,
+        data=args.data,
+        model=learner,
         method=args.method,
         out=Path(args.out),
         n_train=args.n_train,
