@@ -37,6 +37,12 @@ def as_dict():
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
+def tensors():
+    import torch
+
+    return tuple(torch.tensor(array) for array in split())
+
+
 def regression():
     return LogisticRegression(C=0.5, solver="liblinear")
 
@@ -219,6 +225,11 @@ def test_user_points_with_the_bundled_learner_equal_the_library_call(
     assert np.array_equal(_values(out), expected)
     written = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
     assert sorted(int(r["train_index"]) for r in written) == rows_.tolist()
+    # Torch tensors are the same points.
+    out = tmp_path / "tensors"
+    args = ["data", "--data", f"{specs}:tensors", "--method", "knn", "--k", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert np.array_equal(_values(out), knn_shapley(x, y, x_test, y_test, k=3).values)
 
 
 def test_a_user_learner_of_either_kind_equals_the_library_call(
