@@ -350,22 +350,35 @@ def test_repair_adds_its_section(run: Path, tmp_path: Path) -> None:
 def test_interactions_values_the_pairs_of_the_top_units(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The top 2k units' pairs, the removal account and the orders, in the run's report."""
+    """The top 2k units' pairs, the removal account and the orders, chosen on one half of the
+    run's examples and scored on both, in the run's report."""
     import numpy as np
 
+    import neuronshapley as ns
+    from neuronshapley.applications.fairness import split_in_two
+    from neuronshapley.applications.interactions import values_after_removal
     from neuronshapley.workflows.runs import game_from_run
+    from neuronshapley.workflows.studies import INTERACTIONS_VALUES_BUDGET
 
     assert _study("interactions", run, "--k", "3", "--budget", "300") == 0
     folder = run / "studies" / "interactions"
     assert {p.name for p in folder.iterdir()} == {
         "interactions.png",
         "interaction_removal.png",
+        "interaction_removal_held_out.png",
         "section.json",
         "study.json",
         "table.csv",
     }
     headline = json.loads((folder / "study.json").read_text())["headline"]
-    game, result, _ = game_from_run(run)
+    run_game, _, _ = game_from_run(run)
+    choice, held = split_in_two(run_game.data, seed=0)
+    assert headline["n_choice_examples"] + headline["n_held_out_examples"] == len(run_game.data)
+    game, held_game = run_game.with_data(choice), run_game.with_data(held)
+    result = ns.permutation_shapley(
+        game, max_evaluations=INTERACTIONS_VALUES_BUDGET, antithetic=True, seed=0
+    )
+    assert headline["values_evaluations"] == result.n_evaluations
     top = [game.player_names[i] for i in result.top_indices(6)]
     assert headline["players"] == top
     # 300 evaluations buy 2 permutations of 2 m^2 = 72 evaluations for m = 6 units.
@@ -396,5 +409,9 @@ def test_interactions_values_the_pairs_of_the_top_units(
     # Greedy picks the worst removal at every step among the top 6: never above Shapley's first.
     greedy = orders["greedy on the game, top 6"]["values"]
     assert greedy[1] <= orders["Shapley value, highest first"]["values"][1] + 1e-12
+    # Every order is scored again on the held-out half, which chose nothing.
+    for rule, order in orders.items():
+        again = values_after_removal(held_game, order["order"], rule).values
+        assert order["held_out_values"] == pytest.approx(again.tolist(), abs=1e-12)
     assert "Interactions between the top units" in _headings(run / "report.html")
     assert "Most redundant" in capsys.readouterr().out
