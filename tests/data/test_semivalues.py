@@ -238,3 +238,18 @@ def test_a_data_banzhaf_checkpoint_of_another_run_is_refused(wine_game, tmp_path
     (tmp_path / "coalitions.npz").write_bytes(b"torn")
     with pytest.raises(CheckpointError, match="damaged"):
         data_banzhaf(wine_game, n_samples=20, seed=0, resume=tmp_path)
+
+
+def test_a_smaller_data_banzhaf_resume_keeps_every_coalition_in_its_checkpoint(
+    wine_game, tmp_path
+) -> None:
+    # Each coalition is a model fit: a quick look with fewer samples must not throw the rest of
+    # the checkpoint away, or a later resume with the full n_samples would fit them again.
+    options = {"seed": 4, "checkpoint": tmp_path}
+    data_banzhaf(wine_game, n_samples=120, **options)
+    fewer = data_banzhaf(wine_game, n_samples=40, resume=tmp_path, **options)
+    assert np.array_equal(fewer.values, data_banzhaf(wine_game, n_samples=40, seed=4).values)
+    fits = wine_game.n_fits
+    again = data_banzhaf(wine_game, n_samples=120, resume=tmp_path, **options)
+    assert wine_game.n_fits == fits  # all 120 came from the checkpoint
+    assert np.array_equal(again.values, data_banzhaf(wine_game, n_samples=120, seed=4).values)

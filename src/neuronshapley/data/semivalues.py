@@ -306,12 +306,12 @@ def data_banzhaf(
     n = game.n_players
     fingerprint = game_fingerprint(game)
     started = time.perf_counter()
-    utilities, elapsed_before = np.zeros(0), 0.0
+    loaded, elapsed_before = np.zeros(0), 0.0
     if persistence.resume is not None:
-        utilities, elapsed_before = _load_coalitions(
+        loaded, elapsed_before = _load_coalitions(
             persistence.resume, seed=seed, n_players=n, fingerprint=fingerprint
         )
-        utilities = utilities[:n_samples]
+    utilities = loaded[:n_samples]
     masks = np.random.default_rng(seed).random((n_samples, n)) < 0.5
     left = None if budget.max_evaluations is None else budget.max_evaluations - len(utilities)
     evaluator = Evaluator(game, None if left is None else max(left, 0), budget.max_seconds)
@@ -322,9 +322,12 @@ def data_banzhaf(
     def save() -> None:
         if persistence.checkpoint is not None:
             elapsed = elapsed_before + time.perf_counter() - started
-            _save_coalitions(
-                persistence.checkpoint, np.concatenate(parts), seed, n, fingerprint, elapsed
-            )
+            # A resume with a smaller n_samples evaluates nothing new: the checkpoint keeps
+            # every coalition it held (paid for, one model fit each), not just those used.
+            kept = np.concatenate(parts)
+            if len(loaded) > len(kept):
+                kept = loaded
+            _save_coalitions(persistence.checkpoint, kept, seed, n, fingerprint, elapsed)
 
     try:
         while done < n_samples:
