@@ -12,6 +12,7 @@ import neuronshapley as ns
 from neuronshapley.data.semivalues import banzhaf_size_weights, beta_size_weights, exact_semivalue
 from neuronshapley.estimators.checkpoint import CheckpointError
 from neuronshapley.games import sparse_soum
+from neuronshapley.results.result import interval_rule
 from tests.estimators.test_checkpoint import assert_same_values
 
 N = 9
@@ -132,3 +133,20 @@ def test_saved_and_loaded_semivalue_results_keep_their_intervals(tmp_path: Path)
 def test_bad_weights_are_named(weights, tail, match) -> None:
     with pytest.raises(ValueError, match=match):
         ns.permutation_semivalue(game(), weights, 10, tail=tail, seed=0)
+
+
+def test_the_samples_interval_holds_the_anytime_bounds_first_guess_whatever_the_tail() -> None:
+    # Half of p on the largest size, cut by the tail: the kept weights n p_k are 5/9 < 1. The
+    # anytime bound guesses a player's first sample by (V(N) - V(empty)) / n, a mean of
+    # marginals, so the samples' interval [W a, W b] must hold [a, b]: W is at least 1.
+    n = 10
+    weights = np.r_[np.full(n - 1, 0.5 / (n - 1)), 0.5]
+    count = ns.games.AdditiveGame(np.ones(n))  # every marginal is 1: [a, b] = [0, 1]
+    result = ns.permutation_semivalue(
+        count, weights, 20, tail=0.5, seed=0, bound="anytime", value_range=1.0
+    )
+    assert result.params["semivalue"]["dropped_weight"] == pytest.approx(0.5)
+    assert result.sample_range == pytest.approx((0.0, 5 / 9))
+    guess = (result.diagnostics["v_full"] - result.diagnostics["v_empty"]) / n
+    assert guess == pytest.approx(1.0)
+    assert guess <= interval_rule(result.params).value_range  # the samples' interval [0, W]

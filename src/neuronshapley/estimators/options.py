@@ -203,8 +203,15 @@ class Semivalue:
 
     @property
     def max_weight(self) -> float:
-        """W: weighted samples of marginals in [a, b] (holding 0) lie in [W a, W b]."""
-        return float(self.position_weights().max())
+        """W: weighted samples of marginals in [a, b] (holding 0) lie in [W a, W b].
+
+        At least 1, so that [W a, W b] holds [a, b] and with it (V(N) - V(empty)) / n, a mean
+        of marginals: the anytime bound's first guess of a sample (``RunState.absorb``,
+        ``ShapleyResult.merge``), which must lie in the samples' interval. Without a ``tail``
+        the largest ``n p_k`` is at least 1 anyway (the p_k sum to 1); a tail that leaves only
+        small weights (most of p on the large sizes) would otherwise make W < 1.
+        """
+        return max(float(self.position_weights().max()), 1.0)
 
     def record(self) -> dict[str, Any]:
         """The run's identity and the result's ``params["semivalue"]`` (JSON types)."""

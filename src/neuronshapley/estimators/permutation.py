@@ -231,8 +231,8 @@ def permutation_semivalue(
         semivalue_params: The parameters behind the weights, part of the run's identity.
         value_range: Width R of an interval holding every marginal and 0 (for V in [0, 1],
             R = 2); the weighted samples then lie in an interval of width W R, W the largest
-            ``n p_k``, which the intervals use. Default ``None``: the samples' range, a
-            heuristic.
+            ``n p_k`` kept (at least 1, see ``Semivalue.max_weight``), which the intervals
+            use. Default ``None``: the samples' range, a heuristic.
         The other arguments are ``permutation_shapley``'s.
 
     Returns:
