@@ -65,10 +65,10 @@ INTERACTIONS_BUDGET = 20 * 2 * 20**2
 """Evaluations of the interactions study's estimate when none is given: 20 permutations of the
 top 20 units' 190 pairs (2 m^2 = 800 evaluations each); about 4 minutes on digits-cnn."""
 INTERACTION_CHUNKS = 5
+"""Independent seeds the interactions study merges (their spread gives sums of pairs an error)."""
 INTERACTIONS_VALUES_BUDGET = 4000
 """Evaluations of the interactions study's own values on its choice half (antithetic walks):
 about 25 walks of digits-cnn's 160 units, enough to rank its top 20 roughly."""
-"""Independent seeds the interactions study merges (their spread gives sums of pairs an error)."""
 HEADS_SECONDS = 1000.0
 """Seconds of sampling the heads study's run stops at when not told otherwise, on a slower or
 busier machine than that (the values then rest on fewer walks, which the study says), so that
