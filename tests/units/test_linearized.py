@@ -12,7 +12,7 @@ from torch import nn
 
 from neuronshapley.estimators import permutation_shapley
 from neuronshapley.estimators.control_variate import control_variate_shapley
-from neuronshapley.units import NeuronGame
+from neuronshapley.units import NeuronGame, linearized
 from neuronshapley.units.linearized import LinearizedGame, linearized_game
 from tests.units._models import Snapshot, fitted, images, seeded, vectors
 
@@ -206,3 +206,56 @@ def test_bad_input() -> None:
     with pytest.raises(ValueError, match="'batch_size'"):
         linearized_game(game, batch_size=0)
     assert isinstance(linearized_game(game), LinearizedGame)
+
+
+def test_a_walk_takes_the_running_sum_and_agrees_with_the_product(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A walk's coalitions (one unit apart) are linearised by a running sum of J's rows instead
+    of a product with J (n x width per walk, not n^2 x width: the surrogate's cost at 1,024
+    units). Both are z(N) + J (1_S - 1) up to float32 rounding, whose bound for a sum of at
+    most n + 1 terms is (n + 1) eps (|z(N)| + sum_u |J_u|) elementwise (Higham, Accuracy and
+    Stability of Numerical Algorithms, 2002, section 3.1)."""
+    model = seeded(
+        lambda: nn.Sequential(
+            nn.Linear(8, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 3)
+        )
+    )
+    x, y = vectors(20, seed=1)
+    game = NeuronGame(model, units=["0", "2"], data=(x, y), reference=vectors(30, seed=2)[0])
+    surrogate = linearized_game(game, metric="soft_accuracy")
+    n = game.n_players
+    order = np.random.default_rng(0).permutation(n)
+    walk = np.ones((n + 1, n), dtype=bool)
+    for t, unit in enumerate(order):
+        walk[t + 1 :, unit] = False  # from N down to the empty set, one unit a step
+    # Two walks in one batch, the second from its middle up (a batch straddles walks), with a
+    # coalition repeated (no unit changes) and one two units away (one in, one out) from the
+    # row before: the running sum restarts where more than one unit changes, and holds.
+    up = walk[::-1][n // 2 :]
+    swapped = up[2].copy()
+    swapped[np.flatnonzero(up[2])[0]] = False
+    swapped[np.flatnonzero(up[3] & ~up[2])[0]] = True
+    walks = np.concatenate([walk, up[:3], up[2:3], swapped[None], up[3:]])
+    scattered = np.random.default_rng(1).random((n + 1, n)) < 0.5
+    rows: list[int] = []
+    product = linearized._product
+
+    def counted(base: torch.Tensor, jacobian: torch.Tensor, coalitions: np.ndarray) -> Any:
+        rows.append(len(coalitions))
+        return product(base, jacobian, coalitions)
+
+    monkeypatch.setattr(linearized, "_product", counted)
+    base = surrogate.outputs.reshape(-1).double().numpy()
+    jacobian = surrogate.jacobian.double().numpy()
+    eps = float(np.finfo(np.float32).eps)
+    bound = (n + 1) * eps * (np.abs(base) + np.abs(jacobian).sum(axis=0))
+    for coalitions, by_product in ((walks, [3]), (scattered, [n + 1])):
+        rows.clear()
+        got = linearized._linearised(surrogate.outputs.reshape(-1), surrogate.jacobian, coalitions)
+        assert rows == by_product  # the walks: only where each starts
+        exact = base + (coalitions.astype(np.float64) - 1.0) @ jacobian
+        assert (np.abs(got.double().numpy() - exact) <= bound).all()
+    # Through the game's interface: the metric of those outputs, row by row.
+    one_by_one = np.concatenate([surrogate.value(row[None]) for row in walks])
+    np.testing.assert_allclose(surrogate.value(walks), one_by_one, rtol=0, atol=1e-5)
