@@ -113,8 +113,17 @@ def _install_fitter(fitter: _Fitter, limits: list[tuple[str, int]]) -> None:
     global _worker_fitter
     _worker_fitter = fitter
     if limits:
+        import contextlib
+        import ctypes
+
         import threadpoolctl
 
+        # Load the driver's libraries now (a module imported later finds them loaded, by
+        # their soname): a library loaded after the limits would keep its default size.
+        for path, _ in limits:
+            # The same environment holds the same files; a missing one keeps its default.
+            with contextlib.suppress(OSError):
+                ctypes.CDLL(path)
         controller = threadpoolctl.ThreadpoolController()
         for path, threads in limits:
             controller.select(filepath=path).limit(limits=threads)
