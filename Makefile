@@ -98,7 +98,7 @@ data: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_datamodels
 	$(BIN)/python -m benchmarks.data_pricing
 
-# The side by side with pyDVL 0.10.0 (benchmarks/data_pydvl.py, about 4 minutes; docs/data.md).
+# The side by side with pyDVL 0.10.0 (benchmarks/data_pydvl.py, about 6 min of CPU; docs/data.md).
 # pyDVL's wheel pins numpy<2 and would downgrade .venv's numpy, yet its valuation code runs on
 # ours: it goes --no-deps into a folder of its own with the packages `import pydvl.valuation`
 # needs that .venv lacks (cvxpy and its solvers, about 235 MB, only because that import loads the
