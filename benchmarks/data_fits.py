@@ -12,7 +12,8 @@ values from the same learner's cold run on one worker (0: bit for bit). Every ro
 one OpenMP and one BLAS thread per process (``threadpool_limits(1)``, mirrored in the
 workers): two lbfgs threads spin many times slower when the cores are shared. The load
 average is printed before and after each row, since the timings depend on what else the
-machine runs.
+machine runs. Then, for warm starts, how many of 128 coalitions get another value warm than
+cold with lbfgs at ``tol`` 1e-4 and 1e-6, and the CPU seconds of their fits.
 
 Run: ``.venv/bin/python -m benchmarks.data_fits`` (results in docs/data.md);
 ``--n-train 200 --permutations 4`` for a quick look.
@@ -92,6 +93,28 @@ def run(
     }
 
 
+def warm_agreement(n_train: int, tol: float) -> str:
+    """A table row: how many of 128 coalitions (50-100% of the points, like TMC's walks from
+    the full set) get another V warm than cold with lbfgs at ``tol``, the largest difference,
+    and the CPU seconds of the 128 fits cold and warm."""
+    data = sample(0, n_train)
+    rng = np.random.default_rng(1)
+    coalitions = rng.random((128, n_train)) < rng.uniform(0.5, 1.0, (128, 1))
+    learner = LogisticRegression(C=1.0, tol=tol, max_iter=1000)
+    values, cpu = {}, {}
+    for warm in (False, True):
+        game = DataGame(*data, fit=learner, warm_start=warm)
+        game.value(coalitions[:1])  # the warm starts' model, fitted once, not timed
+        started = time.process_time()
+        values[warm] = game.value(coalitions)
+        cpu[warm] = time.process_time() - started
+    diff = np.abs(values[True] - values[False])
+    return (
+        f"| {n_train} | {tol:g} | {int((diff > 0).sum())} of 128 | {diff.max():.3g} | "
+        f"{cpu[False]:.2f} / {cpu[True]:.2f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, nargs="+", default=[200, 1000])
@@ -123,6 +146,14 @@ def main() -> None:
                             flush=True,
                         )
     print(f"\nload average after: {load()}; TMC: {args.permutations} permutations, seed 0")
+    print("\nWarm against cold starts, lbfgs, V of 128 coalitions:\n")
+    print("| n_train | tol | coalitions whose V differs | largest difference | CPU s cold / warm |")
+    print("| --- | --- | --- | --- | --- |")
+    with threadpoolctl.threadpool_limits(1):
+        for n_train in args.n_train:
+            for tol in (1e-4, 1e-6):
+                print(warm_agreement(n_train, tol), flush=True)
+    print(f"\nload average after: {load()}")
 
 
 if __name__ == "__main__":

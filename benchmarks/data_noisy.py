@@ -129,11 +129,14 @@ def run_seed(
     permutations: tuple[int, int],
     rows: set[str],
     tmab_evaluations: int,
+    n_jobs: int = 1,
 ) -> dict[str, dict[str, Any]]:
     tmc_permutations, beta_permutations = permutations
     x, y_clean, x_test, y_test = sample(seed, n_train)
     y, flipped = flip_labels(y_clean, noise, seed=seed)
-    game = DataGame(x, y, x_test, y_test, fit=learner())
+    # With n_jobs > 1 the methods on the game fit their batches in worker processes: the same
+    # values bit for bit (DataGame's parallel fits).
+    game = DataGame(x, y, x_test, y_test, fit=learner(), n_jobs=n_jobs)
     methods: dict[str, Callable[[], tuple[np.ndarray, int]]] = {}
 
     def on_game(estimate: Callable[[], Any]) -> Callable[[], tuple[np.ndarray, int]]:
@@ -246,6 +249,13 @@ def main() -> None:
         "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="rows to run"
     )
     parser.add_argument("--figure", type=Path, default=FIGURE)
+    parser.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="worker processes for the game's fits (-1: one per CPU); the values do not "
+        "change, the seconds fall only on free cores (docs/data.md, parallel fits)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -260,6 +270,7 @@ def main() -> None:
             permutations,
             rows,
             args.tmab_evaluations,
+            args.n_jobs,
         )
         for seed in args.seeds
     ]

@@ -41,7 +41,7 @@ def binary(wine) -> tuple[np.ndarray, ...]:
 
 
 def nearest_centroid(x: np.ndarray, y: np.ndarray):
-    """A callable learner (it travels to the workers by value, as a closure would)."""
+    """A callable learner (loky's cloudpickle carries it, and its lambda, to the workers)."""
     classes = np.unique(y)
     centroids = np.stack([x[y == c].mean(axis=0) for c in classes])
     return lambda x_test: classes[
@@ -70,7 +70,8 @@ def test_a_batch_fitted_in_workers_equals_the_serial_one_bit_for_bit(wine, paral
     batch = mixed_batch(N_TRAIN)
     before = parallel.n_fits
     assert np.array_equal(parallel.value(batch), serial.value(batch))
-    assert parallel.n_fits - before == serial.n_fits > 1  # the fits did go to the workers
+    assert parallel.n_fits - before == serial.n_fits > 1
+    assert parallel._pool is not None  # the fits did go to the workers
 
 
 def test_tmc_shapley_with_workers_equals_the_serial_run_bit_for_bit(wine, parallel) -> None:
