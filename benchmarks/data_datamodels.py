@@ -29,7 +29,7 @@ subsets and outputs:
   empty set's margin is 0, what the objective's minimiser, all weights 0, gives), valued by
   ``tmc_shapley`` with truncation off; the 50 games walk the same seeded permutations, so
   one fit per coalition serves them all (fits cached in ``runs/bench-datamodels-shapley-*``);
-  2 permutations (598 fits) for the regression, 1 (299 fits) for the MLP.
+  2 permutations (599 fits, V(N) included) for the regression, 1 (300 fits) for the MLP.
   ``LogisticRegression`` cannot fit a one-class coalition, so the regression's games, and its
   influence, use the same objective in torch (L-BFGS from zero to a gradient of 1e-5; the
   intercept ``b = 10 beta`` with ``beta`` under the weight decay, so the intercept's penalty
@@ -80,7 +80,7 @@ C = 1.0  # LogisticRegression's C: the penalty on ||W||^2 / 2 is 1 / C
 BIAS_SCALE = 10.0
 MLP_HIDDEN, MLP_PENALTY = 8, 0.3
 MLP_COUNTS, MLP_HELDOUT = (100, 200), 40
-# Data Shapley's permutations (299 fits each): as many fits as a datamodels row, about; more
+# Data Shapley's permutations (299 fits each): about the fits of a datamodels row; more
 # do not fit the time make data has left.
 PERMUTATIONS = {"logistic": 2, "mlp": 1}
 DAMPINGS = (0.0, 1e-5, 1e-4, 1e-3)
