@@ -174,6 +174,8 @@ def test_a_coalition_without_all_the_classes_is_fitted_cold(wine) -> None:
     learner = Margins(tol=1e-3)
     cold = DataGame(*wine, fit=learner, metric=mean)
     warm = DataGame(*wine, fit=learner, metric=mean, warm_start=True)
+    warm.value(np.zeros((1, N_TRAIN), bool))
+    assert warm.n_fits == 0  # the empty coalition needs no fit, nor the warm starts' model
     assert warm.value(two_classes)[0] == cold.value(two_classes)[0]
     assert warm.n_fits == 2  # the full-data model, then the coalition
 

@@ -322,6 +322,8 @@ class DataGame(BaseGame):
 
     def _fit_predict(self, points: NDArray[np.bool_]) -> list[Any]:
         """Predictions of the models fitted on each row of ``points``, in order."""
+        if not len(points):  # nothing to fit: no warm starts' model, no workers
+            return []
         fitter = self._get_fitter()
         workers = _resolve_workers(self.n_jobs)
         if workers == 1 or len(points) < 2:
