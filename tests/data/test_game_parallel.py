@@ -1,6 +1,7 @@
 """DataGame's parallel fits (equal to the serial ones bit for bit) and warm starts (within the
 solver's tolerance of the cold fits)."""
 
+import os
 import pickle
 from collections.abc import Iterator
 
@@ -114,6 +115,26 @@ def test_a_fit_that_raises_in_a_worker_is_wrapped_naming_the_first_coalition(win
         r"LinAlgError: singular matrix",
     ):
         game.value(batch)
+
+
+def dies_on_seven_points(x, y):
+    """A learner whose process dies (as on a crash or the kernel's OOM killer) on 7 points."""
+    if len(x) == 7:
+        os._exit(1)
+    return nearest_centroid(x, y)
+
+
+def test_a_worker_that_dies_is_named_and_the_next_batch_gets_new_workers(wine) -> None:
+    game = DataGame(*wine, fit=dies_on_seven_points, n_jobs=2)
+    batch = np.zeros((3, N_TRAIN), bool)
+    for row, size in enumerate((7, 8, 9)):
+        batch[row, :size] = True
+    with pytest.raises(
+        RuntimeError, match="A worker process of DataGame died while fitting a batch of 3"
+    ):
+        game.value(batch)
+    serial = DataGame(*wine, fit=nearest_centroid).value(batch[1:])
+    assert np.array_equal(game.value(batch[1:]), serial)
 
 
 def test_n_jobs_leaves_the_fingerprint_and_warm_start_enters_it(wine) -> None:

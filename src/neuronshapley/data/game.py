@@ -11,6 +11,7 @@ import gc
 import os
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor
 from typing import Any
 
 import numpy as np
@@ -340,9 +341,17 @@ class DataGame(BaseGame):
         try:
             for future in futures:
                 chunks.append(future.result())
-        except BaseException:
+        except BaseException as error:
             for future in futures:
                 future.cancel()
+            if isinstance(error, BrokenExecutor):
+                # The next batch starts a fresh pool; this one lost a worker for good.
+                self._pool = None
+                raise RuntimeError(
+                    f"A worker process of {OWNER} died while fitting a batch of {len(points)} "
+                    "coalitions (killed, out of memory, or a crash inside the learner); the "
+                    f"next call starts new workers. {type(error).__name__}: {error}"
+                ) from error
             raise
         predictions = [None] * len(points)
         for k, chunk in enumerate(chunks):
