@@ -27,9 +27,9 @@ their game evaluations (the accuracy and soft-accuracy surrogates walk the same 
 antithetic run's first walks of each pair are the plain run's first walks).
 
 Run ``python -m benchmarks.control_variate [--game digits-cnn] [--permutations 48] [--seed 0]``
-(digits-cnn: under a minute on an idle 2-core machine, 7 minutes at a load of 5-6; a walk of
-digits-mlp-wide, 1,025 evaluations, costs about 14 s at a load of 5); the figures in
-docs/efficiency.md say which arguments they are from.
+(digits-cnn: under a minute on an idle 2-core machine, 7 minutes at a load of 5-6;
+digits-mlp-wide: a walk of 1,025 evaluations costs 7-13 s at a load of 1.5-11, and 64 walks
+took 15 minutes); the figures in docs/efficiency.md say which arguments they are from.
 """
 
 import argparse
