@@ -3,6 +3,8 @@ solver's tolerance of the cold fits)."""
 
 import os
 import pickle
+import signal
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -135,6 +137,30 @@ def test_a_worker_that_dies_is_named_and_the_next_batch_gets_new_workers(wine) -
         game.value(batch)
     serial = DataGame(*wine, fit=nearest_centroid).value(batch[1:])
     assert np.array_equal(game.value(batch[1:]), serial)
+
+
+def test_a_worker_killed_while_idle_is_named_at_the_next_batch_which_restarts(wine) -> None:
+    """Killed between batches (the OOM killer picks an idle worker too), the pool is broken
+    before the next batch: that batch is one named error, not loky's, and the one after it
+    gets new workers (a broken pool kept would fail every later batch)."""
+    batch = mixed_batch(N_TRAIN)
+    serial = DataGame(*wine, fit=nearest_centroid).value(batch)
+    game = DataGame(*wine, fit=nearest_centroid, n_jobs=2)
+    game.value(batch)
+    pool = game._pool
+    victim = next(iter(pool._processes.values()))
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    # loky's manager thread marks the pool broken once it sees the death; waiting for that
+    # (a bound, never a measured time) makes the next submit meet the broken pool.
+    for _ in range(600):
+        if pool._flags.broken is not None:
+            break
+        time.sleep(0.1)
+    with pytest.raises(RuntimeError, match=r"A worker process of DataGame died .* or idle before"):
+        game.value(batch)
+    assert np.array_equal(game.value(batch), serial)
+    assert game._pool is not pool
 
 
 def test_n_jobs_leaves_the_fingerprint_and_warm_start_enters_it(wine) -> None:

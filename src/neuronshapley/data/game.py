@@ -336,9 +336,13 @@ class DataGame(BaseGame):
             return predictions
         n_chunks = min(len(points), workers * _CHUNKS_PER_WORKER)
         pool = self._get_pool(fitter, workers)
-        futures = [pool.submit(_fit_chunk, points[k::n_chunks]) for k in range(n_chunks)]
+        futures = []
         chunks = []
         try:
+            # Submitting is inside: a worker killed while idle since the last batch (the OOM
+            # killer) leaves the pool broken, and submit is where that shows first.
+            for k in range(n_chunks):
+                futures.append(pool.submit(_fit_chunk, points[k::n_chunks]))
             for future in futures:
                 chunks.append(future.result())
         except BaseException as error:
@@ -349,8 +353,9 @@ class DataGame(BaseGame):
                 self._pool = None
                 raise RuntimeError(
                     f"A worker process of {OWNER} died while fitting a batch of {len(points)} "
-                    "coalitions (killed, out of memory, or a crash inside the learner); the "
-                    f"next call starts new workers. {type(error).__name__}: {error}"
+                    "coalitions, or idle before it (killed, out of memory, or a crash inside "
+                    "the learner); the next call starts new workers. "
+                    f"{type(error).__name__}: {error}"
                 ) from error
             raise
         predictions = [None] * len(points)
