@@ -155,6 +155,27 @@ def all_or_nothing():
 
 def broken():
     raise RuntimeError("cannot open the database")
+
+
+def skipped_class():
+    """Two classes named 0 and 2 (no class 1)."""
+    x_train, y_train, x_test, y_test = split()
+    return x_train, 2 * y_train, x_test, 2 * y_test
+
+
+def bfloat16():
+    import torch
+
+    x_train, y_train, x_test, y_test = split()
+    features = [torch.tensor(x).to(torch.bfloat16) for x in (x_train, x_test)]
+    return features[0], torch.tensor(y_train), features[1], torch.tensor(y_test)
+
+
+def no_data():
+    import torch
+
+    x_train, y_train, x_test, y_test = split()
+    return torch.empty(x_train.shape, device="meta"), y_train, x_test, y_test
 '''
 
 
@@ -290,6 +311,36 @@ def test_tmc_with_specs_resumes_to_the_uninterrupted_values_and_refuses_a_change
     assert (cut / "values.csv").read_text() == (whole / "values.csv").read_text()
 
 
+def test_labels_that_skip_a_number_are_flipped_to_a_class_the_points_hold(
+    specs: Path, tmp_path: Path
+) -> None:
+    # Classes 0 and 2: a flipped label is the other one, as for 0 and 1 (a shift modulo
+    # max + 1 = 3 made half the flips a class 1 no point has).
+    out = tmp_path / "skipped"
+    args = ["data", "--data", f"{specs}:skipped_class", "--method", "knn", "--noise", "0.3"]
+    assert main([*args, "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "values.csv").read_text().splitlines()))
+    clean = 2 * _split()[1]
+    flipped = [r for r in rows if r["flipped"] == "1"]
+    assert len(flipped) == 6  # round(0.3 * 20)
+    for r in rows:
+        label, before = int(r["label"]), int(clean[int(r["train_index"])])
+        assert label == (2 - before if r["flipped"] == "1" else before)
+
+
+def test_bfloat16_tensors_are_their_float32_values(specs: Path, tmp_path: Path) -> None:
+    import torch
+
+    x, y, x_test, y_test = (
+        torch.tensor(a).to(torch.bfloat16).double().numpy() if a.dtype.kind == "f" else a
+        for a in _split()
+    )
+    out = tmp_path / "bfloat16"
+    args = ["data", "--data", f"{specs}:bfloat16", "--method", "knn", "--k", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert np.array_equal(_values(out), knn_shapley(x, y, x_test, y_test, k=3).values)
+
+
 BAD = [
     (["--data", "nowhere.py:split"], "--data: the file nowhere.py does not exist."),
     (["--data", "points"], "--data must be 'path/to/file.py:function'. Got 'points' instead."),
@@ -307,6 +358,10 @@ BAD = [
     (["--data", "S:column_labels"], "y_train must be 1-d integer class labels (0, 1, ...)"),
     (["--data", "S:float_labels"], "y_train must be 1-d integer class labels"),
     (["--data", "S:one_point"], "x_train must hold at least 2 points. Got 1."),
+    (
+        ["--data", "S:no_data"],
+        "x_train must be an array (numpy, torch or nested lists). Got Tensor (Cannot copy out",
+    ),
     (
         ["--data", "S:nan_feature"],
         "x_train must hold finite numbers. Got NaN or infinity in 1 point(s), the first row 3.",

@@ -302,9 +302,17 @@ def value_training_data(
     if options.noise > 0:
         from neuronshapley.data.detection import flip_labels
 
-        labels, where = flip_labels(
-            clean, options.noise, seed=options.seed, n_classes=points.n_classes
+        # Flipped among the classes the train split holds, by their rank: a user's labels may
+        # skip numbers (0 and 2 are two classes, and flipping one gives the other, never a
+        # class 1 that is not there). The bundled splits hold 0 .. n-1: the ranks are labels.
+        classes = np.unique(points.y_train)
+        ranks, where = flip_labels(
+            np.searchsorted(classes, clean),
+            options.noise,
+            seed=options.seed,
+            n_classes=len(classes),
         )
+        labels = classes[ranks]
         flipped[where] = True
         log(f"flipped {len(where)} of {n_train} training labels")
     log(f"valuing {n_train} {points.name} points by {options.method}")
@@ -508,11 +516,14 @@ def _user_points(made: Any, spec: str) -> _Points:
 
 
 def _as_array(value: Any, key: str, prefix: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, on any device, with or without grad
-        value = value.detach().cpu().numpy()
     try:
+        if hasattr(value, "detach"):  # a torch tensor, on any device, with or without grad
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":
+                value = value.float()  # numpy has no bfloat16; every bfloat16 is a float32
+            value = value.numpy()
         return np.asarray(value)
-    except (TypeError, ValueError) as error:
+    except Exception as error:  # ragged lists, a meta tensor (no data), an exotic dtype
         raise RunError(
             f"{prefix}: {key} must be an array (numpy, torch or nested lists). Got "
             f"{type(value).__name__} ({' '.join(str(error).split())})."
