@@ -328,6 +328,18 @@ def test_labels_that_skip_a_number_are_flipped_to_a_class_the_points_hold(
         assert label == (2 - before if r["flipped"] == "1" else before)
 
 
+def test_labels_that_skip_a_number_get_the_two_class_learner(specs: Path, tmp_path: Path) -> None:
+    x, y, x_test, y_test = _split()
+    out = tmp_path / "skipped"
+    args = ["data", "--data", f"{specs}:skipped_class", "--method", "loo"]
+    assert main([*args, "--out", str(out)]) == 0
+    learner = LogisticRegression(C=1.0, solver="liblinear")
+    game = DataGame(x, 2 * y, x_test, 2 * y_test, fit=learner)
+    assert np.array_equal(_values(out), leave_one_out_values(game).values)
+    record = json.loads((out / "data.json").read_text())
+    assert record["learner"] == "LogisticRegression(solver='liblinear')"
+
+
 def test_bfloat16_tensors_are_their_float32_values(specs: Path, tmp_path: Path) -> None:
     import torch
 

@@ -536,7 +536,9 @@ def _load_learner(
     """The logistic regression, or what the ``model`` spec's function returns, checked for
     the kind ``DataGame`` takes (and ``datamodels``' ``decision_function``)."""
     if options.model is None:
-        return _learner(points.n_classes)
+        # The classes the training points hold, not the largest label: labels 0 and 2 are
+        # two classes, fitted as 0 and 1 are (liblinear), not as three.
+        return _learner(len(np.unique(points.y_train)))
     made = load_factory(spec, "model", sha256=settings["model_sha256"])
     if isinstance(made, type):
         raise RunError(
