@@ -163,6 +163,35 @@ def test_a_worker_killed_while_idle_is_named_at_the_next_batch_which_restarts(wi
     assert game._pool is not pool
 
 
+def fails_on_five_points_and_is_slow_on_six(x, y):
+    """A fit that raises on 5 points, and one that would hold its worker for minutes on 6."""
+    if len(x) == 5:
+        raise ValueError("five")
+    if len(x) == 6:
+        time.sleep(600)
+    return nearest_centroid(x, y)
+
+
+def test_a_batch_that_raises_stops_its_workers(wine) -> None:
+    """A fit that raises ends the batch; the other chunks already in the workers would run
+    on (and this process's exit would wait for them): the workers are stopped instead."""
+    game = DataGame(*wine, fit=fails_on_five_points_and_is_slow_on_six, n_jobs=2)
+    batch = np.zeros((2, N_TRAIN), bool)
+    batch[0, :7], batch[1, :8] = True, True
+    serial = DataGame(*wine, fit=nearest_centroid).value(batch)
+    assert np.array_equal(game.value(batch), serial)
+    workers = list(game._pool._processes.values())
+    failing = np.zeros((2, N_TRAIN), bool)
+    failing[0, :5], failing[1, :6] = True, True
+    with pytest.raises(RuntimeError, match=r"failed on a coalition of 5 training point\(s\)"):
+        game.value(failing)
+    assert game._pool is None
+    for worker in workers:
+        worker.join(timeout=120)  # a bound far below the 600 s sleep, not a measured time
+        assert not worker.is_alive()
+    assert np.array_equal(game.value(batch), serial)  # new workers
+
+
 def test_n_jobs_leaves_the_fingerprint_and_warm_start_enters_it(wine) -> None:
     base = DataGame(*wine, fit=LogisticRegression())
     assert base.fingerprint() == DataGame(*wine, fit=LogisticRegression(), n_jobs=2).fingerprint()

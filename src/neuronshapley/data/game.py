@@ -182,13 +182,14 @@ class DataGame(BaseGame):
     For regression (float labels) the empty coalition predicts the mean training label.
 
     Parallel fits (``n_jobs``): the fits of one call to ``value`` (an estimator's batch of
-    coalitions) are spread over worker processes (joblib's loky, which ships with
-    scikit-learn), started at the first batch that has two fits or more and kept for the
-    game's later batches. The values come back in the batch's order and each is a pure
+    coalitions) are spread over worker processes (joblib's loky, which ships with scikit-learn),
+    started at the first batch that has two fits or more and kept for the game's later batches
+    (a batch that raises or is interrupted stops its workers, so that none runs on; the next
+    batch starts new ones). The values come back in the batch's order and each is a pure
     function of its coalition, so they equal ``n_jobs=1``'s bit for bit (for learners whose
-    result does not depend on the process: a fixed ``random_state``, the same thread
-    settings). ``n_jobs`` is not part of the fingerprint. With a Ray backend, which already
-    runs one game per worker, leave ``n_jobs=1``.
+    result does not depend on the process: a fixed ``random_state``, the same thread settings).
+    ``n_jobs`` is not part of the fingerprint. With a Ray backend, which already runs one game
+    per worker, leave ``n_jobs=1``.
 
     Warm starts (``warm_start=True``): each coalition's fit starts from the coefficients of
     the model fitted on all the training points (fitted once, cold), not from the previous
@@ -348,9 +349,13 @@ class DataGame(BaseGame):
         except BaseException as error:
             for future in futures:
                 future.cancel()
+            # The chunks already handed to the workers would run on (a cancel reaches only
+            # those still queued here), and this process's exit waits for them: after a fit
+            # that raised or Ctrl-C, minutes. So the workers go, and the next batch starts new
+            # ones (as it must after a worker died: the pool stays broken).
+            pool.shutdown(wait=False, kill_workers=True)
+            self._pool = None
             if isinstance(error, BrokenExecutor):
-                # The next batch starts a fresh pool; this one lost a worker for good.
-                self._pool = None
                 raise RuntimeError(
                     f"A worker process of {OWNER} died while fitting a batch of {len(points)} "
                     "coalitions, or idle before it (killed, out of memory, or a crash inside "
