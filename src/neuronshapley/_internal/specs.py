@@ -96,12 +96,16 @@ def load_spec(
         raise SpecError(f"--{what}: cannot import {path} as a Python file.")
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module
+    # Importing would write __pycache__/ beside the user's file: their folder stays as it was.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         loader_spec.loader.exec_module(module)
     except Exception as error:
         raise SpecError(
             f"--{what}: importing {path} raised {type(error).__name__}: {error}"
         ) from error
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     factory = getattr(module, name, None)
     if not callable(factory):
         names = [n for n in vars(module) if callable(vars(module)[n]) and not n.startswith("_")]
