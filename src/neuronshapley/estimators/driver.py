@@ -54,6 +54,7 @@ from neuronshapley.games.base import Game, game_fingerprint, player_groups
 from neuronshapley.results.bounds import IntervalRule
 from neuronshapley.results.result import (
     ShapleyResult,
+    interval_rule,
     result_from_stats,
     widen_by_semivalue_tail,
 )
@@ -167,29 +168,15 @@ def sampling_spec(
         entropy=run_entropy(seed, persistence, owner),
         identity=identity,
         sampling=sampling,
-        interval=sample_rule(interval, truncation, sampling),
+        # The rule for the recorded samples (a range scaled by 1/p and by a semivalue's W),
+        # read from the identity exactly as a result's intervals are read from its params.
+        interval=interval_rule(identity),
         truncation=truncation,
         budget=budget,
         persistence=persistence,
         progress=progress,
         backend=check_backend(backend, owner),
     )
-
-
-def sample_rule(
-    interval: IntervalRule, truncation: Truncation | None, sampling: Sampling
-) -> IntervalRule:
-    """The interval rule for the samples a run records, from the range R of the marginals
-    (holding 0): with ``continue_probability`` p a tail sample is x / p or 0, so R / p; with a
-    semivalue's weights of at most W, W R (``results.result.interval_rule`` reads the same
-    from a result's ``params``)."""
-    p = None if truncation is None else truncation.continue_probability
-    if interval.value_range is None:
-        return interval
-    scale = 1.0 if p is None else 1.0 / p
-    if sampling.semivalue is not None:
-        scale *= sampling.semivalue.max_weight
-    return replace(interval, value_range=interval.value_range * scale)
 
 
 def run_entropy(seed: Any, persistence: Persistence, owner: str) -> int:
