@@ -207,6 +207,10 @@ def test_result_is_reproducible_and_round_trips(tmp_path: Path) -> None:
         ({"beta": math.inf}, ValueError, "'beta'"),
         ({"antithetic": 1}, TypeError, "'antithetic'"),
         ({"surrogate": "nope"}, TypeError, "'surrogate' parameter"),
+        ({"truncation": 1.5}, ValueError, "'truncation'"),
+        ({"truncation": 0.1, "patience": 0}, ValueError, "'patience'"),
+        ({"truncation": 0.1, "truncation_mode": "dead"}, ValueError, "'truncation_mode'"),
+        ({"continue_probability": 0.5}, ValueError, "needs truncation"),
     ],
 )
 def test_bad_input(kwargs: dict, error: type, match: str) -> None:
@@ -214,3 +218,121 @@ def test_bad_input(kwargs: dict, error: type, match: str) -> None:
     arguments = {"surrogate": surrogate, "n_permutations": 8, **kwargs}
     with pytest.raises(error, match=match):
         control_variate_shapley(game, seed=0, **arguments)
+
+
+# -- truncation --------------------------------------------------------------------------------
+
+
+def _monotone_pair() -> tuple[ns.games.SOUM, ns.games.SOUM]:
+    """``_soum_pair`` with every coefficient made positive: a monotone game (adding a player
+    never lowers the value), so a truncated tail's marginals lie between 0 and its total."""
+    game, surrogate = _soum_pair()
+    return (
+        ns.games.SOUM.from_basis(6, [b.tolist() for b in game.basis], np.abs(game.coefficients)),
+        ns.games.SOUM.from_basis(
+            6, [b.tolist() for b in surrogate.basis], np.abs(surrogate.coefficients)
+        ),
+    )
+
+
+def _dead_level(game: ns.games.Game) -> float:
+    """An absolute dead level that cuts walks early and hides real marginals in their tails:
+    a third of V(N), where V(empty) = 0."""
+    return float(game.value(np.ones((1, game.n_players), dtype=bool))[0]) / 3.0
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+@pytest.mark.parametrize("continue_probability", [None, 0.5])
+def test_truncated_walks_are_truncated_shapleys(
+    antithetic: bool, continue_probability: float | None
+) -> None:
+    """beta = 0 gives the truncated samples' mean: truncated_shapley's estimate, same seed."""
+    game, surrogate = _monotone_pair()
+    rule = {
+        "truncation": _dead_level(game),
+        "truncation_mode": "absolute",
+        "patience": 1,
+        "continue_probability": continue_probability,
+    }
+    plain = ns.truncated_shapley(game, 40, antithetic=antithetic, seed=7, **rule)
+    zero = control_variate_shapley(
+        game, surrogate, 40, beta=0.0, antithetic=antithetic, seed=7, **rule
+    )
+    np.testing.assert_allclose(zero.values, plain.values, rtol=0, atol=1e-12)
+    assert zero.diagnostics["n_walks_truncated"] > 0
+    assert zero.params["truncation"] == rule["truncation"]
+
+
+def test_truncated_walks_skip_the_dead_network() -> None:
+    """On a network that dies with a third of its units gone, a walk stops about there."""
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0.5, 1.5, 60)
+    game = ns.games.DeadNetworkGame(weights, min_players=40)
+    surrogate = ns.games.DeadNetworkGame(weights * rng.uniform(0.8, 1.2, 60), min_players=36)
+    result = control_variate_shapley(game, surrogate, 8, truncation=0.1, batch_size=16, seed=0)
+    assert result.diagnostics["n_walks_truncated"] == 8
+    # 20 alive steps, 5 dead ones, and at most one batch share wasted per walk.
+    assert result.n_evaluations <= 2 + 8 * (20 + 5 + 16)
+    # The dead tail hides nothing in this game: every walk's marginals still add up to
+    # V(N) - V(empty) (the plain estimate of the same walks; adjusted ones need not).
+    np.testing.assert_allclose(
+        np.sum(result.diagnostics["plain_values"]), weights.sum(), rtol=0, atol=1e-9
+    )
+
+
+def test_unbiased_truncation_stays_unbiased() -> None:
+    """With continue_probability the estimate's mean is the game's value (no truncation bias),
+    the coefficient cross-fitted; plain truncation on the same game is measurably biased."""
+    game, surrogate = _monotone_pair()
+    rule = {"truncation": _dead_level(game), "truncation_mode": "absolute", "patience": 1}
+    exact = game.shapley_values()
+    options = {"n_permutations": 8, "surrogate_values": surrogate.shapley_values()}
+    unbiased = np.array(
+        [r.values for r in _runs(game, surrogate, continue_probability=0.5, **rule, **options)]
+    )
+    error = unbiased.mean(axis=0) - exact
+    assert np.all(np.abs(error) <= Z * unbiased.std(axis=0, ddof=1) / math.sqrt(SEEDS))
+    truncated = np.array([r.values for r in _runs(game, surrogate, **rule, **options)])
+    bias = truncated.mean(axis=0) - exact
+    assert np.any(np.abs(bias) > Z * truncated.std(axis=0, ddof=1) / math.sqrt(SEEDS))
+
+
+def test_plain_truncation_widens_intervals_to_hold_the_value() -> None:
+    """Plain truncation estimates the truncated game; its intervals, widened by what the tails
+    hide, hold the game's own values (a monotone game) about as often as delta says."""
+    game, surrogate = _monotone_pair()
+    rule = {"truncation": _dead_level(game), "truncation_mode": "absolute", "patience": 1}
+    runs = _runs(game, surrogate, n_permutations=32, delta=0.1, **rule)
+    low = np.array([r.ci_low for r in runs])
+    high = np.array([r.ci_high for r in runs])
+    values = np.array([r.values for r in runs])
+    assert np.all(low <= values) and np.all(values <= high)
+    exact = game.shapley_values()
+    missed = ((exact < low) | (exact > high)).mean(axis=0)
+    # Per player a miss rate of at most delta = 0.1 (asymptotically), plus 4.5 binomial
+    # standard errors over the seeds.
+    assert np.all(missed <= 0.1 + Z * math.sqrt(0.1 * 0.9 / SEEDS)), missed
+    # The values alone would miss far more often: the truncation bias is not small here.
+    half = np.array([r.stderr for r in runs]) * 1.6449
+    raw_missed = ((exact < values - half) | (exact > values + half)).mean(axis=0)
+    assert raw_missed.max() > 0.1 + Z * math.sqrt(0.1 * 0.9 / SEEDS)
+    assert "truncated" in runs[0].interval_guarantee
+
+
+def test_truncation_refuses_games_that_score_walks_on_their_own_data() -> None:
+    game, surrogate = _soum_pair()
+
+    class PerWalk(ns.games.BaseGame):
+        uses_contexts = True
+
+        def __init__(self) -> None:
+            super().__init__(6)
+
+        def _value(self, coalitions: np.ndarray) -> np.ndarray:
+            return game.value(coalitions)
+
+        def value_in_contexts(self, coalitions: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+            return game.value(coalitions)
+
+    with pytest.raises(ValueError, match="'truncation' parameter"):
+        control_variate_shapley(PerWalk(), surrogate, 8, truncation=0.1, seed=0)

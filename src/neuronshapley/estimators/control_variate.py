@@ -51,6 +51,16 @@ the last term the surrogate's estimation error (0 with exact values). The interv
 (CLT) intervals at that standard error: asymptotic, no finite-sample guarantee (the adjusted
 samples have no known range).
 
+**Truncation** (``truncation=``, the rule of ``truncated_shapley``). The game's walks stop where
+the network is dead and record 0 for the players they did not reach; the surrogate, cheap, is
+walked whole on the same orders. The adjustment has mean 0 whatever x is, so the estimate has
+the mean of the truncated samples: plain truncation estimates the truncated game's values, as
+``truncated_shapley`` does, and ``continue_probability`` keeps them unbiased. With plain
+truncation the interval is widened as ``results.tails`` widens truncated sampling's: the
+control-variate estimates of the ends L and H of each sample's true marginal (same
+coefficients, so each is unbiased for E[L] and E[H]) give [L_hat - z se_L, H_hat + z se_H], which
+holds phi_i for a monotone tail (as ``truncated_shapley``'s does).
+
 Orders: game walk j is ``walks.permutation(entropy, j, n)`` (with ``antithetic``, pair j walks
 permutation j and its reverse and their mean is one sample), the orders ``permutation_shapley``
 walks with the same seed; walks go down from the full set as in ``estimators.walks``.
@@ -68,7 +78,8 @@ from numpy.typing import NDArray
 
 from neuronshapley._internal.validation import check_bool, check_float, check_int
 from neuronshapley.estimators.driver import seed_entropy
-from neuronshapley.estimators.walks import Evaluator, permutation, uses_contexts
+from neuronshapley.estimators.options import Sampling, Truncation
+from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, permutation, uses_contexts
 from neuronshapley.games.base import CallableGame, Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.result import ShapleyResult
 
@@ -258,6 +269,10 @@ def control_variate_shapley(
     surrogate_permutations: int | None = None,
     beta: float | None = None,
     antithetic: bool = False,
+    truncation: float | None = None,
+    truncation_mode: str = "relative",
+    patience: int = 5,
+    continue_probability: float | None = None,
     delta: float = 0.05,
     batch_size: int = 256,
     seed: int | Any = None,
@@ -291,6 +306,15 @@ def control_variate_shapley(
             ``None`` (cross-fitted). ``0`` is plain permutation sampling.
         antithetic: Walk each order and its reverse; their mean is one sample (both games).
             Default ``False``.
+        truncation: Stop the game's walks where the network is dead, as ``truncated_shapley``
+            does (its ``truncation``, ``truncation_mode``, ``patience`` and
+            ``continue_probability``, the same rule); the surrogate is walked whole. Default
+            ``None``: no truncation. With plain truncation the values are the truncated game's
+            and the intervals are widened by what the tails may hide (module docstring).
+        truncation_mode: ``"relative"`` or ``"absolute"``. Default ``"relative"``.
+        patience: Consecutive dead coalitions that end a walk. Default 5.
+        continue_probability: p in (0, 1): a truncated walk goes on with probability p and
+            weights its tail by 1/p (unbiased). Default ``None`` (plain truncation).
         delta: Each normal interval misses with probability about ``delta``. Default 0.05.
         batch_size: Coalitions per call to each game. Default 256.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
@@ -306,8 +330,8 @@ def control_variate_shapley(
         standard error), ``coefficients`` (c of each fold),
         ``correlation`` (of x_t and u_t), ``surrogate_values`` (phi^U used),
         ``surrogate_estimate_variance`` (its share of the estimate's variance),
-        ``n_surrogate_evaluations`` and the seconds spent in each game. Intervals are
-        normal: asymptotic (``interval_guarantee``).
+        ``n_surrogate_evaluations``, ``n_walks_truncated`` and the seconds spent in each game.
+        Intervals are normal: asymptotic (``interval_guarantee``).
     """
     game = as_game(game, n_players, _OWNER)
     surrogate_game = _check_surrogate(game, surrogate)
@@ -318,6 +342,15 @@ def control_variate_shapley(
         raise ValueError(
             f"With antithetic=True, the 'n_permutations' parameter of {_OWNER} must be even and "
             f"at least 8 (two folds of two pairs). Got {n_walks}."
+        )
+    rule = Truncation.from_arguments(
+        _OWNER, truncation, truncation_mode, patience, continue_probability
+    )
+    if rule is not None and uses_contexts(game):
+        raise ValueError(
+            f"The 'truncation' parameter of {_OWNER} needs the run's V(N) and V(empty) to tell "
+            "a dead network; this game scores each walk on its own data, which has none. Got "
+            f"truncation={truncation!r}; use truncation=None."
         )
     check_float(delta, "delta", _OWNER, low=0.0, high=1.0, include_low=False, include_high=False)
     batch = int(check_int(batch_size, "batch_size", _OWNER, min_value=1))  # type: ignore[arg-type]
@@ -354,17 +387,48 @@ def control_variate_shapley(
     per_block = max(2, _BLOCK_BYTES // (8 * 4 * (n + 1)))
     per_block -= per_block % 2
     folds = (_Moments.zeros(n), _Moments.zeros(n))
-    sample = 0
+    # With plain truncation: the ends L and H of each sample's true marginal (module docstring).
+    tails = (
+        None
+        if rule is None or rule.continue_probability is not None
+        else tuple((_Moments.zeros(n), _Moments.zeros(n)) for _ in range(2))
+    )
+    walker = (
+        None
+        if rule is None
+        else Walker(
+            on_game.evaluator,
+            entropy,
+            Endpoints(on_game.v_full, on_game.v_empty),
+            Sampling(antithetic=antithetic, batch_size=batch),
+            rule,
+        )
+    )
+    sample, n_truncated = 0, 0
     for first in range(0, n_walks, per_block):
         count = min(per_block, n_walks - first)
         orders, contexts = _orders(entropy, first, count, n, antithetic, None)
-        x = _as_samples(on_game.marginals(orders, contexts), antithetic)
+        hidden = None
+        if walker is None:
+            x = on_game.marginals(orders, contexts)
+        else:
+            started_walks = time.perf_counter()
+            x, hidden, truncated = walker.walk_marginals(first, count)
+            on_game.seconds += time.perf_counter() - started_walks
+            n_truncated += truncated
         u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
-        numbers = sample + np.arange(len(x))
+        samples = [_as_samples(x, antithetic)]
+        if tails is not None and hidden is not None:
+            samples += [
+                _as_samples(x + np.minimum(hidden, 0.0), antithetic),
+                _as_samples(x + np.maximum(hidden, 0.0), antithetic),
+            ]
+        numbers = sample + np.arange(len(u))
         for k in (0, 1):
             own = numbers % 2 == k  # even and odd samples: two folds that grow together
-            folds[k].add(x[own], u[own])
-        sample += len(x)
+            for moments, x_k in zip((folds, *(tails or ())), samples, strict=False):
+                moments[k].add(x_k[own], u[own])
+        sample += len(u)
     alone = _Moments.zeros(n)
     for first in range(0, n_surrogate_walks, per_block):
         count = min(per_block, n_surrogate_walks - first)
@@ -385,20 +449,20 @@ def control_variate_shapley(
         # total variance's minimiser uses M / N_s, not M_k / N_s.
         ratio = [0.0 if exact_u is not None else total / n_alone for _ in folds]
         coefficients = [_coefficient(folds[1 - k], ratio[k]) for k in (0, 1)]
-    values = np.zeros(n)
-    variance_of_estimate = np.zeros(n)
-    for k, fold in enumerate(folds):
-        c = coefficients[k]
-        values += weights[k] * (fold.mean_x - c * (fold.mean_u - phi_u))
-        adjusted = np.maximum(fold.var_x() - 2.0 * c * fold.cov() + c * c * fold.var_u(), 0.0)
-        variance_of_estimate += weights[k] ** 2 * adjusted / fold.count
     shared = weights[0] * coefficients[0] + weights[1] * coefficients[1]
     surrogate_part = (
         np.zeros(n) if exact_u is not None else shared**2 * alone.var_u() / max(n_alone, 1)
     )
-    variance_of_estimate += surrogate_part
+    values, variance_of_estimate = _adjusted(folds, coefficients, weights, phi_u, surrogate_part)
     stderr = np.sqrt(variance_of_estimate)
-    half = NormalDist().inv_cdf(1.0 - delta / 2.0) * stderr
+    z = NormalDist().inv_cdf(1.0 - delta / 2.0)
+    ci_low, ci_high = values - z * stderr, values + z * stderr
+    if tails is not None:
+        # The same coefficients adjust L and H: each estimate stays unbiased for E[L], E[H].
+        (low, low_var), (high, high_var) = (
+            _adjusted(end, coefficients, weights, phi_u, surrogate_part) for end in tails
+        )
+        ci_low, ci_high = low - z * np.sqrt(low_var), high + z * np.sqrt(high_var)
     plain = _pooled_var_x(folds)
     variance = variance_of_estimate * total
     ratio_to_plain = np.where(plain > 0, variance / np.where(plain > 0, plain, 1.0), 1.0)
@@ -417,11 +481,19 @@ def control_variate_shapley(
         "; each value is a control-variate mean x - c (u - phi_U) of the game's and the "
         f"surrogate's marginals on the same orders ({fitted}; phi_U {how})"
     )
+    if rule is not None:
+        note += "; the game's walks were truncated where the network was dead (" + (
+            "unbiased: a truncated walk went on with probability "
+            f"{rule.continue_probability:g}, its tail weighted by its inverse)"
+            if rule.continue_probability is not None
+            else "the values are the truncated game's; each interval is widened by what "
+            "the tails may hide, valid where they are monotone)"
+        )
     return ShapleyResult(
         values=values,
         stderr=stderr,
-        ci_low=values - half,
-        ci_high=values + half,
+        ci_low=ci_low,
+        ci_high=ci_high,
         n_samples=np.full(n, total, dtype=np.int64),
         variance=variance,
         player_names=list(game.player_names),
@@ -433,6 +505,10 @@ def control_variate_shapley(
             "surrogate_values_given": exact_u is not None,
             "beta": None if fixed is None else float(fixed),
             "antithetic": bool(antithetic),
+            "truncation": None if rule is None else rule.threshold,
+            "truncation_mode": truncation_mode,
+            "patience": int(patience),
+            "continue_probability": None if rule is None else rule.continue_probability,
             "bound": "normal",
             "delta": float(delta),
             "value_range": None,
@@ -455,12 +531,32 @@ def control_variate_shapley(
             "surrogate_values": phi_u.tolist(),
             "surrogate_estimate_variance": surrogate_part.tolist(),
             "n_surrogate_evaluations": on_surrogate.evaluator.n_evaluations,
+            "n_walks_truncated": n_truncated,
             "game_seconds": on_game.seconds,
             "surrogate_seconds": on_surrogate.seconds,
         },
         groups=player_groups(game),
         game_fingerprint=game_fingerprint(game),
     )
+
+
+def _adjusted(
+    folds: tuple[_Moments, _Moments],
+    coefficients: list[NDArray[np.float64]],
+    weights: list[float],
+    phi_u: NDArray[np.float64],
+    surrogate_part: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The estimate sum_k w_k (xbar_k - c_k (ubar_k - phi^U)) and its variance (module
+    docstring), ``surrogate_part`` the share of phi^U's estimation error."""
+    values = np.zeros(len(phi_u))
+    variance = surrogate_part.copy()
+    for k, fold in enumerate(folds):
+        c = coefficients[k]
+        values += weights[k] * (fold.mean_x - c * (fold.mean_u - phi_u))
+        adjusted = np.maximum(fold.var_x() - 2.0 * c * fold.cov() + c * c * fold.var_u(), 0.0)
+        variance += weights[k] ** 2 * adjusted / fold.count
+    return values, variance
 
 
 def _pooled(folds: tuple[_Moments, _Moments]) -> _Moments:

@@ -440,16 +440,7 @@ class Walker:
                 "With antithetic sampling a range must start at an even permutation and hold an "
                 f"even number of them. Got first={work.first}, count={work.count}."
             )
-        walks = [
-            Walk(
-                self._order(j),
-                work.sampled,
-                self._context(j),
-                self._tail_weight(j),
-                self.position_weights,
-            )
-            for j in range(work.first, work.first + work.count)
-        ]
+        walks = self._walks(work)
         evaluated_before = self.evaluator.n_evaluations
         complete = self._walk(walks)
         stats = RunningStats.zeros(self.n_players)
@@ -469,6 +460,46 @@ class Walker:
             tails=tails,
             n_walks_continued=sum(walk.weighted_from is not None for walk in walks),
         )
+
+    def walk_marginals(
+        self, first: int, count: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], int]:
+        """Every player's marginal in walks ``first .. first + count - 1``, one row per walk,
+        for an estimator that pairs each walk's marginals with another game's on the same
+        order (``estimators.control_variate``).
+
+        A truncated walk records 0 for the players it did not reach, and a walk whose coin said
+        go on weights its tail by 1/p, as :meth:`walk` does. Also returns, row by row, what the
+        truncated tail may hide for each player (the tail's total M where the walk did not
+        reach the player, else 0; ``results.tails``), and how many walks were truncated. The
+        range is walked whole: the evaluator must have no budget.
+        """
+        walks = self._walks(WalkRange(first, count))
+        if not self._walk(walks):
+            raise RuntimeError(
+                f"walk_marginals walks whole ranges; the evaluator stopped on {self.stop_reason}."
+            )
+        marginals = np.zeros((count, self.n_players))
+        hidden = np.zeros((count, self.n_players))
+        v_full, v_empty = self.endpoints.v_full, self.endpoints.v_empty
+        for row, walk in enumerate(walks):
+            players, contributions, tail = walk.measure(None, v_full, v_empty)
+            marginals[row, players] = contributions
+            hidden[row, players] = tail
+        return marginals, hidden, sum(walk.truncated_at is not None for walk in walks)
+
+    def _walks(self, work: WalkRange) -> list[Walk]:
+        """The walks of ``work``, none evaluated yet."""
+        return [
+            Walk(
+                self._order(j),
+                work.sampled,
+                self._context(j),
+                self._tail_weight(j),
+                self.position_weights,
+            )
+            for j in range(work.first, work.first + work.count)
+        ]
 
     def _walk(self, walks: list[Walk]) -> bool:
         evaluator, truncation = self.evaluator, self.truncation
