@@ -142,30 +142,33 @@ def shapiq(approximator: str, grid: list[int], **options: Any) -> Runner:
     return run
 
 
-def control_variate(antithetic: bool) -> Runner:
+def control_variate(antithetic: bool, truncation: float | None = None) -> Runner:
     """Our control variate (issue 18): the linearised network scored by a soft accuracy
     (``ns.units.linearized_game``), run once per budget of ``anytime_grid`` (it walks a fixed
-    number of orders and cross-fits its coefficients, so it is not anytime). Only the game's
-    evaluations count; the surrogate's Jacobian and walks are in the seconds."""
+    number of orders and cross-fits its coefficients, so it is not anytime); ``truncation``:
+    the game's walks truncated as ``truncated_shapley``'s are. Only the game's evaluations
+    count; the surrogate's Jacobian and walks are in the seconds."""
 
     def run(counter: Counter, seed: int, budget: int) -> Iterator[Point]:
         game = counter.game
         surrogate = ns.units.linearized_game(game, metric="soft_accuracy")
-        # A walk costs about n - 1 evaluations (an antithetic pair two walks); V(N) and
-        # V(empty) once.
-        walk = (2 if antithetic else 1) * (game.n_players - 1)
+        # A sample (a walk, or an antithetic pair) costs about n - 1 evaluations a walk, fewer
+        # when truncated: each run is sized by what the previous one spent per sample.
+        per_sample = float((2 if antithetic else 1) * (game.n_players - 1))
         for point_budget in anytime_grid(budget):
-            walks = (point_budget - 2) // walk
-            if walks < 4:  # two folds of two samples at least
+            samples = int((point_budget - 2) // per_sample)
+            if samples < 4:  # two folds of two samples at least
                 continue
             counter.reset()
             result = ns.control_variate_shapley(
                 game,
                 surrogate,
-                walks * (2 if antithetic else 1),
+                samples * (2 if antithetic else 1),
                 antithetic=antithetic,
+                truncation=truncation,
                 seed=seed,
             )
+            per_sample = max((result.n_evaluations - 2) / samples, 1.0)
             yield counter.point(result.values)
 
     return run
@@ -217,6 +220,11 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
         Method("ours truncated", "ours", ours("truncated_shapley", truncation=0.1)),
         Method("ours control variate", "ours", control_variate(antithetic=False)),
         Method("ours control variate antithetic", "ours", control_variate(antithetic=True)),
+        Method(
+            "ours control variate truncated",
+            "ours",
+            control_variate(antithetic=False, truncation=0.1),
+        ),
         Method(
             "ours TMAB (paper)",
             "ours",
@@ -426,6 +434,19 @@ def assemble(
     _, reference = _game(name, plain_forward=False)
     n_players = len(reference["values"])
     comparison = Comparison(name, n_players, games.GAMES[name].n_examples, plan, reference)
+    comparison.plain_captum = next(
+        points for task, points in results.items() if task.game == name and task.plain_forward
+    )
+    return add_runs(comparison, results, seconds)
+
+
+def add_runs(
+    comparison: Comparison, results: dict[Task, list[Point]], seconds: dict[Task, float]
+) -> Comparison:
+    """Add the curves of the tasks on the comparison's game (a method run again replaces its
+    curves; the worker-minutes count every run), keeping the benchmark's order of methods."""
+    name, plan = comparison.game, comparison.plan
+    curves = dict(comparison.curves)
     for method in methods([], k=10, epsilon=0.0):
         runs = sorted(
             (task.seed, points)
@@ -435,13 +456,11 @@ def assemble(
         if not runs:
             continue
         budget = plan.budget if method.cost == "walks" else plan.random_budget
-        comparison.curves[method.name] = [points for _, points in runs]
+        curves[method.name] = [points for _, points in runs]
         comparison.grids[method.name] = method_grid(method, budget)
         comparison.families[method.name] = method.family
-    comparison.plain_captum = next(
-        points for task, points in results.items() if task.game == name and task.plain_forward
-    )
-    comparison.minutes = sum(s for task, s in seconds.items() if task.game == name) / 60
+    comparison.curves = {method: curves[method] for method in METHOD_NAMES if method in curves}
+    comparison.minutes += sum(s for task, s in seconds.items() if task.game == name) / 60
     return comparison
 
 
@@ -640,6 +659,7 @@ FULL = {
             "ours permutation antithetic",
             "ours truncated",
             "ours control variate",
+            "ours control variate truncated",
             "ours TMAB (anytime, tol=eps)",
         ),
     ),

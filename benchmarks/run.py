@@ -112,10 +112,11 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def peer_sections(quick: bool, from_saved: bool) -> list[str]:
+def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) -> list[str]:
     """The peer comparison: every (game, method, seed) task on two worker processes, one torch
     thread each, longest first; the raw curves are kept in benchmarks/results/ (``from_saved``:
-    only redo the report from them)."""
+    only redo the report from them; ``only``: run just these methods and add their curves to
+    the saved ones)."""
     from importlib.metadata import version
 
     import torch
@@ -128,7 +129,12 @@ def peer_sections(quick: bool, from_saved: bool) -> list[str]:
         comparisons = [peers.load(name, RESULTS) for name in plans]
         run = json.loads((RESULTS / "run.json").read_text())
     else:
-        todo = [task for name, plan in plans.items() for task in peers.tasks(name, plan)]
+        todo = [
+            task
+            for name, plan in plans.items()
+            for task in peers.tasks(name, plan)
+            if only is None or (task.method in only and not task.plain_forward)
+        ]
         todo.sort(key=_expected_cost, reverse=True)
         results, seconds = {}, {}
         context = multiprocessing.get_context("spawn")
@@ -141,8 +147,23 @@ def peer_sections(quick: bool, from_saved: bool) -> list[str]:
                     f" | seed {task.seed}: {last.evaluations:,} evaluations, {spent:.0f} s",
                     flush=True,
                 )
-        comparisons = [peers.assemble(name, plan, results, seconds) for name, plan in plans.items()]
-        run = {"date": str(datetime.date.today()), "minutes": (time.perf_counter() - started) / 60}
+        minutes = (time.perf_counter() - started) / 60
+        if only is None:
+            comparisons = [
+                peers.assemble(name, plan, results, seconds) for name, plan in plans.items()
+            ]
+            run = {"date": str(datetime.date.today()), "minutes": minutes}
+        else:
+            comparisons = []
+            for name, plan in plans.items():
+                comparison = peers.load(name, RESULTS)
+                comparison.plan = plan
+                comparisons.append(peers.add_runs(comparison, results, seconds))
+            run = json.loads((RESULTS / "run.json").read_text())
+            run["added"] = [
+                *run.get("added", []),
+                {"methods": only, "date": str(datetime.date.today()), "minutes": minutes},
+            ]
         if not quick:
             for comparison in comparisons:
                 peers.save(comparison, RESULTS)
@@ -153,7 +174,13 @@ def peer_sections(quick: bool, from_saved: bool) -> list[str]:
         (
             f"torch {torch.__version__}, captum {version('captum')}, shapiq {version('shapiq')}; "
             f"every (game, method, seed) run on one of two worker processes, {run['minutes']:.0f} "
-            f"min in all (run of {run['date']})."
+            f"min in all (run of {run['date']})"
+            + "".join(
+                f"; {', '.join(added['methods'])} added on {added['date']} "
+                f"({added['minutes']:.0f} min)"
+                for added in run.get("added", [])
+            )
+            + "."
         ),
         "",
         *[peers.section(c, figure_dir, "figures/benchmarks") for c in comparisons],
@@ -272,13 +299,31 @@ def _first_paragraphs(doc: str | None) -> str:
     return " ".join(text.split())
 
 
+def _methods(argv: list[str]) -> list[str] | None:
+    """The methods of ``--methods A,B`` (checked against the benchmark's), or ``None``."""
+    if "--methods" not in argv:
+        return None
+    index = argv.index("--methods") + 1
+    names = argv[index].split(",") if index < len(argv) else []
+    unknown = [name for name in names if name not in peers.METHOD_NAMES]
+    if not names or unknown:
+        raise SystemExit(
+            f"--methods takes peer methods separated by commas, from: "
+            f"{', '.join(peers.METHOD_NAMES)}. Got {unknown or 'none'}."
+        )
+    return names
+
+
 def main() -> None:
     """``--quick``: small budgets, nothing written; ``--peers-only`` / ``--no-peers``: one part;
-    ``--from-saved``: the peer report redone from the curves kept by the last full run.
+    ``--from-saved``: the peer report redone from the curves kept by the last full run;
+    ``--methods NAME[,NAME]``: run only these peer methods and add them to the kept curves.
 
     The engine part goes to docs/benchmarks.md, the peer comparison to docs/benchmarks-peers.md.
     """
     quick = "--quick" in sys.argv
+    if quick and "--methods" in sys.argv:
+        raise SystemExit("--methods adds to the curves of the last full run; not with --quick.")
     docs = ROOT / "docs"
     if "--peers-only" not in sys.argv:
         text = "\n".join(engine_sections(quick))
@@ -292,7 +337,7 @@ def main() -> None:
                 "",
                 machine(),
                 "",
-                *peer_sections(quick, "--from-saved" in sys.argv),
+                *peer_sections(quick, "--from-saved" in sys.argv, _methods(sys.argv)),
             ]
         )
         print(text)

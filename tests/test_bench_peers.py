@@ -5,7 +5,12 @@ import itertools
 
 import numpy as np
 from benchmarks.peers import (
+    METHOD_NAMES,
+    Comparison,
+    Plan,
     Point,
+    Task,
+    add_runs,
     anytime_grid,
     at_budget,
     doubling_grid,
@@ -64,3 +69,20 @@ def test_reaches_needs_the_level_to_hold_from_then_on() -> None:
     hit = reaches(rows)
     assert hit is not None and hit["budget"] == 4
     assert reaches(rows, level=1.01) is None
+
+
+def test_added_runs_join_the_kept_curves_in_the_benchmarks_order() -> None:
+    """``make bench``'s curves are kept; a method run later (``--methods``) joins them in its
+    place among the methods, and its worker time is added."""
+    first, last, added = METHOD_NAMES[0], METHOD_NAMES[-1], METHOD_NAMES[3]
+    plan = Plan(budget=1_000, random_budget=500, n_seeds=2)
+    kept = Comparison("g", 4, 10, plan, {"values": [0.0] * 4})
+    point = Point(1_000, 10, 1.0, np.zeros(4))
+    kept.curves = {first: [[point]] * 2, last: [[point]] * 2}
+    kept.minutes = 3.0
+    results = {Task("g", added, seed, 1_000): [point] for seed in (1, 0)}
+    results[Task("other game", added, 0, 1_000)] = [point]
+    combined = add_runs(kept, results, {task: 30.0 for task in results})
+    assert list(combined.curves) == [first, added, last]
+    assert len(combined.curves[added]) == 2
+    assert combined.minutes == 3.0 + 1.0  # two runs of 30 s on this game
