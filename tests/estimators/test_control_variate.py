@@ -336,3 +336,33 @@ def test_truncation_refuses_games_that_score_walks_on_their_own_data() -> None:
 
     with pytest.raises(ValueError, match="'truncation' parameter"):
         control_variate_shapley(PerWalk(), surrogate, 8, truncation=0.1, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("continue_probability", "bias", "says"),
+    [
+        (None, "bounded", "widened by the truncation bias bound"),
+        (0.5, "unbiased", "unbiased truncation (walks go on with probability 0.5"),
+    ],
+)
+def test_truncated_results_say_how_their_intervals_treat_the_bias(
+    continue_probability: float | None, bias: str, says: str
+) -> None:
+    """``interval_guarantee`` reads ``params['truncation_bias']``, as for truncated_shapley: a
+    truncated result without it was described as an earlier version's, its bias not included."""
+    game, surrogate = _monotone_pair()
+    result = control_variate_shapley(
+        game,
+        surrogate,
+        8,
+        truncation=_dead_level(game),
+        truncation_mode="absolute",
+        patience=1,
+        continue_probability=continue_probability,
+        seed=0,
+    )
+    assert result.params["truncation_bias"] == bias
+    assert says in result.interval_guarantee
+    assert "bias not included" not in result.interval_guarantee
+    untruncated = control_variate_shapley(game, surrogate, 8, seed=0)
+    assert untruncated.params["truncation_bias"] is None

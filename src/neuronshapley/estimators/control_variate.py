@@ -509,6 +509,9 @@ def control_variate_shapley(
             "truncation_mode": truncation_mode,
             "patience": int(patience),
             "continue_probability": None if rule is None else rule.continue_probability,
+            # What ShapleyResult.interval_guarantee reads (as for truncated_shapley): without
+            # it a truncated result reads as an earlier version's, its bias not included.
+            "truncation_bias": None if rule is None else rule.bias,
             "bound": "normal",
             "delta": float(delta),
             "value_range": None,
