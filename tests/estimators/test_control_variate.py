@@ -366,3 +366,21 @@ def test_truncated_results_say_how_their_intervals_treat_the_bias(
     assert "bias not included" not in result.interval_guarantee
     untruncated = control_variate_shapley(game, surrogate, 8, seed=0)
     assert untruncated.params["truncation_bias"] is None
+
+
+def test_plain_truncation_says_when_the_game_is_not_monotone() -> None:
+    """The tails' bound holds for a monotone game only; a marginal of the wrong sign refutes
+    it, and the result says so as truncated_shapley's does (same walks, same verdict)."""
+    rule = {"truncation_mode": "absolute", "patience": 1, "seed": 7}
+    for game, surrogate in (_soum_pair(), _monotone_pair()):
+        level = {"truncation": _dead_level(game)}
+        result = control_variate_shapley(game, surrogate, 40, **level, **rule)
+        plain = ns.truncated_shapley(game, 40, **level, **rule)
+        assert result.diagnostics["monotone_refuted"] == plain.diagnostics["monotone_refuted"]
+        assert ("this one is not" in result.interval_guarantee) == bool(
+            plain.diagnostics["monotone_refuted"]
+        )
+    # The first pair's game has negative coefficients: a wrong-signed marginal is seen.
+    game, surrogate = _soum_pair()
+    refuted = control_variate_shapley(game, surrogate, 40, truncation=_dead_level(game), **rule)
+    assert refuted.diagnostics["monotone_refuted"] is True

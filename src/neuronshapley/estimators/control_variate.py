@@ -82,6 +82,8 @@ from neuronshapley.estimators.options import Sampling, Truncation
 from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, permutation, uses_contexts
 from neuronshapley.games.base import CallableGame, Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.result import ShapleyResult
+from neuronshapley.results.stats import RunningStats
+from neuronshapley.results.tails import monotone_refuted
 
 _OWNER = "control_variate_shapley"
 # Walks per block: their values and marginals (walks x players floats) stay within this.
@@ -330,8 +332,10 @@ def control_variate_shapley(
         standard error), ``coefficients`` (c of each fold),
         ``correlation`` (of x_t and u_t), ``surrogate_values`` (phi^U used),
         ``surrogate_estimate_variance`` (its share of the estimate's variance),
-        ``n_surrogate_evaluations``, ``n_walks_truncated`` and the seconds spent in each game.
-        Intervals are normal: asymptotic (``interval_guarantee``).
+        ``n_surrogate_evaluations``, ``n_walks_truncated`` (with plain truncation also
+        ``monotone_refuted``: a measured marginal of the wrong sign, so the widened intervals
+        have no proof) and the seconds spent in each game. Intervals are normal: asymptotic
+        (``interval_guarantee``).
     """
     game = as_game(game, n_players, _OWNER)
     surrogate_game = _check_surrogate(game, surrogate)
@@ -405,6 +409,9 @@ def control_variate_shapley(
         )
     )
     sample, n_truncated = 0, 0
+    # The smallest and largest marginal the game's walks measured: one of the wrong sign
+    # refutes the monotone tails the widened intervals assume (results.tails).
+    seen = RunningStats.zeros(n)
     for first in range(0, n_walks, per_block):
         count = min(per_block, n_walks - first)
         orders, contexts = _orders(entropy, first, count, n, antithetic, None)
@@ -416,6 +423,9 @@ def control_variate_shapley(
             x, hidden, truncated = walker.walk_marginals(first, count)
             on_game.seconds += time.perf_counter() - started_walks
             n_truncated += truncated
+            if len(x):
+                seen.sample_min = min(seen.sample_min, float(x.min()))
+                seen.sample_max = max(seen.sample_max, float(x.max()))
         u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
         samples = [_as_samples(x, antithetic)]
         if tails is not None and hidden is not None:
@@ -535,6 +545,12 @@ def control_variate_shapley(
             "surrogate_estimate_variance": surrogate_part.tolist(),
             "n_surrogate_evaluations": on_surrogate.evaluator.n_evaluations,
             "n_walks_truncated": n_truncated,
+            # As truncated_shapley's: ShapleyResult.interval_guarantee warns where it is true.
+            **(
+                {}
+                if tails is None
+                else {"monotone_refuted": monotone_refuted(seen, on_game.v_full, on_game.v_empty)}
+            ),
             "game_seconds": on_game.seconds,
             "surrogate_seconds": on_surrogate.seconds,
         },
