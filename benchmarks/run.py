@@ -324,6 +324,10 @@ def main() -> None:
     quick = "--quick" in sys.argv
     if quick and "--methods" in sys.argv:
         raise SystemExit("--methods adds to the curves of the last full run; not with --quick.")
+    if "--from-saved" in sys.argv and "--methods" in sys.argv:
+        raise SystemExit("--methods runs methods; --from-saved runs none. Give one of them.")
+    # Checked before the engine part runs (minutes, and it rewrites docs/benchmarks.md).
+    only = _methods(sys.argv)
     docs = ROOT / "docs"
     if "--peers-only" not in sys.argv:
         text = "\n".join(engine_sections(quick))
@@ -337,7 +341,7 @@ def main() -> None:
                 "",
                 machine(),
                 "",
-                *peer_sections(quick, "--from-saved" in sys.argv, _methods(sys.argv)),
+                *peer_sections(quick, "--from-saved" in sys.argv, only),
             ]
         )
         print(text)

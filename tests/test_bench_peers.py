@@ -2,8 +2,10 @@
 from which a curve stays above a level (benchmarks/peers.py)."""
 
 import itertools
+import sys
 
 import numpy as np
+import pytest
 from benchmarks.peers import (
     METHOD_NAMES,
     Comparison,
@@ -86,3 +88,19 @@ def test_added_runs_join_the_kept_curves_in_the_benchmarks_order() -> None:
     assert list(combined.curves) == [first, added, last]
     assert len(combined.curves[added]) == 2
     assert combined.minutes == 3.0 + 1.0  # two runs of 30 s on this game
+
+
+def test_bad_methods_are_refused_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt ``--methods`` (or one with ``--from-saved``, which runs nothing) is refused at
+    once, not after the engine part has run for minutes and rewritten docs/benchmarks.md."""
+    from benchmarks import run
+
+    def ran(*args: object) -> list[str]:
+        raise AssertionError("the benchmark ran before its arguments were checked")
+
+    monkeypatch.setattr(run, "engine_sections", ran)
+    monkeypatch.setattr(run, "peer_sections", ran)
+    for argv in (["--methods", "ours nope"], ["--from-saved", "--methods", METHOD_NAMES[0]]):
+        monkeypatch.setattr(sys, "argv", ["benchmarks.run", *argv])
+        with pytest.raises(SystemExit, match="--methods"):
+            run.main()
