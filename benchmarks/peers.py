@@ -151,7 +151,11 @@ def control_variate(antithetic: bool, truncation: float | None = None) -> Runner
 
     def run(counter: Counter, seed: int, budget: int) -> Iterator[Point]:
         game = counter.game
+        started = time.perf_counter()
         surrogate = ns.units.linearized_game(game, metric="soft_accuracy")
+        # Each budget's run stands for a run from scratch, which builds the surrogate once: its
+        # Jacobian goes into every point's seconds (counter.reset restarts the clock).
+        setup = time.perf_counter() - started
         # A sample (a walk, or an antithetic pair) costs about n - 1 evaluations a walk, fewer
         # when truncated: each run is sized by what the previous one spent per sample.
         per_sample = float((2 if antithetic else 1) * (game.n_players - 1))
@@ -169,7 +173,9 @@ def control_variate(antithetic: bool, truncation: float | None = None) -> Runner
                 seed=seed,
             )
             per_sample = max((result.n_evaluations - 2) / samples, 1.0)
-            yield counter.point(result.values)
+            point = counter.point(result.values)
+            point.seconds += setup
+            yield point
 
     return run
 

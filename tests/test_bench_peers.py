@@ -104,3 +104,39 @@ def test_bad_methods_are_refused_before_anything_runs(monkeypatch: pytest.Monkey
         monkeypatch.setattr(sys, "argv", ["benchmarks.run", *argv])
         with pytest.raises(SystemExit, match="--methods"):
             run.main()
+
+
+def test_control_variate_points_pay_for_the_surrogates_jacobian(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each budget's run stands for a run from scratch, so each point's seconds include the
+    surrogate's linearisation (as the runner's docstring says), not only its walks: with a
+    clock that moves only while the surrogate is built, every point shows that time."""
+    from benchmarks import peers
+
+    import neuronshapley as ns
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+
+    class Game(ns.games.BaseGame):
+        n_forward_examples = 0
+
+        def _value(self, coalitions: np.ndarray) -> np.ndarray:
+            return coalitions.sum(axis=1).astype(float) ** 2
+
+    def linearized_game(game: ns.games.Game, metric: str) -> ns.games.Game:
+        clock.now += 5.0  # the Jacobian
+        return ns.games.SOUM.from_basis(6, [[0, 1], [2, 3, 4]], [1.0, 2.0])
+
+    monkeypatch.setattr(peers, "time", clock)
+    monkeypatch.setattr(ns.units, "linearized_game", linearized_game)
+    runner = peers.control_variate(antithetic=False, truncation=0.1)
+    points = list(runner(peers.Counter(Game(6)), 0, 400))  # type: ignore[arg-type]
+    assert len(points) >= 2
+    assert all(point.seconds == 5.0 for point in points)
