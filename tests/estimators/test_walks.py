@@ -199,3 +199,36 @@ def test_ranges_merge_in_order_and_once() -> None:
     assert state.next_permutation == 4
     with pytest.raises(ValueError, match="continues at permutation 4, but the range starts at 0"):
         state.absorb(first)
+
+
+@pytest.mark.parametrize("continue_probability", [None, 0.5])
+def test_walk_marginals_are_the_rows_behind_walk(continue_probability: float | None) -> None:
+    """``Walker.walk_marginals`` (control_variate_shapley's game walks) gives each walk's row of
+    marginals and hidden tail totals: their means are what ``walk`` summarises for the same
+    range, the tails' ends L and H included, and its evaluations are ``walk``'s."""
+    game = games.SOUM.from_basis(8, [[0, 1], [2, 3, 4], [5], [1, 6, 7]], [1.0, 2.0, 0.5, 3.0])
+    rule = Truncation(2.0, "absolute", 1, continue_probability)
+    both = np.zeros((2, 8), dtype=bool)
+    both[0] = True
+    v_full, v_empty = (float(v) for v in game.value(both))
+    sampling = Sampling(batch_size=32, n_walks=8)
+
+    def walker() -> Walker:
+        return Walker(Evaluator(game), 11, Endpoints(v_full, v_empty), sampling, rule)
+
+    rows = walker()
+    marginals, hidden, truncated = rows.walk_marginals(0, 40)
+    summary = walker()
+    stats = summary.walk(WalkRange(0, 40))
+    assert truncated == stats.n_walks_truncated > 0
+    assert rows.evaluator.n_evaluations == stats.n_evaluations
+    # Means of 40 rows, against Welford's running means: equal but for rounding.
+    np.testing.assert_allclose(marginals.mean(axis=0), stats.stats.mean, rtol=0, atol=1e-12)
+    if continue_probability is not None:
+        # Unbiased truncation has no tails' bound (a stopped walk's hidden total goes unused).
+        assert stats.tails is None
+        return
+    assert stats.tails is not None and hidden.any()
+    for ends, side in ((stats.tails.low, np.minimum), (stats.tails.high, np.maximum)):
+        expected = (marginals + side(hidden, 0.0)).mean(axis=0)
+        np.testing.assert_allclose(expected, ends.mean, rtol=0, atol=1e-12)
