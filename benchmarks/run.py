@@ -317,7 +317,8 @@ def _methods(argv: list[str]) -> list[str] | None:
 def main() -> None:
     """``--quick``: small budgets, nothing written; ``--peers-only`` / ``--no-peers``: one part;
     ``--from-saved``: the peer report redone from the curves kept by the last full run;
-    ``--methods NAME[,NAME]``: run only these peer methods and add them to the kept curves.
+    ``--methods NAME[,NAME]``: run only these peer methods and add them to the kept curves (the
+    peer part only).
 
     The engine part goes to docs/benchmarks.md, the peer comparison to docs/benchmarks-peers.md.
     """
@@ -328,8 +329,18 @@ def main() -> None:
         raise SystemExit("--methods runs methods; --from-saved runs none. Give one of them.")
     # Checked before the engine part runs (minutes, and it rewrites docs/benchmarks.md).
     only = _methods(sys.argv)
+    if only is not None:
+        if "--no-peers" in sys.argv:
+            raise SystemExit("--methods runs peer methods; --no-peers runs none. Give one.")
+        kept = [RESULTS / f"{name}.pickle" for name in peers.FULL] + [RESULTS / "run.json"]
+        missing = [str(path.relative_to(ROOT)) for path in kept if not path.is_file()]
+        if missing:
+            raise SystemExit(
+                f"--methods adds to the curves of the last full run, and these are missing: "
+                f"{', '.join(missing)}. Run `make bench` first."
+            )
     docs = ROOT / "docs"
-    if "--peers-only" not in sys.argv:
+    if "--peers-only" not in sys.argv and only is None:
         text = "\n".join(engine_sections(quick))
         print(text)
         if not quick:

@@ -3,6 +3,7 @@ from which a curve stays above a level (benchmarks/peers.py)."""
 
 import itertools
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,10 +101,31 @@ def test_bad_methods_are_refused_before_anything_runs(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(run, "engine_sections", ran)
     monkeypatch.setattr(run, "peer_sections", ran)
-    for argv in (["--methods", "ours nope"], ["--from-saved", "--methods", METHOD_NAMES[0]]):
+    for argv in (
+        ["--methods", "ours nope"],
+        ["--from-saved", "--methods", METHOD_NAMES[0]],
+        ["--no-peers", "--methods", METHOD_NAMES[0]],
+    ):
         monkeypatch.setattr(sys, "argv", ["benchmarks.run", *argv])
         with pytest.raises(SystemExit, match="--methods"):
             run.main()
+
+
+def test_methods_need_the_kept_curves(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--methods`` adds to the last full run's curves: without them it says what is missing
+    (and runs nothing), rather than failing on a missing file after its runs."""
+    from benchmarks import run
+
+    def ran(*args: object) -> list[str]:
+        raise AssertionError("the benchmark ran without the curves it adds to")
+
+    monkeypatch.setattr(run, "engine_sections", ran)
+    monkeypatch.setattr(run, "peer_sections", ran)
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    monkeypatch.setattr(run, "ROOT", tmp_path.parent)
+    monkeypatch.setattr(sys, "argv", ["benchmarks.run", "--methods", METHOD_NAMES[0]])
+    with pytest.raises(SystemExit, match=r"missing: .*digits-cnn\.pickle.*make bench"):
+        run.main()
 
 
 def test_control_variate_points_pay_for_the_surrogates_jacobian(
