@@ -82,6 +82,9 @@ def _runs(game: ns.games.Game, surrogate: ns.games.Game, **kwargs: Any) -> list[
         ("soum", {"n_permutations": 16, "surrogate_permutations": 16, "antithetic": True}),
         ("airport", {"n_permutations": 8, "exact": True}),
         ("airport", {"n_permutations": 8, "surrogate_permutations": 8}),
+        # One coefficient for every player, cross-fitted too.
+        ("soum", {"n_permutations": 8, "exact": True, "pooled": True}),
+        ("airport", {"n_permutations": 8, "surrogate_permutations": 8, "pooled": True}),
     ],
 )
 def test_unbiased_on_closed_form_games(pair: str, options: dict) -> None:
@@ -208,6 +211,8 @@ def test_result_is_reproducible_and_round_trips(tmp_path: Path) -> None:
         ({"antithetic": 1}, TypeError, "'antithetic'"),
         ({"surrogate": "nope"}, TypeError, "'surrogate' parameter"),
         ({"truncation": 1.5}, ValueError, "'truncation'"),
+        ({"pooled": True, "beta": 0.5}, ValueError, "not both"),
+        ({"pooled": 1}, TypeError, "'pooled'"),
         ({"truncation": 0.1, "patience": 0}, ValueError, "'patience'"),
         ({"truncation": 0.1, "truncation_mode": "dead"}, ValueError, "'truncation_mode'"),
         ({"continue_probability": 0.5}, ValueError, "needs truncation"),
@@ -411,3 +416,23 @@ def test_truncated_walks_pair_with_the_surrogates_orders(
     # marginals move the values by far more than 1e-12.
     for field in ("values", "stderr", "ci_low", "ci_high"):
         np.testing.assert_allclose(getattr(never, field), getattr(whole, field), rtol=0, atol=1e-12)
+
+
+def test_pooled_coefficient_is_one_regression_over_all_players() -> None:
+    """pooled=True fits each fold's c as sum_i Cov_i(x, u) / sum_i Var_i(u) on the other fold:
+    one number for every player, between the players' own slopes."""
+    game, surrogate = _soum_pair()
+    exact = surrogate.shapley_values()
+    per_player = control_variate_shapley(game, surrogate, 40, surrogate_values=exact, seed=2)
+    pooled = control_variate_shapley(
+        game, surrogate, 40, surrogate_values=exact, pooled=True, seed=2
+    )
+    for own, shared in zip(
+        per_player.diagnostics["coefficients"], pooled.diagnostics["coefficients"], strict=True
+    ):
+        assert len(set(shared)) == 1
+        assert min(own) <= shared[0] <= max(own)
+    np.testing.assert_allclose(
+        pooled.diagnostics["plain_values"], per_player.diagnostics["plain_values"]
+    )
+    assert "one c for every player" in pooled.interval_guarantee
