@@ -207,6 +207,7 @@ def methods(grid: list[int], k: int, epsilon: float) -> list[Method]:
     with the library's default bound, the anytime-valid one. (Earlier runs used normal intervals
     here; TMAB refuses them since issue 17: they had no guarantee and broke its top k.)
     """
+    # The grids are lambdas: METHOD_NAMES calls this at import, before the grids are defined.
     return [
         Method("captum ShapleyValueSampling", "captum", captum),
         Method(

@@ -30,6 +30,7 @@ import torch
 
 import neuronshapley as ns
 from benchmarks import games, peers
+from benchmarks.run import table
 
 
 def measure(name: str, seed: int) -> dict[str, Any]:
@@ -101,10 +102,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.1f}")
     rows = [measure(name, args.seed) for name in args.games]
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for row in rows:
-        print("| " + " | ".join(str(value) for value in row.values()) + " |")
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 import torch
 
 import neuronshapley as ns
+from benchmarks.run import table
 
 
 def measure(name: str, walks: int, examples: int) -> dict[str, object]:
@@ -54,10 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [measure(name, args.walks, args.examples) for name in args.models]
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for row in rows:
-        print("| " + " | ".join(str(value) for value in row.values()) + " |")
+    print(table(rows))
 
 
 if __name__ == "__main__":
