@@ -58,44 +58,52 @@ and gain little (not measured). The values agree with the plain path's to the bi
 
 
 PEERS_NOTE = """\
-What it means (the run of 2026-11-21, 5 seeds; the targets of issue 5 in brackets):
+What it means (the run of 2026-12-02, 5 seeds; issue 18's targets in brackets: at least 5x fewer
+evaluations than Captum on every game, 10x at 1,000+ units):
 
 - **Headline, digits-cnn, eps = one test example.** Captum reached a seed-averaged
-  eps-precision@10 of 0.9 at 2,568 evaluations (12.8 s). Ours: permutation sampling with
-  antithetic walks at 1,274 (2.0x fewer evaluations, 2.1x less time), TMAB with normal intervals
-  and tol = eps at 1,320 (1.9x, 1.6x), truncated sampling and TMAB as in the paper at 1,909
-  (1.3x, 1.1x). Against Captum run on a plain masked forward, as a user without our engine would
-  (12.8 ms per evaluation rather than 4.9), the time ratios are 5.5x, 4.2x and 2.8x. [Target: 1/20
-  of Captum's evaluations and 10x its wall time: not met; 1/2 and 2x on the same game, 5.5x
-  against the plain forward.]
-- **mnist1d-cnn, eps = one test example:** only TMAB (normal) reached 0.9, at 2,769 of 3,000
-  evaluations; Captum ended at 0.72.
-- **eps = 3 reference standard errors:** no method reached 0.9 on any game within these budgets.
-  At the level where Captum's run ends: digits-cnn (0.75) antithetic, truncated and TMAB got there
-  with 1.2-1.3x fewer evaluations; mnist1d-cnn (0.70) TMAB (normal) with 1.9x fewer evaluations
-  and 1.6x less time; on the 1,024-unit digits-mlp-wide (0.35) truncated sampling and both TMABs
-  with 1.8x fewer evaluations and 1.8x less time (3.4x against the plain forward).
-- **How much of this is noise.** Captum and "ours permutation" are the same estimator (plain
-  permutation sampling); with 5 seeds their evaluations to 0.9 on digits-cnn differ by 1.5x (2,568
-  against 3,818). Ratios below about 1.5x are within seed noise here; the 1.8-2.0x ones are not
-  much beyond it.
-- **Why far from 20x.** These networks are small and their top is a near-tie (digits-cnn: values
-  ranked 8 to 20 span 0.0115 to 0.0099; digits-mlp-wide: ranks 6 to 20 span 0.0022 to 0.0020).
-  Truncation saves little because a 160-unit network dies late in a walk, and the bandit can set
-  aside only the units clearly below the 10th, which takes about a thousand evaluations. TMAB as
-  in the paper (empirical Bernstein, tol 1e-3) decided no unit within 5,000 evaluations and
-  sampled exactly what truncated sampling did. The paper's 10x from truncation and 11x from the
-  bandit were on networks with thousands of filters, most of them far from the top.
-- **What TMAB costs.** With normal intervals and tol = eps it stops sampling units early, which
-  helps the top 10 and hurts the Spearman correlation of all values (digits-cnn: 0.74 against
-  0.92 for truncated sampling). Its sparse walks share fewer prefixes, so an evaluation costs it
-  about 1.5x more (37 s for 5,000 against 24 s for plain sampling).
+  eps-precision@10 of 0.9 at 2,568 evaluations. Ours: the control variate on truncated walks
+  (the linearised network with one pooled coefficient, `control_variate_shapley(...,
+  pooled=True, truncation=0.1)`) at 1,026 (**2.5x fewer evaluations, 2.6x less time**; 9.1x
+  against Captum on the plain masked forward); the control variate alone, with or without
+  antithetic walks, and antithetic walks alone at 1,274 (2.0x, 2.2-2.4x); truncated sampling and
+  both TMABs at 1,915 (1.3x). At 5,000 evaluations the truncated control variate also has the
+  best Spearman correlation of all values (0.95, Captum 0.88). [Not met: 2.5x, not 5x.]
+- **eps = 3 reference standard errors** (no method reached 0.9 on any game within the budgets;
+  the level is where Captum's run ends): digits-cnn (0.75) the control variate 1.4x and on
+  truncated walks 1.5x; mnist1d-cnn (0.65) the truncated control variate 1.2x, truncated
+  sampling and TMAB 1.0x; on the 1,024-unit digits-mlp-wide (0.35) truncated sampling and TMAB
+  1.8x, the control variate 0.9x (its correlation with the MLP's marginals is weaker, 1.38x in
+  variance at 64 walks, docs/efficiency.md, and at these budgets it runs only 5-9 walks).
+  [Not met: 1.8x at 1,024 units, not 10x.] mnist1d-cnn at one test example: no method reached
+  0.9 within 3,000 evaluations.
+- **digits-cnn-wide (1,152 filters) is not here.** A coalition costs about 83 ms there on one
+  core (docs/efficiency.md, "Truncation where networks die"), so a reference of 100 permutations
+  would take about 2.7 hours and five seeds of the methods about 9 more: far beyond `make
+  bench`'s 45 minutes on this machine.
+- **TMAB decides nothing within these budgets.** With the anytime-valid bound (the only one it
+  accepts since issue 17) no unit left the race on any game, so TMAB spends what truncated
+  sampling spends (docs/efficiency.md: its half-widths after 30-60 walks are 6-36 times the 10th
+  value). TMAB as in the paper (empirical Bernstein, tol 1e-3) likewise.
+- **How much of this is noise.** Captum and "ours permutation" are the same estimator; with 5
+  seeds their evaluations to 0.9 on digits-cnn differ by 1.5x (2,568 against 3,818). Ratios
+  below about 1.5x are within seed noise; 2.0-2.5x is not much beyond it. The control variate's
+  first point holds 4 walks (two folds of two) and its runs are read about 2x apart, so its
+  evaluations to a level are coarse (1,274 is its second point on digits-cnn).
+- **Why far from 5x and 20x.** The top of these networks is a near-tie (digits-cnn: ranks 8 to
+  20 span 0.0115 to 0.0099; digits-mlp-wide: ranks 6 to 20 span 0.0022 to 0.0020); they die
+  late in a walk (truncation saves 42-64%, not the paper's 90%); the anytime bound cannot set
+  units aside within these budgets; and the linearised network explains half the variance of a
+  unit's marginal on the CNN (less on the MLP). The levers compose (control variate x
+  truncation: 2.5x), but each is worth 1.3-2x here.
 - KernelSHAP and SVARM evaluate random coalitions, which share no prefix (2-3x more per
-  evaluation here), so they were given 500 (digits-cnn) and 2,000 (digits-mlp-wide) evaluations;
-  at those budgets their rankings are near random (Spearman 0.05 and 0.01). SVARM did not finish
-  one run on 1,024 players in 11 minutes and is left out there.
-- `make bench` took 29 minutes in all on this 2-core machine (the engine part 6, this part 24;
-  target under 30); `make bench-quick` took 3 minutes (target under 5)."""
+  evaluation), so they were given 500 (digits-cnn) and 2,000 (digits-mlp-wide) evaluations; at
+  those budgets their rankings are near random. SVARM did not finish one run on 1,024 players
+  in 11 minutes and is left out there, as are the antithetic control variate (one point within
+  the budget) and TMAB as in the paper (the same samples as truncated sampling) on the MLP.
+- `make bench` took 48 min 12 s on this 2-core machine (the engine part 11, this part 37;
+  issue 18's limit 45: missed by 3 minutes); `make bench-quick` took 2 min (measured before the
+  truncated control variate joined it)."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
