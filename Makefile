@@ -64,8 +64,8 @@ $(VENV)/.bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# The whole benchmark (29 min on 2 cores; docs/benchmarks.md). `make bench-quick`: the
-# same on one small game, a few minutes, nothing written.
+# The whole benchmark (48 min on 2 cores; docs/benchmarks.md, docs/benchmarks-peers.md).
+# `make bench-quick`: the same on one small game, a few minutes, nothing written.
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run
 
