@@ -102,8 +102,8 @@ evaluations than Captum on every game, 10x at 1,000+ units):
   in 11 minutes and is left out there, as are the antithetic control variate (one point within
   the budget) and TMAB as in the paper (the same samples as truncated sampling) on the MLP.
 - `make bench` took 48 min 12 s on this 2-core machine (the engine part 11, this part 37;
-  issue 18's limit 45: missed by 3 minutes); `make bench-quick` took 2 min (measured before the
-  truncated control variate joined it)."""
+  issue 18's limit 45: missed by 3 minutes); `make bench-quick` took 4 min 36 s (target under
+  5)."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
