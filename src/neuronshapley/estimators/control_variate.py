@@ -463,7 +463,8 @@ def control_variate_shapley(
         numbers = sample + np.arange(len(u))
         for k in (0, 1):
             own = numbers % 2 == k  # even and odd samples: two folds that grow together
-            for moments, x_k in zip((folds, *(tails or ())), samples, strict=False):
+            # One sample array per set of moments: the truncated ends L and H come with tails.
+            for moments, x_k in zip((folds, *(tails or ())), samples, strict=True):
                 moments[k].add(x_k[own], u[own])
         sample += len(u)
     alone = _Moments.zeros(n)
