@@ -195,6 +195,12 @@ def random_coalitions(n_coalitions: int, n_players: int, seed: int) -> np.ndarra
     return rows
 
 
+def walk_batch(n_players: int, seed: int, start: int, count: int) -> np.ndarray:
+    """``count`` consecutive coalitions of a permutation walk from the full set down."""
+    ranks = np.random.default_rng(seed).permutation(n_players)
+    return ranks[None, :] >= np.arange(start, start + count)[:, None]
+
+
 def mean_logit_0(logits: torch.Tensor, targets: torch.Tensor, batch: object) -> float:
     """A user metric: the mean logit of class 0 (continuous, so no ties)."""
     return float(logits[:, 0].double().mean())
@@ -226,6 +232,7 @@ class Snapshot:
         self.state = {key: value.detach().clone() for key, value in model.state_dict().items()}
         self.modes = {name: module.training for name, module in model.named_modules()}
         self.requires_grad = {name: p.requires_grad for name, p in model.named_parameters()}
+        self.own_forwards = _own_forwards(model)
 
     def assert_untouched(self) -> None:
         state = self.model.state_dict()
@@ -236,7 +243,13 @@ class Snapshot:
         assert modes == self.modes
         requires_grad = {name: p.requires_grad for name, p in self.model.named_parameters()}
         assert requires_grad == self.requires_grad
+        assert _own_forwards(self.model) == self.own_forwards  # none replaced and left behind
         assert_no_hooks(self.model)
+
+
+def _own_forwards(model: nn.Module) -> dict[str, Any]:
+    """The ``forward`` set on each module instance (rather than its class), by module name."""
+    return {name: vars(m)["forward"] for name, m in model.named_modules() if "forward" in vars(m)}
 
 
 def assert_no_hooks(model: nn.Module) -> None:

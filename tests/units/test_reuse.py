@@ -19,6 +19,7 @@ from tests.units._models import (
     random_coalitions,
     seeded,
     trained,
+    walk_batch,
 )
 
 
@@ -105,12 +106,6 @@ def test_reuse_can_be_turned_off() -> None:
     model = fitted("cnn")
     assert plan_reuse(model, NeuronGame(model, data=images(4, 1), ablation="zero").layers)
     assert NeuronGame(model, data=images(4, 1), ablation="zero", reuse_prefixes=False).reuse is None
-
-
-def walk_batch(n_players: int, seed: int, start: int, count: int) -> np.ndarray:
-    """``count`` consecutive coalitions of a permutation walk from the full set down."""
-    ranks = np.random.default_rng(seed).permutation(n_players)
-    return ranks[None, :] >= np.arange(start, start + count)[:, None]
 
 
 def both_ways(build: Any, **kwargs: Any) -> tuple[NeuronGame, NeuronGame]:

@@ -78,6 +78,12 @@ from neuronshapley.units.ablation import (
     hooked,
 )
 from neuronshapley.units.blocks import BlockPlan, BlockSteps, block_hooks, block_steps, plan_blocks
+from neuronshapley.units.channel_deltas import (
+    Families,
+    delta_forwards,
+    families,
+    runs_on_deltas,
+)
 from neuronshapley.units.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
 from neuronshapley.units.selection import Layer, UnitSet, resolve_units
 
@@ -303,6 +309,15 @@ class NeuronGame(BaseGame):
             else None
         )
         self._block_steps: BlockSteps | None = None
+        # The layers after the first that prefix reuse feeds several blocks of a family (see
+        # _set_prefix_masks), when they are linear in their input: run on differences.
+        self._delta_modules = {}
+        if self.reuse is not None:
+            for index in self.reuse.order[1 : self.reuse.n_expanding + 1]:
+                module = self.model.get_submodule(self.layers[index].path)
+                if runs_on_deltas(module):
+                    self._delta_modules[index] = module
+        self._families: list[Families | None] = [None] * len(self.layers)
         # The players of each layer in execution order, for grouping the prefixes.
         self._reuse_columns = (
             []
@@ -376,6 +391,7 @@ class NeuronGame(BaseGame):
         game.n_evaluations = 0
         game.n_forward_examples = 0
         game._steps = [None] * len(self.layers)
+        game._families = [None] * len(self.layers)
         game._size_passes()
         game._check_model_and_labels()
         if game.metric.needs_groups and game.data.groups is None:
@@ -443,6 +459,7 @@ class NeuronGame(BaseGame):
             torch.inference_mode(),
             hooked(self.model, self.layers, [self._transform(i) for i in range(len(self.layers))]),
             self._hooked_blocks(),
+            delta_forwards(self._delta_modules, lambda index: self._families[index]),
         ):
             try:
                 for rows, split in groups:
@@ -463,6 +480,7 @@ class NeuronGame(BaseGame):
                         parts.append((chunk, scores))
             finally:
                 self._steps = [None] * len(self.layers)
+                self._families = [None] * len(self.layers)
                 self._block_steps = None
         values = _gather(parts, len(coalitions), self.metric.name)
         check_declared_bounds(values, self.metric)
@@ -607,6 +625,8 @@ class NeuronGame(BaseGame):
         groups = group_prefixes(coalitions, self._reuse_columns, plan.n_expanding)
         n_blocks = 1
         for level, index in enumerate(plan.order):
+            if index in self._delta_modules:  # its input: the blocks of the level before
+                self._families[index] = families(groups.parents[level - 1], self.device)
             if level < plan.n_expanding:
                 parents, rows = groups.parents[level], groups.rows[level]
             else:  # after the last expansion: one block per distinct coalition

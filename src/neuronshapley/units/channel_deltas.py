@@ -1,0 +1,132 @@
+"""Linear layers run on channel deltas: blocks that share a parent prefix cost a few channels each.
+
+Under prefix reuse (:mod:`.reuse`) a hooked layer receives one block of examples per distinct
+prefix of the earlier layers' masks. Blocks that extend the same parent prefix had the same
+inputs up to the previous hooked layer, so they differ only in what that layer's masks changed:
+in a walk batch, a few channels. When the layer is linear in its input (a convolution or a
+``Linear``), W·x_j + b = (W·x_0 + b) + W[:, U]·(x_j - x_0)[U], where x_0 is the first block of
+x_j's family and U the input channels where any block differs from its family's first. So the
+layer runs fully once per family and on |U| channels for every other block.
+
+On the 1,152-filter digits-cnn-wide (conv 128/256/768), a batch of 64 walk steps holds about 6
+distinct conv1 prefixes and 18 distinct (conv1, conv2) prefixes: conv2 runs on 1 block and
+differences, not 6, and conv3 on about 6 blocks and differences, not 18.
+
+U is read off the data (where the blocks differ), not assumed from the masks, so a layer whose
+inputs mix channels before it (anything between the two hooked layers) is still exact: its
+differences are just wide, and when U holds more than half the channels the layer runs the
+plain way. The sums are rounded differently from the plain ones (to about 1e-7 relatively).
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.nn import functional
+
+# Layers whose class runs the stock forward (a subclass that overrides it may not be linear).
+_LINEAR_FORWARDS = (nn.Linear.forward, nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward)
+
+
+@dataclass(frozen=True)
+class Families:
+    """The blocks of a layer's input grouped by the parent prefix they extend.
+
+    Attributes:
+        bases: The first block of each family (run fully), ascending.
+        others: Every other block (run on differences), ascending.
+        base_of: For each of ``others``, the position of its family's base in ``bases``.
+    """
+
+    bases: torch.Tensor
+    others: torch.Tensor
+    base_of: torch.Tensor
+
+
+def families(parents: NDArray[np.intp] | None, device: torch.device) -> Families | None:
+    """The families of blocks with parent ``parents[j]``, or ``None`` if no two share one."""
+    if parents is None:
+        return None
+    _, first, inverse = np.unique(parents, return_index=True, return_inverse=True)
+    base_block = first[inverse.ravel()]
+    is_base = base_block == np.arange(len(parents))
+    if is_base.all():
+        return None
+    bases, others = np.flatnonzero(is_base), np.flatnonzero(~is_base)
+    base_of = np.searchsorted(bases, base_block[others])
+    return Families(*(torch.from_numpy(a).to(device) for a in (bases, others, base_of)))
+
+
+def runs_on_deltas(module: nn.Module) -> bool:
+    """Whether ``module`` is linear in its input channels as a whole: a stock convolution with
+    one group, or a stock ``Linear``, with no ``forward`` of its own set on the instance."""
+    return (
+        type(module).forward in _LINEAR_FORWARDS
+        and getattr(module, "groups", 1) == 1
+        and "forward" not in vars(module)
+    )
+
+
+@contextmanager
+def delta_forwards(
+    modules: dict[int, nn.Module], current: Callable[[int], Families | None]
+) -> Iterator[None]:
+    """Run each module of ``modules`` (by layer index) on differences while ``current(index)``
+    gives its input's families; each module's own ``forward`` is back on exit.
+
+    The instance's ``forward`` is replaced, not hooked: a hook cannot skip the module's own
+    computation, which is the cost this saves.
+    """
+    with ExitStack() as stack:
+        for index, module in modules.items():
+            plain = module.forward
+            stack.callback(vars(module).pop, "forward", None)
+            module.forward = _by_deltas(module, plain, partial(current, index))
+        yield
+
+
+def _by_deltas(
+    module: nn.Module,
+    plain: Callable[[torch.Tensor], torch.Tensor],
+    current: Callable[[], Families | None],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    linear = isinstance(module, nn.Linear)
+    # W[:, U] applied without the bias: F.linear, or the convolution's own (with its padding).
+    apply = functional.linear if linear else cast(Any, module)._conv_forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        family = current()
+        if family is None or not isinstance(x, torch.Tensor):
+            return plain(x)
+        n_blocks = len(family.bases) + len(family.others)
+        if x.dim() < 2 or len(x) % n_blocks:
+            return plain(x)  # not the blocked batch prefix reuse makes: nothing to share
+        blocks = x.view(n_blocks, -1, *x.shape[1:])
+        channel = blocks.dim() - 1 if linear else 2
+        bases = blocks.index_select(0, family.bases)
+        difference = blocks.index_select(0, family.others) - bases.index_select(0, family.base_of)
+        changed = (difference != 0).movedim(channel, 0).flatten(1).any(1)
+        n_channels = len(changed)
+        used = changed.nonzero().squeeze(1)
+        # inf - inf and NaN make NaN differences where the plain sums hold inf: run it plainly.
+        if 2 * len(used) > n_channels or difference.isnan().any():
+            return plain(x)
+        base_out = plain(bases.flatten(0, 1))
+        base_out = base_out.view(len(family.bases), -1, *base_out.shape[1:])
+        other_out = base_out.index_select(0, family.base_of)
+        if len(used):
+            part = difference.index_select(channel, used).flatten(0, 1)
+            change = apply(part, cast(torch.Tensor, module.weight).index_select(1, used), None)
+            other_out = other_out + change.view(other_out.shape)
+        out = base_out.new_empty((n_blocks, *base_out.shape[1:]))
+        out[family.bases] = base_out
+        out[family.others] = other_out
+        return out.flatten(0, 1)
+
+    return forward

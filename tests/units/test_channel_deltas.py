@@ -1,0 +1,223 @@
+"""Linear layers run on differences under prefix reuse: W·x_j = W·x_0 + W[:, U]·(x_j - x_0)[U].
+
+The values are those of the plain evaluation, the layer really runs on the changed channels
+only, and the model leaves our code as it came in, even when the metric fails half-way.
+"""
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neuronshapley.pytorch.metrics import MetricError
+from neuronshapley.units import NeuronGame
+from neuronshapley.units.channel_deltas import _by_deltas, families, runs_on_deltas
+from tests.units._models import (
+    N_CLASSES,
+    Snapshot,
+    TinyCNN,
+    TinyMLP,
+    images,
+    random_coalitions,
+    seeded,
+    trained,
+    vectors,
+    walk_batch,
+)
+
+
+def test_families_group_blocks_by_parent() -> None:
+    parents = np.array([3, 3, 1, 3, 1, 7])
+    found = families(parents, torch.device("cpu"))
+    assert found is not None
+    assert found.bases.tolist() == [0, 2, 5]  # the first block with each parent
+    assert found.others.tolist() == [1, 3, 4]
+    bases = found.bases.numpy()
+    assert [parents[bases[b]] for b in found.base_of.tolist()] == [3, 3, 1]
+
+
+def test_no_families_when_no_two_blocks_share_a_parent() -> None:
+    assert families(np.array([0, 2, 1]), torch.device("cpu")) is None
+    assert families(None, torch.device("cpu")) is None
+
+
+# -- the forward on differences against the plain one, module by module -------------------------
+
+
+def input_widths(module: nn.Module, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The input channels of every weight ``module`` is run with, recorded from now on."""
+    widths: list[int] = []
+    if isinstance(module, nn.Linear):
+        linear = torch.nn.functional.linear
+
+        def spy(x: torch.Tensor, weight: torch.Tensor, bias: Any = None) -> torch.Tensor:
+            widths.append(weight.shape[1])
+            return linear(x, weight, bias)
+
+        monkeypatch.setattr(torch.nn.functional, "linear", spy)
+    else:
+        conv = module._conv_forward
+
+        def conv_spy(x: torch.Tensor, weight: torch.Tensor, bias: Any) -> torch.Tensor:
+            widths.append(weight.shape[1])
+            return conv(x, weight, bias)
+
+        monkeypatch.setattr(module, "_conv_forward", conv_spy)
+    return widths
+
+
+def blocks_differing_in(
+    shape: tuple[int, ...], parents: list[int], channels: list[int], channel_dim: int, seed: int
+) -> torch.Tensor:
+    """One block per entry of ``parents``: blocks with the same parent are equal except in
+    ``channels`` (along ``channel_dim`` of a block), where each block has its own values."""
+    generator = torch.Generator().manual_seed(seed)
+    by_parent = {p: torch.randn(shape, generator=generator) for p in set(parents)}
+    blocks = []
+    for parent in parents:
+        block = by_parent[parent].clone()
+        index = [slice(None)] * len(shape)
+        index[channel_dim] = channels
+        block[tuple(index)] = torch.randn(block[tuple(index)].shape, generator=generator)
+        blocks.append(block)
+    return torch.cat(blocks)
+
+
+MODULES = [
+    pytest.param(lambda: nn.Linear(12, 5), (4, 12), -1, id="linear"),
+    pytest.param(lambda: nn.Linear(12, 5), (4, 3, 12), -1, id="linear-tokens"),
+    pytest.param(lambda: nn.Conv1d(12, 5, 3, padding=1), (4, 12, 9), 1, id="conv1d"),
+    pytest.param(lambda: nn.Conv2d(12, 5, 3, padding=1), (4, 12, 6, 6), 1, id="conv2d"),
+    pytest.param(
+        lambda: nn.Conv2d(12, 5, 3, stride=2, dilation=2, padding=2, padding_mode="reflect"),
+        (4, 12, 7, 7),
+        1,
+        id="conv2d-reflect-strided",
+    ),
+    pytest.param(lambda: nn.Conv3d(12, 5, 2), (4, 12, 3, 3, 3), 1, id="conv3d"),
+]
+
+
+@pytest.mark.parametrize(("build", "shape", "channel_dim"), MODULES)
+def test_differences_give_the_plain_output(
+    build: Any, shape: tuple[int, ...], channel_dim: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = seeded(build)
+    parents = [0, 0, 1, 0, 1, 2]
+    x = blocks_differing_in(shape, parents, channels=[2, 7], channel_dim=channel_dim, seed=0)
+    with torch.no_grad():
+        expected = module(x)
+        widths = input_widths(module, monkeypatch)
+        forward = _by_deltas(
+            module, module.forward, lambda: families(np.array(parents), x.device)
+        )
+        got = forward(x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert widths == [12, 2]  # the three family bases with every channel, the rest with two
+
+
+def test_wide_differences_and_nan_run_the_plain_way() -> None:
+    module = seeded(lambda: nn.Conv2d(4, 3, 3, padding=1))
+    calls: list[int] = []
+    conv = module._conv_forward
+    module._conv_forward = lambda x, w, b: calls.append(len(x)) or conv(x, w, b)
+    current = lambda: families(np.array([0, 0, 0]), x.device)  # noqa: E731
+    forward = _by_deltas(module, module.forward, current)
+    x = blocks_differing_in((2, 4, 5, 5), [0, 0, 0], channels=[0, 1, 3], channel_dim=1, seed=1)
+    with torch.no_grad():
+        forward(x)  # 3 of 4 channels differ: more than half
+        x[0, 2, 0, 0] = x[2, 2, 0, 0] = float("inf")  # inf - inf
+        forward(x)
+    assert calls == [6, 6]  # every block, in one plain call, each time
+
+
+def test_only_stock_linear_layers_with_one_group_qualify() -> None:
+    class Scaled(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    assert runs_on_deltas(nn.Linear(3, 2))
+    assert runs_on_deltas(nn.Conv2d(4, 2, 3))
+    assert not runs_on_deltas(nn.Conv2d(4, 2, 3, groups=2))
+    assert not runs_on_deltas(nn.ConvTranspose2d(4, 2, 3))
+    assert not runs_on_deltas(Scaled(3, 2))
+    assert not runs_on_deltas(nn.ReLU())
+
+
+# -- inside the game -------------------------------------------------------------------------------
+
+
+class Shuffled(nn.Module):
+    """conv1 -> relu -> a fixed 1x1 convolution (not hooked) -> conv2: channels mix before conv2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.mix = nn.Conv2d(6, 6, 1)
+        self.conv2 = nn.Conv2d(6, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 36, N_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mix(torch.relu(self.conv1(x)))
+        return self.fc(torch.relu(self.conv2(h)).flatten(1))
+
+
+def games_both_ways(
+    build: Any, data: Any, reference: torch.Tensor, **kwargs: Any
+) -> tuple[NeuronGame, NeuronGame]:
+    """The game with differences off (prefix reuse only) and on, on the same trained model."""
+    model = trained(build, data, steps=40)
+    off = NeuronGame(model, data=data, reference=reference, **kwargs)
+    off._delta_modules = {}
+    return off, NeuronGame(model, data=data, reference=reference, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("build", "data", "second"),
+    [
+        pytest.param(lambda: TinyCNN(c1=16), images, "conv2", id="cnn"),
+        pytest.param(lambda: TinyMLP(h1=16), vectors, "fc2", id="mlp"),
+    ],
+)
+def test_a_walk_runs_the_second_layer_on_the_changed_channels(
+    build: Any, data: Any, second: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off, on = games_both_ways(build, data(30, seed=3), data(20, seed=4)[0])
+    assert list(on._delta_modules.values()) == [on.model.get_submodule(second)]
+    n = on.n_players
+    full_width = on.model.get_submodule(second).weight.shape[1]
+    widths = input_widths(on.model.get_submodule(second), monkeypatch)
+    for coalitions in [
+        walk_batch(n, seed=0, start=0, count=n + 1),
+        walk_batch(n, seed=1, start=2, count=9),
+        random_coalitions(16, n, seed=2),
+    ]:
+        np.testing.assert_allclose(on.value(coalitions), off.value(coalitions), rtol=1e-6)
+    assert any(width < full_width // 2 for width in widths)  # differences did run
+
+
+def test_channels_mixed_between_the_layers_run_the_plain_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    off, on = games_both_ways(
+        Shuffled, images(30, seed=3), images(20, seed=4)[0], units=["conv1", "conv2"]
+    )
+    widths = input_widths(on.model.conv2, monkeypatch)
+    coalitions = walk_batch(on.n_players, seed=0, start=0, count=on.n_players + 1)
+    np.testing.assert_allclose(on.value(coalitions), off.value(coalitions), rtol=1e-6)
+    assert set(widths) == {6}  # every conv1 change reaches every channel of conv2's input
+
+
+def test_the_model_is_left_as_it_came_even_when_the_metric_fails() -> None:
+    def failing(logits: torch.Tensor, targets: torch.Tensor, batch: object) -> float:
+        raise ValueError("no")
+
+    model = trained(TinyCNN, images(30, seed=3), steps=10)
+    snapshot = Snapshot(model)
+    game = NeuronGame(model, data=images(30, seed=3), metric=failing, ablation="zero")
+    coalitions = walk_batch(game.n_players, seed=0, start=0, count=5)
+    with pytest.raises(MetricError):
+        game.value(coalitions)
+    snapshot.assert_untouched()
