@@ -110,9 +110,7 @@ def test_differences_give_the_plain_output(
     with torch.no_grad():
         expected = module(x)
         widths = input_widths(module, monkeypatch)
-        forward = _by_deltas(
-            module, module.forward, lambda: families(np.array(parents), x.device)
-        )
+        forward = _by_deltas(module, module.forward, lambda: families(np.array(parents), x.device))
         got = forward(x)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert widths == [12, 2]  # the three family bases with every channel, the rest with two
@@ -221,3 +219,52 @@ def test_the_model_is_left_as_it_came_even_when_the_metric_fails() -> None:
     with pytest.raises(MetricError):
         game.value(coalitions)
     snapshot.assert_untouched()
+
+
+def test_an_infinite_input_ablated_away_runs_the_plain_way() -> None:
+    """x_0 holds inf in a channel that block j ablates to 0: W·x_0 + W·(x_j - x_0) would be
+    inf - inf, where the plain W·x_j is finite."""
+    model = seeded(TinyMLP).eval()
+    with torch.no_grad():
+        model.fc1.bias[0] = float("inf")
+
+    def finite_share(logits: torch.Tensor, targets: torch.Tensor, batch: object) -> float:
+        return float(torch.isfinite(logits).double().mean())
+
+    options = {"data": vectors(6, seed=3), "ablation": "zero", "metric": finite_share}
+    game = NeuronGame(model, **options)
+    coalitions = np.ones((2, game.n_players), dtype=bool)
+    coalitions[1, 0] = False  # the full model, and the one without fc1:0
+    values = game.value(coalitions)
+    plain = NeuronGame(model, reuse_prefixes=False, **options).value(coalitions)
+    assert plain.tolist() == [0.0, 1.0]
+    np.testing.assert_array_equal(values, plain)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs_the_plain_way(dtype: torch.dtype) -> None:
+    """Each term rounded to half precision before the sum: an ablated channel of 300 would leave
+    nothing of a result of 0.6, so the layer runs the plain way."""
+    module = nn.Linear(4, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([[1.0, 0.1, 0.1, 0.1]]))
+    x = torch.tensor([[300.0, 1, 2, 3], [0.0, 1, 2, 3]], dtype=dtype)  # two blocks, one family
+    forward = _by_deltas(module, module.forward, lambda: families(np.array([0, 0]), x.device))
+    with torch.no_grad():
+        torch.testing.assert_close(forward(x), module(x), rtol=0, atol=0)
+
+
+def test_a_forward_the_user_set_since_is_kept_and_used() -> None:
+    """A forward set on the instance after the game was made (as patching libraries do) is the
+    layer's computation: it runs as it is, and stays after the evaluation."""
+    model = trained(lambda: TinyMLP(h1=16), vectors(30, seed=3), steps=40)
+    options = {"data": vectors(30, seed=3), "reference": vectors(20, seed=4)[0]}
+    game, plain = NeuronGame(model, **options), NeuronGame(model, reuse_prefixes=False, **options)
+    assert model.fc2 in game._delta_modules.values()
+    stock = model.fc2.forward
+    model.fc2.forward = lambda x: 2 * stock(x)
+    patched = model.fc2.forward
+    coalitions = walk_batch(game.n_players, seed=0, start=3, count=6)
+    values = game.value(coalitions)
+    assert model.fc2.forward is patched
+    np.testing.assert_allclose(values, plain.value(coalitions), rtol=1e-6)

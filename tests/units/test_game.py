@@ -66,8 +66,8 @@ def test_memory_budget_splits_passes_without_changing_values(cnn_setup: Any, met
     several = NeuronGame(model, memory_budget=3 * N_EXAMPLES * per_example, **kwargs)
     assert 1 < several.coalitions_per_pass < len(coalitions)
     assert several.examples_per_pass == N_EXAMPLES
-    # Other coalitions share a pass, so conv2 runs on other channel deltas (units/channel_deltas.py):
-    # the same sums, rounded differently in float32 (about 1e-7 of a cross-entropy).
+    # Other coalitions share a pass, so conv2 runs on other channel deltas
+    # (units/channel_deltas.py): the same sums, rounded another way (1e-7 of a cross-entropy).
     np.testing.assert_allclose(several.value(coalitions), expected, rtol=1e-6)
 
     # One coalition per pass, and its examples split over several passes (of more than one
