@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from neuronshapley.units import NeuronGame
-from tests.units._models import Snapshot, fitted, images, mean_logit_0, random_coalitions
+from tests.units._models import (
+    Snapshot,
+    fitted,
+    images,
+    mean_logit_0,
+    random_coalitions,
+    walk_batch,
+)
 
 pytestmark = [
     pytest.mark.cuda,
@@ -56,3 +63,17 @@ def test_cuda_game_has_the_cpu_fingerprint() -> None:
 def test_cuda_memory_budget_beyond_the_gpu() -> None:
     with pytest.raises(ValueError, match=r"'memory_budget' .* memory available on cuda:"):
         both(memory_budget=2**62)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_cuda_walk_batches_match_the_cpu_with_channel_deltas(
+    tf32: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without TF32, conv2 runs on channel deltas on the GPU as on the CPU; with it (cuDNN's
+    # default) the deltas would round too coarsely and the layer runs the plain way.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    cpu, gpu = both(metric="neg_cross_entropy")
+    n = cpu.n_players
+    batches = [walk_batch(n, seed=seed, start=2, count=3) for seed in range(4)]
+    for coalitions in [*batches, walk_batch(n, seed=0, start=0, count=n + 1)]:
+        np.testing.assert_allclose(gpu.value(coalitions), cpu.value(coalitions), atol=1e-5)
