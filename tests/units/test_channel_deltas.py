@@ -12,8 +12,13 @@ import torch
 from torch import nn
 
 from neuronshapley.pytorch.metrics import MetricError
-from neuronshapley.units import NeuronGame
-from neuronshapley.units.channel_deltas import _by_deltas, families, runs_on_deltas
+from neuronshapley.units import NeuronGame, channel_deltas
+from neuronshapley.units.channel_deltas import (
+    _by_deltas,
+    families,
+    pays_for_deltas,
+    runs_on_deltas,
+)
 from tests.units._models import (
     N_CLASSES,
     Snapshot,
@@ -144,7 +149,22 @@ def test_only_stock_linear_layers_with_one_group_qualify() -> None:
     assert not runs_on_deltas(nn.ReLU())
 
 
-# -- inside the game -------------------------------------------------------------------------------
+def test_only_layers_wide_enough_run_on_deltas() -> None:
+    """Deltas pay against wide outputs only (docs/efficiency.md): digits-cnn-wide's conv2 and
+    conv3, not the 64-channel convolutions of digits-cnn nor the MLPs' hidden layers."""
+    assert pays_for_deltas(nn.Conv2d(128, 256, 3)) and pays_for_deltas(nn.Conv2d(256, 768, 3))
+    assert not pays_for_deltas(nn.Conv2d(32, 64, 3))
+    assert not pays_for_deltas(nn.Linear(512, 512)) and not pays_for_deltas(nn.Linear(64, 64))
+    game = NeuronGame(TinyCNN(), data=images(10, seed=0), ablation="zero")
+    assert game.reuse is not None and game._delta_modules == {}
+
+
+# -- inside the game (deltas on the tiny test models' narrow layers too) --------------------------
+
+
+@pytest.fixture
+def deltas_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(channel_deltas, "MIN_MACS_PER_INPUT", 0)
 
 
 class Shuffled(nn.Module):
@@ -172,6 +192,7 @@ def games_both_ways(
     return off, NeuronGame(model, data=data, reference=reference, **kwargs)
 
 
+@pytest.mark.usefixtures("deltas_everywhere")
 @pytest.mark.parametrize(
     ("build", "data", "second"),
     [
@@ -197,6 +218,7 @@ def test_a_walk_runs_the_second_layer_on_the_changed_channels(
     assert any(width < full_width // 2 for width in widths)  # differences did run
 
 
+@pytest.mark.usefixtures("deltas_everywhere")
 def test_channels_mixed_between_the_layers_run_the_plain_way(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -209,6 +231,7 @@ def test_channels_mixed_between_the_layers_run_the_plain_way(
     assert set(widths) == {6}  # every conv1 change reaches every channel of conv2's input
 
 
+@pytest.mark.usefixtures("deltas_everywhere")
 def test_the_model_is_left_as_it_came_even_when_the_metric_fails() -> None:
     def failing(logits: torch.Tensor, targets: torch.Tensor, batch: object) -> float:
         raise ValueError("no")
@@ -222,6 +245,7 @@ def test_the_model_is_left_as_it_came_even_when_the_metric_fails() -> None:
     snapshot.assert_untouched()
 
 
+@pytest.mark.usefixtures("deltas_everywhere")
 def test_an_infinite_input_ablated_away_runs_the_plain_way() -> None:
     """x_0 holds inf in a channel that block j ablates to 0: W·x_0 + W·(x_j - x_0) would be
     inf - inf, where the plain W·x_j is finite."""
@@ -255,6 +279,7 @@ def test_half_precision_runs_the_plain_way(dtype: torch.dtype) -> None:
         torch.testing.assert_close(forward(x), module(x), rtol=0, atol=0)
 
 
+@pytest.mark.usefixtures("deltas_everywhere")
 def test_a_forward_the_user_set_since_is_kept_and_used() -> None:
     """A forward set on the instance after the game was made (as patching libraries do) is the
     layer's computation: it runs as it is, and stays after the evaluation."""

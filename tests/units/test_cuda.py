@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuronshapley.units import NeuronGame
+from neuronshapley.units import NeuronGame, channel_deltas
 from tests.units._models import (
     Snapshot,
     fitted,
@@ -72,6 +72,7 @@ def test_cuda_walk_batches_match_the_cpu_with_channel_deltas(
     # Without TF32, conv2 runs on channel deltas on the GPU as on the CPU; with it (cuDNN's
     # default) the deltas would round too coarsely and the layer runs the plain way.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    monkeypatch.setattr(channel_deltas, "MIN_MACS_PER_INPUT", 0)  # the tiny conv2 too
     cpu, gpu = both(metric="neg_cross_entropy")
     n = cpu.n_players
     batches = [walk_batch(n, seed=seed, start=2, count=3) for seed in range(4)]

@@ -66,16 +66,14 @@ def test_memory_budget_splits_passes_without_changing_values(cnn_setup: Any, met
     several = NeuronGame(model, memory_budget=3 * N_EXAMPLES * per_example, **kwargs)
     assert 1 < several.coalitions_per_pass < len(coalitions)
     assert several.examples_per_pass == N_EXAMPLES
-    # Other coalitions share a pass, so conv2 runs on other channel deltas
-    # (units/channel_deltas.py): the same sums, rounded another way (1e-7 of a cross-entropy).
-    np.testing.assert_allclose(several.value(coalitions), expected, rtol=1e-6)
+    assert np.array_equal(several.value(coalitions), expected)
 
     # One coalition per pass, and its examples split over several passes (of more than one
     # example each; see the next test for passes of single examples).
     split = NeuronGame(model, memory_budget=8 * per_example, **kwargs)
     assert split.coalitions_per_pass == 1
     assert 1 < split.examples_per_pass < N_EXAMPLES
-    np.testing.assert_allclose(split.value(coalitions), expected, rtol=1e-6)
+    assert np.array_equal(split.value(coalitions), expected)
     assert split.n_forward_examples == len(coalitions) * N_EXAMPLES
 
 
@@ -84,7 +82,8 @@ def test_one_example_per_pass(kind: str) -> None:
     # On CPU, PyTorch runs a batch of one example through another kernel than a larger batch
     # (gemv rather than gemm for a Linear, another convolution algorithm), so the float32
     # logits, not the game's logic, differ in their last bits: compare to float32 rounding
-    # here (a logit off by a few ulps moves a cross-entropy by about 1e-7), as the checks above.
+    # here (a logit off by a few ulps moves a cross-entropy by about 1e-7). The bitwise checks
+    # above split the examples into passes of several.
     model = fitted(kind)
     make = images if kind == "cnn" else vectors
     kwargs = {"data": make(N_EXAMPLES, seed=1), "metric": "neg_cross_entropy"}

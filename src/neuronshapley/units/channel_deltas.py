@@ -68,6 +68,22 @@ def families(parents: NDArray[np.intp] | None, device: torch.device) -> Families
     return Families(*(torch.from_numpy(a).to(device) for a in (bases, others, base_of)))
 
 
+# Multiply-adds each input element feeds below which deltas cost more than they save: the
+# compare, the copies and the sum are a few passes over the input whatever the layer, and pay
+# only against a wide output. Measured (benchmarks/channel_deltas.py, docs/efficiency.md):
+# digits-cnn-wide's convolutions (256 x 9 and 768 x 9) 1.7x faster; digits-cnn's and
+# mnist1d-cnn's (64 x 9, 64 x 5) and digits-mlp-wide's fc2 (512) within noise or slower; the
+# 64-wide adult-mlp 2.4x slower.
+MIN_MACS_PER_INPUT = 1_000
+
+
+def pays_for_deltas(module: nn.Module) -> bool:
+    """Whether ``module`` (see :func:`runs_on_deltas`) is wide enough for deltas to pay: each of
+    its input elements feeds at least ``MIN_MACS_PER_INPUT`` multiply-adds."""
+    weight = cast(torch.Tensor, module.weight)
+    return weight.numel() // weight.shape[1] >= MIN_MACS_PER_INPUT
+
+
 def runs_on_deltas(module: nn.Module) -> bool:
     """Whether ``module`` is linear in its input channels as a whole: a stock convolution with
     one group, or a stock ``Linear``, with no ``forward`` of its own set on the instance."""

@@ -82,6 +82,7 @@ from neuronshapley.units.channel_deltas import (
     Families,
     delta_forwards,
     families,
+    pays_for_deltas,
     runs_on_deltas,
 )
 from neuronshapley.units.reuse import ReusePlan, as_index, group_prefixes, plan_reuse
@@ -315,7 +316,7 @@ class NeuronGame(BaseGame):
         if self.reuse is not None:
             for index in self.reuse.order[1 : self.reuse.n_expanding + 1]:
                 module = self.model.get_submodule(self.layers[index].path)
-                if runs_on_deltas(module):
+                if runs_on_deltas(module) and pays_for_deltas(module):
                     self._delta_modules[index] = module
         self._families: list[Families | None] = [None] * len(self.layers)
         # The players of each layer in execution order, for grouping the prefixes.
