@@ -70,10 +70,10 @@ def families(parents: NDArray[np.intp] | None, device: torch.device) -> Families
 
 # Multiply-adds each input element feeds below which deltas cost more than they save: the
 # compare, the copies and the sum are a few passes over the input whatever the layer, and pay
-# only against a wide output. Measured (benchmarks/channel_deltas.py, docs/efficiency.md):
-# digits-cnn-wide's convolutions (256 x 9 and 768 x 9) 1.7x faster; digits-cnn's and
-# mnist1d-cnn's (64 x 9, 64 x 5) and digits-mlp-wide's fc2 (512) within noise or slower; the
-# 64-wide adult-mlp 2.4x slower.
+# only against a wide output. Walks measured with deltas on every layer against prefix reuse
+# alone (benchmarks/channel_deltas.py, docs/efficiency.md): digits-cnn-wide's convolutions
+# (256 x 9 and 768 x 9 per input element) 1.71x faster; digits-cnn's (64 x 9) 1.03x,
+# mnist1d-cnn's (64 x 5) 0.88x, digits-mlp-wide's fc2 (512) 0.93x, adult-mlp's fc2 (64) 0.83x.
 MIN_MACS_PER_INPUT = 1_000
 
 
