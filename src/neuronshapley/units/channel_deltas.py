@@ -132,7 +132,7 @@ def _by_deltas(
         n_blocks = len(family.bases) + len(family.others)
         if x.dim() < 2 or len(x) % n_blocks:
             return plain(x)  # not the blocked batch prefix reuse makes: nothing to share
-        blocks = x.view(n_blocks, -1, *x.shape[1:])
+        blocks = x.reshape(n_blocks, -1, *x.shape[1:])  # a view unless x is oddly strided
         channel = blocks.dim() - 1 if linear else 2
         # The first example of every block first: where it already differs in too many
         # channels, the layer runs the plain way without the cost of the whole difference.
