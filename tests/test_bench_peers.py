@@ -195,3 +195,34 @@ def test_methods_are_not_added_to_curves_of_other_budgets(
     with pytest.raises(SystemExit, match=r"digits-cnn.*budget 2,500 -> 5,000; n_seeds 3 -> 5"):
         run.main()
     assert peers.budgets_changed(peers.FULL["digits-cnn"], peers.FULL["digits-cnn"]) == []
+
+
+def test_a_cached_reference_is_kept_for_the_same_game_with_other_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Weights trained on another CPU differ in their last bits, not in the game: the values
+    on the probe coalitions decide whether the cached reference still holds."""
+    import torch
+
+    import neuronshapley as ns
+    from benchmarks import games
+    from tests.units._models import TinyMLP, trained, vectors
+
+    monkeypatch.setattr(games, "REFERENCE_DIR", tmp_path)
+    monkeypatch.setattr(games, "GAMES", {"tiny": games.BenchGame("tiny", 40, 2)})
+    model = trained(TinyMLP, vectors(64, seed=0))
+    data, reference = vectors(40, seed=1), vectors(30, seed=2)[0]
+    cached = games.reference("tiny", ns.NeuronGame(model, data=data, reference=reference))
+    assert cached is not None and len(cached["probe"]) == games.N_PROBES
+
+    def game_with(noise: float) -> ns.NeuronGame:
+        other = trained(TinyMLP, vectors(64, seed=0))
+        with torch.no_grad():
+            for parameter in other.parameters():
+                parameter.mul_(1 + noise)
+        return ns.NeuronGame(other, data=data, reference=reference)
+
+    last_bits = game_with(1e-7)
+    assert games.weights_digest(last_bits) != cached["settings"]["weights_sha256"]
+    assert games.reference("tiny", last_bits, compute=False) == cached
+    assert games.reference("tiny", game_with(0.3), compute=False) is None  # another game
