@@ -64,8 +64,8 @@ $(VENV)/.bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# The whole benchmark (about 45 min on 2 cores, with references cached for this machine's models;
-# where they are stale, about 38 min more, once; docs/benchmarks.md, docs/benchmarks-peers.md).
+# The whole benchmark (about 45 min on 2 cores, estimated; 38 min more where the cached references
+# do not hold for this machine's models; docs/benchmarks.md, docs/benchmarks-peers.md).
 # `make bench-quick`: the same on one small game, a few minutes, nothing written.
 bench: $(VENV)/.bench
 	$(BIN)/python -m benchmarks.run

@@ -138,9 +138,10 @@ evaluations than Captum on every game, 10x at 1,000+ units):
   about 8 of this part's 74 worker-minutes, so about 44 minutes in all, **estimated, not
   measured**. It could not be measured on 2026-12-03: on that machine the cached references
   were stale. The bundled models are trained on first use, and trained on another CPU they
-  differ in their last bits, so `make bench` recomputes the references once per machine
-  (about 38 minutes of both cores: digits-mlp-wide's alone is 38 minutes of one) before it
-  starts timing what it compares."""
+  differ in their last bits; the references were keyed by the weights' hash, so every machine
+  recomputed them (about 38 minutes of both cores: digits-mlp-wide's alone is 38 minutes of
+  one). They now also keep the game's values on 256 probe coalitions, and are kept where the
+  game agrees on them (benchmarks/games.py, `same_game`)."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
