@@ -203,9 +203,9 @@ def test_a_cached_reference_is_kept_for_the_same_game_with_other_weights(
     """Weights trained on another CPU differ in their last bits, not in the game: the values
     on the probe coalitions decide whether the cached reference still holds."""
     import torch
+    from benchmarks import games
 
     import neuronshapley as ns
-    from benchmarks import games
     from tests.units._models import TinyMLP, trained, vectors
 
     monkeypatch.setattr(games, "REFERENCE_DIR", tmp_path)
