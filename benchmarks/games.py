@@ -86,6 +86,11 @@ def probe_coalitions(n_players: int) -> np.ndarray:
     return np.random.default_rng(PROBE_SEED).random((N_PROBES, n_players)) < 0.5
 
 
+def probe_values(game: ns.NeuronGame) -> list[float]:
+    """The game's values on the probe coalitions."""
+    return game.value(probe_coalitions(game.n_players)).tolist()
+
+
 def same_game(
     cached: dict[str, Any], wanted: dict[str, Any], game: ns.NeuronGame
 ) -> tuple[bool, str]:
@@ -103,7 +108,7 @@ def same_game(
         return False, "other settings"
     if "probe" not in cached:
         return False, "other weights, and no probe values to compare the game on"
-    values = game.value(probe_coalitions(game.n_players))
+    values = np.asarray(probe_values(game))
     differ = np.abs(values - np.asarray(cached["probe"]))
     n_differ = int((differ > 0).sum())
     agree = bool(differ.max() <= 1 / len(game.data) + 1e-12 and n_differ <= len(values) // 50)
@@ -145,7 +150,7 @@ def reference(name: str, game: ns.NeuronGame, *, compute: bool = True) -> dict[s
         "n_evaluations": result.n_evaluations,
         "seconds": result.elapsed_seconds,  # every run of it, when resumed from the checkpoint
         "torch_threads": torch.get_num_threads(),
-        "probe": game.value(probe_coalitions(game.n_players)).tolist(),
+        "probe": probe_values(game),
     }
     REFERENCE_DIR.mkdir(exist_ok=True)
     path.write_text(json.dumps(cached, indent=1) + "\n")
@@ -169,7 +174,7 @@ def main() -> None:
         cached = json.loads(path.read_text())
         if cached["settings"] != settings(args.reference, game):
             raise SystemExit(f"{path.name} was computed on other weights or settings: no probe")
-        cached["probe"] = game.value(probe_coalitions(game.n_players)).tolist()
+        cached["probe"] = probe_values(game)
         path.write_text(json.dumps(cached, indent=1) + "\n")
     cached = reference(args.reference, game)
     assert cached is not None

@@ -170,7 +170,7 @@ def peer_sections(
     import torch
 
     plans = _plans(quick, wide)
-    run_file = RESULTS / ("run-wide.json" if wide else "run.json")
+    run_file = _run_file(wide)
     figure_dir = Path(tempfile.mkdtemp()) if quick else FIGURES
     figure_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -249,6 +249,11 @@ def _ensure_reference(name: str) -> None:
 
     torch.set_num_threads(1)
     games.reference(name, games.build(name))
+
+
+def _run_file(wide: bool) -> Path:
+    """Where the date and minutes of the kept curves' run are."""
+    return RESULTS / ("run-wide.json" if wide else "run.json")
 
 
 def _plans(quick: bool, wide: bool) -> dict[str, peers.Plan]:
@@ -402,7 +407,7 @@ def main() -> None:
     if only is not None:
         if "--no-peers" in sys.argv:
             raise SystemExit("--methods runs peer methods; --no-peers runs none. Give one.")
-        run_file = RESULTS / ("run-wide.json" if wide else "run.json")
+        run_file = _run_file(wide)
         kept = [RESULTS / f"{name}.pickle" for name in _plans(quick, wide)] + [run_file]
         missing = [str(path.relative_to(ROOT)) for path in kept if not path.is_file()]
         if missing:
