@@ -10,8 +10,15 @@ The reference is a long seeded run of plain permutation sampling on the same gam
 of minutes, so it is cached in ``benchmarks/reference/<model>.json`` together with the SHA-256 of
 the model's weights, the game's settings and its values on 256 fixed probe coalitions. Other
 settings make the cache stale. Other weights do too unless the game's values on the probes
-agree (``same_game``): the bundled models trained on another CPU differ in their last bits, not
-in the game. A stale reference is recomputed (``python -m benchmarks.games --reference MODEL``).
+agree (``same_game``). A stale reference is recomputed (``python -m benchmarks.games
+--reference MODEL``).
+
+The weights themselves are pinned too, in ``benchmarks/reference/<model>.pt``: training is
+deterministic on one machine but not across CPUs. Adam amplifies the kernels' last-bit
+differences (AVX2 against generic kernels on one machine: mnist1d-cnn's weights differ by up to
+0.05, in float64 as much as in float32), and on a new machine two of the four games were no
+longer the same game by their probes. With the weights pinned, every machine benchmarks the game
+its reference was computed on.
 """
 
 import argparse
@@ -49,10 +56,17 @@ GAMES = {
 }
 
 
+def weights_path(name: str) -> Path:
+    """Where the pinned weights of game ``name`` are."""
+    return REFERENCE_DIR / f"{name}.pt"
+
+
 def build(name: str, **options: Any) -> ns.NeuronGame:
-    """The ``NeuronGame`` of benchmark game ``name``."""
+    """The ``NeuronGame`` of benchmark game ``name``, on its pinned weights where there are."""
     spec = GAMES[name]
     model, data = ns.zoo.load(spec.model)
+    if weights_path(name).is_file():
+        model.load_state_dict(torch.load(weights_path(name), map_location="cpu", weights_only=True))
     test = data.test.subset(torch.arange(spec.n_examples))
     return ns.NeuronGame(model, data=test, reference=data.reference, **options)
 
@@ -118,17 +132,31 @@ def same_game(
     )
 
 
+def pin_weights(name: str, game: ns.NeuronGame) -> None:
+    """Store ``game``'s weights as game ``name``'s pinned weights, unless some are pinned."""
+    if not weights_path(name).is_file():
+        REFERENCE_DIR.mkdir(exist_ok=True)
+        torch.save(game.model.state_dict(), weights_path(name))
+        print(f"{weights_path(name).name}: the weights of this game are pinned")
+
+
 def reference(name: str, game: ns.NeuronGame, *, compute: bool = True) -> dict[str, Any] | None:
-    """The cached reference of game ``name`` (computed and cached if stale and ``compute``)."""
+    """The cached reference of game ``name`` (computed and cached if stale and ``compute``).
+
+    The weights of a game whose reference holds (or was just computed) are pinned if they are
+    not yet (``pin_weights``).
+    """
     path = REFERENCE_DIR / f"{name}.json"
     wanted = settings(name, game)
     if path.is_file():
         cached = json.loads(path.read_text())
         if cached["settings"] == wanted:
+            pin_weights(name, game)
             return cached
         agree, why = same_game(cached, wanted, game)
         if agree:
             print(f"{path.name}: the same game ({why}): the cached reference is kept")
+            pin_weights(name, game)
             return cached
         print(f"{path.name}: the cached reference is stale ({why})")
     if not compute:
@@ -154,6 +182,7 @@ def reference(name: str, game: ns.NeuronGame, *, compute: bool = True) -> dict[s
     }
     REFERENCE_DIR.mkdir(exist_ok=True)
     path.write_text(json.dumps(cached, indent=1) + "\n")
+    pin_weights(name, game)
     return cached
 
 

@@ -226,3 +226,35 @@ def test_a_cached_reference_is_kept_for_the_same_game_with_other_weights(
     assert games.weights_digest(last_bits) != cached["settings"]["weights_sha256"]
     assert games.reference("tiny", last_bits, compute=False) == cached
     assert games.reference("tiny", game_with(0.3), compute=False) is None  # another game
+
+
+def test_the_benchmark_games_run_on_their_pinned_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Training is not bit-reproducible across CPUs, so the weights a reference was computed on
+    are stored with it: a machine whose zoo trains other weights still plays the same game."""
+    import torch
+    from benchmarks import games
+
+    import neuronshapley as ns
+    from neuronshapley.pytorch.data import Bundle, Split
+    from tests.units._models import TinyMLP, trained, vectors
+
+    splits = {name: Split(*vectors(40, seed=seed)) for seed, name in enumerate(["a", "b", "c"])}
+    machines = iter([1, 2])  # each "machine" trains its own weights
+
+    def zoo_load(name: str) -> tuple[torch.nn.Module, Bundle]:
+        model = trained(TinyMLP, vectors(64, seed=0), seed=next(machines))
+        return model, Bundle(splits["a"], splits["b"], splits["c"], classes=("0", "1", "2"))
+
+    monkeypatch.setattr(ns.zoo, "load", zoo_load)
+    monkeypatch.setattr(games, "REFERENCE_DIR", tmp_path)
+    monkeypatch.setattr(games, "GAMES", {"tiny": games.BenchGame("tiny", 40, 2)})
+    first = games.build("tiny")
+    cached = games.reference("tiny", first)
+    pinned = torch.load(games.weights_path("tiny"), weights_only=True)
+    assert all(torch.equal(pinned[k], v) for k, v in first.model.state_dict().items())
+
+    second = games.build("tiny")  # another machine's training, then the pinned weights
+    assert games.weights_digest(second) == cached["settings"]["weights_sha256"]
+    assert games.reference("tiny", second, compute=False) == cached
