@@ -188,8 +188,8 @@ def peer_sections(
         results, seconds = {}, {}
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
-            # A reference not cached (or stale: models trained on another CPU differ in their
-            # last bits, and so does the game) is computed first, each once, side by side.
+            # A reference not cached or stale (other settings; a game whose weights are not
+            # pinned yet) is computed first, each once, side by side.
             list(pool.map(_ensure_reference, sorted({task.game for task in todo})))
             for task, (points, spent) in zip(todo, pool.map(peers.run_task, todo), strict=True):
                 results[task], seconds[task] = points, spent
