@@ -87,61 +87,57 @@ least 10x fewer evaluations than Captum):
 
 
 PEERS_NOTE = """\
-What it means (the run of 2026-12-02, 5 seeds; issue 18's targets in brackets: at least 5x fewer
-evaluations than Captum on every game, 10x at 1,000+ units):
+What it means (the run of 2026-12-04, 5 seeds, on the pinned games; issue 18's targets in
+brackets: at least 5x fewer evaluations than Captum on every game, 10x at 1,000+ units):
 
 - **Headline, digits-cnn, eps = one test example.** Captum reached a seed-averaged
   eps-precision@10 of 0.9 at 2,568 evaluations. Ours: the control variate on truncated walks
   (the linearised network with one pooled coefficient, `control_variate_shapley(...,
-  pooled=True, truncation=0.1)`) at 1,026 (**2.5x fewer evaluations, 2.6x less time**; 9.1x
-  against Captum on the plain masked forward); the control variate alone, with or without
-  antithetic walks, and antithetic walks alone at 1,274 (2.0x, 2.2-2.4x); truncated sampling and
-  both TMABs at 1,915 (1.3x). At 5,000 evaluations the truncated control variate also has the
-  best Spearman correlation of all values (0.95, Captum 0.88). [Not met: 2.5x, not 5x.]
+  pooled=True, truncation=0.1)`) at 1,026 (**2.5x fewer evaluations, 2.2x less time**; 6.4x
+  against Captum on the plain masked forward); the control variate alone and antithetic walks
+  alone at 1,274 (2.0x); truncated sampling and TMAB at 1,909 (1.3x). At 5,000 evaluations the
+  truncated control variate also has the best Spearman correlation of all values (0.95, Captum
+  0.87). [Not met: 2.5x, not 5x.]
 - **eps = 3 reference standard errors** (no method reached 0.9 on any game within the budgets;
-  the level is where Captum's run ends): digits-cnn (0.75) the control variate 1.4x and on
-  truncated walks 1.5x; mnist1d-cnn (0.65) the truncated control variate 1.2x, truncated
-  sampling and TMAB 1.0x; on the 1,024-unit digits-mlp-wide (0.35) truncated sampling and TMAB
-  1.8x, the control variate 0.9x (its correlation with the MLP's marginals is weaker, 1.38x in
-  variance at 64 walks, docs/efficiency.md, and at these budgets it runs only 5-9 walks).
-  [Not met: 1.8x at 1,024 units, not 10x.] mnist1d-cnn at one test example: no method reached
-  0.9 within 3,000 evaluations.
+  the level is where Captum's run ends): digits-cnn (0.75) the control variate on truncated
+  walks 1.9x, antithetic walks 1.3x; mnist1d-cnn (0.70) truncated sampling and TMAB 1.3x, the
+  truncated control variate 1.1x; on the 1,024-unit digits-mlp-wide (0.35) truncated sampling
+  and TMAB 1.8x, the control variate 0.9x with or without truncation (its correlation with the
+  MLP's marginals is weaker, 1.38x in variance at 64 walks, docs/efficiency.md, and at these
+  budgets it runs only 5-9 walks). [Not met: 1.8x at 1,024 units, not 10x.] mnist1d-cnn at one
+  test example: no method reached 0.9 within 3,000 evaluations.
 - **digits-cnn-wide (1,152 filters) is in [benchmarks-peers-wide.md](benchmarks-peers-wide.md)**
-  (`make bench-wide`: 34 minutes of two workers after a 35-minute reference, too long for `make
-  bench`'s 45): on 180 test examples, no method finds its top 10 within 6,000 evaluations;
-  to Captum's final level truncated sampling needs 1.2x fewer, the control variate on truncated
-  walks 0.8x. [Not met: 1.2x at 1,152 units, not 10x.]
+  (`make bench-wide`: 34 minutes of two workers, too long for `make bench`'s 45): on 180 test
+  examples, no method finds its top 10 within 6,000 evaluations; to Captum's final level
+  truncated sampling needs 1.2x fewer, the control variate on truncated walks 0.8x. [Not met:
+  1.2x at 1,152 units, not 10x.]
 - **TMAB decides nothing within these budgets.** With the anytime-valid bound (the only one it
   accepts since issue 17) no unit left the race on any game, so TMAB spends what truncated
   sampling spends (docs/efficiency.md: its half-widths after 30-60 walks are 6-36 times the 10th
-  value). TMAB as in the paper (empirical Bernstein, tol 1e-3) likewise.
+  value).
 - **How much of this is noise.** Captum and "ours permutation" are the same estimator; with 5
   seeds their evaluations to 0.9 on digits-cnn differ by 1.5x (2,568 against 3,818). Ratios
   below about 1.5x are within seed noise; 2.0-2.5x is not much beyond it. The control variate's
   first point holds 4 walks (two folds of two) and its runs are read about 2x apart, so its
   evaluations to a level are coarse (1,274 is its second point on digits-cnn).
 - **Why far from 5x and 20x.** The top of these networks is a near-tie (digits-cnn: ranks 8 to
-  20 span 0.0115 to 0.0099; digits-mlp-wide: ranks 6 to 20 span 0.0022 to 0.0020); they die
-  late in a walk (truncation saves 42-64%, not the paper's 90%); the anytime bound cannot set
-  units aside within these budgets; and the linearised network explains half the variance of a
-  unit's marginal on the CNN (less on the MLP). The levers compose (control variate x
-  truncation: 2.5x), but each is worth 1.3-2x here.
+  20 span 0.0115 to 0.0099); they die late in a walk (truncation saves 42-64%, not the paper's
+  90%); the anytime bound cannot set units aside within these budgets; and the linearised
+  network explains half the variance of a unit's marginal on the CNN (less on the MLP). The
+  levers compose (control variate x truncation: 2.5x), but each is worth 1.3-2x here.
 - KernelSHAP and SVARM evaluate random coalitions, which share no prefix (2-3x more per
   evaluation), so they were given 500 (digits-cnn) and 2,000 (digits-mlp-wide) evaluations; at
   those budgets their rankings are near random. SVARM did not finish one run on 1,024 players
   in 11 minutes and is left out there, as are the antithetic control variate (one point within
-  the budget) and TMAB as in the paper (the same samples as truncated sampling) on the MLP.
-- `make bench` took 48 min 12 s on this 2-core machine (the engine part 11, this part 37;
-  issue 18's limit 45: missed by 3 minutes); `make bench-quick` took 4 min 36 s (target under
-  5). Since, the two digits-cnn methods that added nothing (the control variate on antithetic
-  walks, and TMAB as in the paper, which samples what truncated sampling does) are left out:
-  about 8 of this part's 74 worker-minutes, so about 44 minutes in all, **estimated, not
-  measured**. It could not be measured on 2026-12-03: on that machine the cached references
-  were stale. The bundled models are trained on first use, and trained on another CPU they
-  differ in their last bits; the references were keyed by the weights' hash, so every machine
-  recomputed them (about 38 minutes of both cores: digits-mlp-wide's alone is 38 minutes of
-  one). They now also keep the game's values on 256 probe coalitions, and are kept where the
-  game agrees on them (benchmarks/games.py, `same_game`)."""
+  the budget) and TMAB as in the paper (the same samples as truncated sampling) on the MLP; on
+  digits-cnn those two added nothing either (2.0x and 1.3x in the run of 2026-12-02) and are
+  left out to keep the time.
+- **Time.** `make bench` took 44 min 18 s on this 2-core machine (this part 33 min of two
+  workers; issue 18's limit 45), with the references cached; `make bench-quick` 4 min 51 s
+  (limit 5). The games run on weights pinned in benchmarks/reference/<game>.pt: the bundled
+  models trained on another CPU are not bit-identical (Adam amplifies the kernels' last-bit
+  differences), and on this machine two of the four were other games by their probe values,
+  whose references would have cost 10 and 7 more minutes of one core each."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
