@@ -77,22 +77,27 @@ class Counter:
 Runner = Callable[[Counter, int, int], Iterator[Point]]
 
 
+def rounds(counter: Counter, run: Callable[..., ns.ShapleyResult]) -> list[Point]:
+    """The estimate after every round of ``run`` (one of our estimators, given ``progress``),
+    and what it returns (a budget stop mid-round included) as its last point."""
+    points: list[Point] = []
+    result = run(progress=lambda progress: points.append(counter.point(progress.values)))
+    if not points or points[-1].evaluations < result.n_evaluations:
+        points.append(counter.point(result.values))
+    return points
+
+
 def ours(estimator: str, **options: Any) -> Runner:
     """One of our estimators, its estimate read after every round."""
 
     def run(counter: Counter, seed: int, budget: int) -> Iterator[Point]:
-        points: list[Point] = []
-        result = getattr(ns, estimator)(
-            counter.game,
-            max_evaluations=budget,
-            seed=seed,
-            progress=lambda progress: points.append(counter.point(progress.values)),
-            **options,
+        estimate = getattr(ns, estimator)
+        yield from rounds(
+            counter,
+            lambda **reporting: estimate(
+                counter.game, max_evaluations=budget, seed=seed, **options, **reporting
+            ),
         )
-        # What the run returns (a budget stop mid-round included) is its last point.
-        if not points or points[-1].evaluations < result.n_evaluations:
-            points.append(counter.point(result.values))
-        yield from points
 
     return run
 
@@ -145,45 +150,28 @@ def shapiq(approximator: str, grid: list[int], **options: Any) -> Runner:
 def control_variate(antithetic: bool, truncation: float | None = None) -> Runner:
     """Our control variate (issue 18): the linearised network scored by a soft accuracy
     (``ns.units.linearized_game``) with one coefficient for every unit (``pooled``: per-unit
-    ones, fitted on a few walks, lost the variance reduction to their own noise here). It walks
-    a fixed number of orders and cross-fits its coefficient, so it is not anytime: it runs once
-    per budget, at budgets about 2x apart from the first that holds 4 samples (a run per budget
-    of the finer grid would cost the benchmark's time), and the last. ``truncation``: the
-    game's walks truncated as ``truncated_shapley``'s are. Only the game's evaluations count;
-    the surrogate's Jacobian and walks are in the seconds."""
+    ones, fitted on a few walks, lost the variance reduction to their own noise here). One run
+    per seed up to the budget, its estimate read after every round (``progress``; the estimate
+    after w walks is what a run of w walks returns), from the first that holds 4 samples (two
+    folds of two). ``truncation``: the game's walks truncated as ``truncated_shapley``'s are.
+    Only the game's evaluations count; the surrogate's Jacobian and walks are in the seconds."""
 
     def run(counter: Counter, seed: int, budget: int) -> Iterator[Point]:
         game = counter.game
-        started = time.perf_counter()
-        surrogate = ns.units.linearized_game(game, metric="soft_accuracy")
-        # Each budget's run stands for a run from scratch, which builds the surrogate once: its
-        # Jacobian goes into every point's seconds (counter.reset restarts the clock).
-        setup = time.perf_counter() - started
-        # A sample (a walk, or an antithetic pair) costs about n - 1 evaluations a walk, fewer
-        # when truncated: each run is sized by what the previous one spent per sample.
-        per_sample = float((2 if antithetic else 1) * (game.n_players - 1))
-        last_run = 0
-        for point_budget in anytime_grid(budget):
-            samples = int((point_budget - 2) // per_sample)
-            if samples < 4:  # two folds of two samples at least
-                continue
-            if point_budget < 1.9 * last_run and point_budget != budget:
-                continue
-            last_run = point_budget
-            counter.reset()
-            result = ns.control_variate_shapley(
+        surrogate = ns.units.linearized_game(game, metric="soft_accuracy")  # in the seconds
+        yield from rounds(
+            counter,
+            lambda **reporting: ns.control_variate_shapley(
                 game,
                 surrogate,
-                samples * (2 if antithetic else 1),
+                max_evaluations=budget,
                 antithetic=antithetic,
                 truncation=truncation,
                 pooled=True,
                 seed=seed,
-            )
-            per_sample = max((result.n_evaluations - 2) / samples, 1.0)
-            point = counter.point(result.values)
-            point.seconds += setup
-            yield point
+                **reporting,
+            ),
+        )
 
     return run
 
@@ -652,19 +640,13 @@ def plot(comparison: Comparison, path: Any) -> None:
 # 4 ms in walk order (one thread), an mnist1d-cnn one about 5 ms, a digits-mlp-wide one 2 ms;
 # random coalitions cost 2-3 times more (no prefix to share).
 FULL = {
-    # The control variate on antithetic walks (2.0x at one test example, like either lever
-    # alone, 0.8x at 3 standard errors in the run of 2026-12-02) and TMAB as in the paper (the
-    # samples of truncated sampling: it decides no unit within 5,000 evaluations) are left out,
-    # which keeps `make bench` within its 45 minutes.
+    # TMAB as in the paper (the samples of truncated sampling: it decides no unit within 5,000
+    # evaluations) is left out, which keeps `make bench` within its 45 minutes.
     "digits-cnn": Plan(
         budget=5_000,
         random_budget=500,
         n_seeds=5,
-        only=tuple(
-            name
-            for name in METHOD_NAMES
-            if name not in ("ours control variate antithetic", "ours TMAB (paper)")
-        ),
+        only=tuple(name for name in METHOD_NAMES if name != "ours TMAB (paper)"),
         plain_budget=1_000,
     ),
     # shapiq's SVARM did not finish one run of at most 2,000 evaluations on 1,024 players in 11

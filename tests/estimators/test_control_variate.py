@@ -216,6 +216,23 @@ def test_result_is_reproducible_and_round_trips(tmp_path: Path) -> None:
         ({"truncation": 0.1, "patience": 0}, ValueError, "'patience'"),
         ({"truncation": 0.1, "truncation_mode": "dead"}, ValueError, "'truncation_mode'"),
         ({"continue_probability": 0.5}, ValueError, "needs truncation"),
+        ({"n_permutations": None}, ValueError, "needs a stopping rule"),
+        # Two folds of two samples: V(N), V(empty) and 4 walks of n - 1 = 5 coalitions.
+        ({"n_permutations": None, "max_evaluations": 21}, ValueError, "at least 22"),
+        (
+            {"n_permutations": None, "max_evaluations": 41, "antithetic": True},
+            ValueError,
+            "at least 42",
+        ),
+        ({"max_evaluations": 0}, ValueError, "'max_evaluations'"),
+        ({"n_walks": 0}, ValueError, "'n_walks'"),
+        ({"n_permutations": 8, "n_walks": 3, "antithetic": True}, ValueError, "'n_walks'"),
+        (
+            {"n_permutations": None, "max_evaluations": 500, "surrogate_permutations": 40},
+            ValueError,
+            "give n_permutations too",
+        ),
+        ({"progress": "print"}, TypeError, "'progress'"),
     ],
 )
 def test_bad_input(kwargs: dict, error: type, match: str) -> None:
@@ -223,6 +240,75 @@ def test_bad_input(kwargs: dict, error: type, match: str) -> None:
     arguments = {"surrogate": surrogate, "n_permutations": 8, **kwargs}
     with pytest.raises(error, match=match):
         control_variate_shapley(game, seed=0, **arguments)
+
+
+# -- budgets and progress ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"antithetic": True, "pooled": True},
+        {"surrogate_values": "exact"},
+        {"truncation": "dead", "truncation_mode": "absolute", "patience": 1},
+    ],
+)
+def test_progress_reads_what_a_run_of_that_many_walks_returns(options: dict) -> None:
+    """The estimate reported after w walks is the result of a run of w walks, same seed: the
+    orders depend on the walk's number only, and the surrogate's own walks keep pace."""
+    game, surrogate = _monotone_pair()
+    if options.get("surrogate_values") == "exact":
+        options = {**options, "surrogate_values": surrogate.shapley_values()}
+    if options.get("truncation") == "dead":
+        options = {**options, "truncation": _dead_level(game)}
+    reported: list[tuple[int, int, np.ndarray]] = []
+    control_variate_shapley(
+        game,
+        surrogate,
+        40,
+        n_walks=8,
+        seed=5,
+        progress=lambda p: reported.append((p.n_permutations, p.n_evaluations, p.values.copy())),
+        **options,
+    )
+    assert [walks for walks, _, _ in reported] == [8, 16, 24, 32, 40]
+    for walks, evaluations, values in reported:  # each read against a run of its own
+        alone = control_variate_shapley(game, surrogate, walks, seed=5, **options)
+        np.testing.assert_allclose(values, alone.values, rtol=1e-12, atol=1e-12)
+        assert evaluations == alone.n_evaluations
+
+
+@pytest.mark.parametrize("options", [{}, {"antithetic": True}, {"truncation": 0.1}])
+def test_max_evaluations_is_never_exceeded(options: dict) -> None:
+    """A budget stops the run before a round that could exceed it; untruncated, the run spends
+    all but less than a round of it."""
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0.5, 1.5, 30)
+    game = ns.games.DeadNetworkGame(weights, min_players=20)
+    surrogate = ns.games.DeadNetworkGame(weights * rng.uniform(0.8, 1.2, 30), min_players=18)
+    round_cost = 8 * (game.n_players - 1)
+    for budget in (2 + 8 * 29, 1_000, 1_234, 3_000):
+        result = control_variate_shapley(game, surrogate, max_evaluations=budget, seed=1, **options)
+        assert result.n_evaluations <= budget
+        assert result.stop_reason == "max_evaluations"
+        assert result.params["max_evaluations"] == budget
+        # The surrogate's own walks kept pace: 10 for every game walk, as in a run of that many.
+        assert result.params["surrogate_permutations"] == 10 * result.params["n_permutations"]
+        if "truncation" not in options:
+            assert result.n_evaluations > budget - round_cost
+        again = control_variate_shapley(
+            game, surrogate, result.params["n_permutations"], seed=1, **options
+        )
+        np.testing.assert_allclose(result.values, again.values, rtol=1e-12, atol=1e-12)
+
+
+def test_the_first_budget_that_fits_two_folds_runs() -> None:
+    game, surrogate = _soum_pair()
+    result = control_variate_shapley(game, surrogate, max_evaluations=22, seed=0)
+    assert (result.n_evaluations, int(result.n_samples[0])) == (22, 4)
+    both = control_variate_shapley(game, surrogate, 16, max_evaluations=10_000, seed=0)
+    assert both.stop_reason == "n_permutations" and int(both.n_samples[0]) == 16
 
 
 # -- truncation --------------------------------------------------------------------------------

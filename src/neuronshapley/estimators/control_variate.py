@@ -88,6 +88,7 @@ from numpy.typing import NDArray
 from neuronshapley._internal.validation import check_bool, check_float, check_int
 from neuronshapley.estimators.driver import seed_entropy
 from neuronshapley.estimators.options import Sampling, Truncation
+from neuronshapley.estimators.progress import Progress, ProgressCallback
 from neuronshapley.estimators.walks import Endpoints, Evaluator, Walker, permutation, uses_contexts
 from neuronshapley.games.base import CallableGame, Game, as_game, game_fingerprint, player_groups
 from neuronshapley.results.result import ShapleyResult
@@ -97,6 +98,9 @@ from neuronshapley.results.tails import monotone_refuted
 _OWNER = "control_variate_shapley"
 # Walks per block: their values and marginals (walks x players floats) stay within this.
 _BLOCK_BYTES = 2**26
+# The contexts of the surrogate's own walks start here, after any game walk's (a surrogate that
+# scores each walk on its own data sees other data in them than the paired walks did).
+_ALONE = 2**40
 # A surrogate whose marginals vary by less than this (relative to their size) is a constant:
 # its coefficient is 0 (round-off in a linear surrogate's differences is not a signal).
 _CONSTANT = 1e-9
@@ -282,8 +286,9 @@ def _check_values(values: Any, n: int) -> NDArray[np.float64]:
 def control_variate_shapley(
     game: Game | Callable[..., Any],
     surrogate: Game | Callable[..., Any],
-    n_permutations: int,
+    n_permutations: int | None = None,
     *,
+    max_evaluations: int | None = None,
     surrogate_values: Any = None,
     surrogate_permutations: int | None = None,
     beta: float | None = None,
@@ -295,7 +300,9 @@ def control_variate_shapley(
     continue_probability: float | None = None,
     delta: float = 0.05,
     batch_size: int = 256,
+    n_walks: int = 8,
     seed: int | Any = None,
+    progress: ProgressCallback | None = None,
     n_players: int | None = None,
 ) -> ShapleyResult:
     """Permutation sampling of ``game`` with ``surrogate`` as a control variate (unbiased).
@@ -314,14 +321,21 @@ def control_variate_shapley(
         surrogate: The cheap game on the same players (same names), e.g.
             ``ns.units.linearized_game(neuron_game)``. A plain callable is accepted.
         n_permutations: Orders to walk on the game (and on the surrogate), at least 4 (two
-            folds of two samples); with ``antithetic`` even, at least 8.
+            folds of two samples); with ``antithetic`` even, at least 8. Default ``None``: as
+            many as ``max_evaluations`` allows (one of the two is required).
+        max_evaluations: The game's evaluation budget (V(N) and V(empty) included): the run
+            stops before a round of walks that could exceed it, counting each walk at its
+            untruncated cost (n - 1 coalitions, n + 1 where each walk is scored on its own
+            data), so a truncated run may stop a little short of it. At least what 4 samples
+            cost. Default ``None``: no budget.
         surrogate_values: The surrogate's exact Shapley values (a closed form, an exact
             enumeration), one per player. Default ``None``: estimated from
             ``surrogate_permutations`` walks of the surrogate alone.
         surrogate_permutations: Independent walks of the surrogate alone that estimate its
             values, at least 2. Default ``None``: 10 x ``n_permutations`` (the surrogate's
             estimation error then costs about 1/11 of the variance reduction). Not with
-            ``surrogate_values``.
+            ``surrogate_values``; with it, also give ``n_permutations`` (the surrogate's walks
+            keep pace with the game's: after w of the M game walks, N_s w / M of them).
         beta: A fixed coefficient c for every player instead of the cross-fitted one. Default
             ``None`` (cross-fitted). ``0`` is plain permutation sampling.
         pooled: Cross-fit one coefficient shared by every player instead of one per player:
@@ -340,13 +354,23 @@ def control_variate_shapley(
             weights its tail by 1/p (unbiased). Default ``None`` (plain truncation).
         delta: Each normal interval misses with probability about ``delta``. Default 0.05.
         batch_size: Coalitions per call to each game. Default 256.
+        n_walks: Game walks per round (even with ``antithetic``); after each round the
+            surrogate's own walks catch up and ``progress`` is called. Default 8.
         seed: Int or ``numpy.random.Generator``. Default ``None``: fresh entropy, recorded.
+        progress: Called after every round (once both folds hold two samples) with a
+            ``Progress`` whose values are the estimate so far, the result a run of that many
+            walks returns (the orders depend on the walk's number only, and the surrogate's own
+            walks keep pace; with ``surrogate_permutations`` given, a run of that share of
+            them). Default ``None``.
         n_players: Number of players, only for a plain callable ``game``.
 
     Returns:
         A ``ShapleyResult`` (``estimator="control_variate_shapley"``). ``n_samples`` counts the
         game's samples; ``variance`` is M x the estimate's variance (so that ``stderr`` =
-        sqrt(variance / n_samples)); ``n_evaluations`` counts the game's evaluations only.
+        sqrt(variance / n_samples)); ``n_evaluations`` counts the game's evaluations only;
+        ``stop_reason`` is ``"n_permutations"`` or ``"max_evaluations"``, and ``params`` hold
+        the walks walked (``n_permutations``, ``surrogate_permutations``): a run of those with
+        the same seed returns the same result.
         ``diagnostics`` holds ``plain_values`` (the plain permutation estimate from the same
         walks) and ``plain_variance`` (of x_t), ``variance_ratio`` (variance /
         plain_variance: plain sampling needs 1 / that as many game evaluations for the same
@@ -361,12 +385,40 @@ def control_variate_shapley(
     game = as_game(game, n_players, _OWNER)
     surrogate_game = _check_surrogate(game, surrogate)
     n = game.n_players
-    n_walks = int(check_int(n_permutations, "n_permutations", _OWNER, min_value=4))  # type: ignore[arg-type]
     check_bool(antithetic, "antithetic", _OWNER)
-    if antithetic and (n_walks % 2 or n_walks < 8):
+    walks_per_sample = 2 if antithetic else 1
+    if n_permutations is None and max_evaluations is None:
+        raise ValueError(
+            f"{_OWNER} needs a stopping rule: give 'n_permutations' (orders to walk) or "
+            "'max_evaluations' (the game's evaluation budget), or both. Got neither."
+        )
+    total_walks = check_int(n_permutations, "n_permutations", _OWNER, min_value=4, allow_none=True)
+    if antithetic and total_walks is not None and (total_walks % 2 or total_walks < 8):
         raise ValueError(
             f"With antithetic=True, the 'n_permutations' parameter of {_OWNER} must be even and "
-            f"at least 8 (two folds of two pairs). Got {n_walks}."
+            f"at least 8 (two folds of two pairs). Got {total_walks}."
+        )
+    # A walk's coalitions at most (untruncated), and the run's own: V(N) and V(empty), unless
+    # each walk is scored on its own data (then every walk evaluates its own ends).
+    per_walk, ends = (n + 1, 0) if uses_contexts(game) else (n - 1, 2)
+    fewest = ends + 4 * walks_per_sample * per_walk  # two folds of two samples
+    budget = check_int(max_evaluations, "max_evaluations", _OWNER, min_value=1, allow_none=True)
+    if budget is not None and budget < fewest:
+        raise ValueError(
+            f"The 'max_evaluations' parameter of {_OWNER} must allow two folds of two samples: "
+            f"at least {fewest:,} evaluations on these {n} players"
+            f"{' (antithetic pairs)' if antithetic else ''}. Got {budget:,}."
+        )
+    round_walks = int(check_int(n_walks, "n_walks", _OWNER, min_value=1))  # type: ignore[arg-type]
+    if antithetic and round_walks % 2:
+        raise ValueError(
+            f"With antithetic=True, the 'n_walks' parameter of {_OWNER} must be even (each "
+            f"order walks with its reverse). Got n_walks={round_walks}."
+        )
+    if progress is not None and not callable(progress):
+        raise TypeError(
+            f"The 'progress' parameter of {_OWNER} must be a callable taking a Progress, or "
+            f"None. Got {type(progress).__name__}."
         )
     rule = Truncation.from_arguments(
         _OWNER, truncation, truncation_mode, patience, continue_probability
@@ -387,6 +439,8 @@ def control_variate_shapley(
             f"coefficient for every player), not both. Got beta={beta!r}."
         )
     exact_u: NDArray[np.float64] | None = None
+    # The surrogate's own walks keep pace with the game's: after w game walks, ratio x w.
+    ratio = 10.0
     if surrogate_values is not None:
         if surrogate_permutations is not None:
             raise ValueError(
@@ -395,12 +449,11 @@ def control_variate_shapley(
                 f"surrogate_permutations={surrogate_permutations!r}."
             )
         exact_u = _check_values(surrogate_values, n)
-        n_surrogate_walks = 0
-    else:
-        default = 10 * n_walks
+        ratio = 0.0
+    elif surrogate_permutations is not None:
         n_surrogate_walks = int(
             check_int(  # type: ignore[arg-type]
-                default if surrogate_permutations is None else surrogate_permutations,
+                surrogate_permutations,
                 "surrogate_permutations",
                 _OWNER,
                 min_value=4 if antithetic else 2,
@@ -411,6 +464,14 @@ def control_variate_shapley(
                 f"With antithetic=True, the 'surrogate_permutations' parameter of {_OWNER} must "
                 f"be even. Got {n_surrogate_walks}."
             )
+        if total_walks is None:
+            raise ValueError(
+                f"The 'surrogate_permutations' parameter of {_OWNER} is a share of "
+                "'n_permutations' (its walks keep pace with the game's), which is not given. Got "
+                f"surrogate_permutations={surrogate_permutations!r}; give n_permutations too, or "
+                "leave it None (10 surrogate walks per game walk)."
+            )
+        ratio = n_surrogate_walks / total_walks
     entropy = seed_entropy(seed, _OWNER)
     started = time.perf_counter()
     on_game, on_surrogate = _Walks(game, batch), _Walks(surrogate_game, batch)
@@ -439,60 +500,75 @@ def control_variate_shapley(
     # The smallest and largest marginal the game's walks measured: one of the wrong sign
     # refutes the monotone tails the widened intervals assume (results.tails).
     seen = RunningStats.zeros(n)
-    for first in range(0, n_walks, per_block):
-        count = min(per_block, n_walks - first)
-        orders, contexts = _orders(entropy, first, count, n, antithetic, None)
-        hidden = None
-        if walker is None:
-            x = on_game.marginals(orders, contexts)
-        else:
-            started_walks = time.perf_counter()
-            x, hidden, truncated = walker.walk_marginals(first, count)
-            on_game.seconds += time.perf_counter() - started_walks
-            n_truncated += truncated
-            if len(x):
-                seen.sample_min = min(seen.sample_min, float(x.min()))
-                seen.sample_max = max(seen.sample_max, float(x.max()))
-        u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
-        samples = [_as_samples(x, antithetic)]
-        if tails is not None and hidden is not None:
-            samples += [
-                _as_samples(x + np.minimum(hidden, 0.0), antithetic),
-                _as_samples(x + np.maximum(hidden, 0.0), antithetic),
-            ]
-        numbers = sample + np.arange(len(u))
-        for k in (0, 1):
-            own = numbers % 2 == k  # even and odd samples: two folds that grow together
-            # One sample array per set of moments: the truncated ends L and H come with tails.
-            for moments, x_k in zip((folds, *(tails or ())), samples, strict=True):
-                moments[k].add(x_k[own], u[own])
-        sample += len(u)
     alone = _Moments.zeros(n)
-    for first in range(0, n_surrogate_walks, per_block):
-        count = min(per_block, n_surrogate_walks - first)
-        orders, contexts = _orders(entropy, first, count, n, antithetic, 2)
-        # Contexts of their own, after the game walks' (a surrogate scored per walk sees
-        # other data than the paired walks did).
-        u = _as_samples(on_surrogate.marginals(orders, contexts + n_walks), antithetic)
-        alone.add(u, u)
-    n_alone = alone.count
-    phi_u = exact_u if exact_u is not None else alone.mean_u.copy()
+    walked = walked_alone = 0
+    stop_reason = "n_permutations"
+    while total_walks is None or walked < total_walks:
+        count = round_walks if total_walks is None else min(round_walks, total_walks - walked)
+        if budget is not None:
+            fits = (budget - on_game.evaluator.n_evaluations) // per_walk
+            fits -= fits % walks_per_sample
+            if fits < count:
+                count, stop_reason = fits, "max_evaluations"
+        if count <= 0:
+            break
+        for first in range(walked, walked + count, per_block):
+            block = min(per_block, walked + count - first)
+            orders, contexts = _orders(entropy, first, block, n, antithetic, None)
+            hidden = None
+            if walker is None:
+                x = on_game.marginals(orders, contexts)
+            else:
+                started_walks = time.perf_counter()
+                x, hidden, truncated = walker.walk_marginals(first, block)
+                on_game.seconds += time.perf_counter() - started_walks
+                n_truncated += truncated
+                if len(x):
+                    seen.sample_min = min(seen.sample_min, float(x.min()))
+                    seen.sample_max = max(seen.sample_max, float(x.max()))
+            u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
+            samples = [_as_samples(x, antithetic)]
+            if tails is not None and hidden is not None:
+                samples += [
+                    _as_samples(x + np.minimum(hidden, 0.0), antithetic),
+                    _as_samples(x + np.maximum(hidden, 0.0), antithetic),
+                ]
+            numbers = sample + np.arange(len(u))
+            for k in (0, 1):
+                own = numbers % 2 == k  # even and odd samples: two folds that grow together
+                # One sample array per set of moments: the truncated ends L and H come with tails.
+                for moments, x_k in zip((folds, *(tails or ())), samples, strict=True):
+                    moments[k].add(x_k[own], u[own])
+            sample += len(u)
+        walked += count
+        # The surrogate's own walks catch up: ratio x the game's walks, whole pairs, at least
+        # two samples (as many as a fresh run of `walked` walks would walk).
+        target = 0 if exact_u is not None else max(math.ceil(ratio * walked), 2 * walks_per_sample)
+        target += target % walks_per_sample
+        for first in range(walked_alone, target, per_block):
+            block = min(per_block, target - first)
+            orders, contexts = _orders(entropy, first, block, n, antithetic, 2)
+            u = _as_samples(on_surrogate.marginals(orders, contexts + _ALONE), antithetic)
+            alone.add(u, u)
+        walked_alone = max(walked_alone, target)
+        if progress is not None and min(fold.count for fold in folds) >= 2:
+            estimate = _Estimate.of(folds, alone, exact_u, fixed, pooled)
+            progress(
+                Progress(
+                    n_evaluations=on_game.evaluator.n_evaluations,
+                    n_permutations=walked,
+                    elapsed_seconds=time.perf_counter() - started,
+                    values=estimate.values,
+                    n_undecided=None,
+                    max_evaluations=budget,
+                    max_seconds=None,
+                )
+            )
+    estimate = _Estimate.of(folds, alone, exact_u, fixed, pooled)
+    values, variance_of_estimate = estimate.values, estimate.variance
+    coefficients, weights = estimate.coefficients, estimate.weights
+    phi_u, surrogate_part = estimate.phi_u, estimate.surrogate
     total = folds[0].count + folds[1].count
-    weights = [fold.count / total for fold in folds]
-    if fixed is not None:
-        coefficients = [np.full(n, float(fixed)), np.full(n, float(fixed))]
-    else:
-        # c_k from the other fold only: independent of what it adjusts (module docstring).
-        # Both folds share phi_hat^U, so its error does not average out between them: the
-        # total variance's minimiser uses M / N_s, not M_k / N_s.
-        ratio = [0.0 if exact_u is not None else total / n_alone for _ in folds]
-        fit = _pooled_coefficient if pooled else _coefficient
-        coefficients = [fit(folds[1 - k], ratio[k]) for k in (0, 1)]
-    shared = weights[0] * coefficients[0] + weights[1] * coefficients[1]
-    surrogate_part = (
-        np.zeros(n) if exact_u is not None else shared**2 * alone.var_u() / max(n_alone, 1)
-    )
-    values, variance_of_estimate = _adjusted(folds, coefficients, weights, phi_u, surrogate_part)
     stderr = np.sqrt(variance_of_estimate)
     z = NormalDist().inv_cdf(1.0 - delta / 2.0)
     ci_low, ci_high = values - z * stderr, values + z * stderr
@@ -509,7 +585,7 @@ def control_variate_shapley(
     how = (
         "given exactly"
         if exact_u is not None
-        else f"estimated from {n_surrogate_walks} independent walks, whose variance is included"
+        else f"estimated from {walked_alone} independent walks, whose variance is included"
     )
     fitted = (
         f"c = {float(fixed):g}, fixed, so unbiased"
@@ -542,8 +618,11 @@ def control_variate_shapley(
         n_evaluations=on_game.evaluator.n_evaluations,
         estimator=_OWNER,
         params={
-            "n_permutations": n_walks,
-            "surrogate_permutations": None if exact_u is not None else n_surrogate_walks,
+            # What was walked: a run of these (and the seed) returns this result again.
+            "n_permutations": walked,
+            "surrogate_permutations": None if exact_u is not None else walked_alone,
+            "max_evaluations": budget,
+            "n_walks": round_walks,
             "surrogate_values_given": exact_u is not None,
             "beta": None if fixed is None else float(fixed),
             "pooled": bool(pooled),
@@ -562,7 +641,7 @@ def control_variate_shapley(
             "batch_size": batch,
         },
         seed=entropy,
-        stop_reason="n_permutations",
+        stop_reason=stop_reason,
         elapsed_seconds=time.perf_counter() - started,
         diagnostics={
             "interval_note": note,
@@ -590,6 +669,47 @@ def control_variate_shapley(
         groups=player_groups(game),
         game_fingerprint=game_fingerprint(game),
     )
+
+
+@dataclass
+class _Estimate:
+    """The control-variate estimate from the samples so far (module docstring)."""
+
+    values: NDArray[np.float64]
+    variance: NDArray[np.float64]  # of the estimate
+    coefficients: list[NDArray[np.float64]]  # c_k of each fold
+    weights: list[float]  # w_k = M_k / M
+    phi_u: NDArray[np.float64]
+    surrogate: NDArray[np.float64]  # the variance's share from phi_hat^U's error
+
+    @classmethod
+    def of(
+        cls,
+        folds: tuple[_Moments, _Moments],
+        alone: _Moments,
+        exact_u: NDArray[np.float64] | None,
+        fixed: float | None,
+        pooled: bool,
+    ) -> "_Estimate":
+        n = len(alone.mean_u)
+        phi_u = exact_u if exact_u is not None else alone.mean_u.copy()
+        total = folds[0].count + folds[1].count
+        weights = [fold.count / total for fold in folds]
+        if fixed is not None:
+            coefficients = [np.full(n, float(fixed)), np.full(n, float(fixed))]
+        else:
+            # c_k from the other fold only: independent of what it adjusts (module docstring).
+            # Both folds share phi_hat^U, so its error does not average out between them: the
+            # total variance's minimiser uses M / N_s, not M_k / N_s.
+            ratio = 0.0 if exact_u is not None else total / alone.count
+            fit = _pooled_coefficient if pooled else _coefficient
+            coefficients = [fit(folds[1 - k], ratio) for k in (0, 1)]
+        shared = weights[0] * coefficients[0] + weights[1] * coefficients[1]
+        surrogate = (
+            np.zeros(n) if exact_u is not None else shared**2 * alone.var_u() / max(alone.count, 1)
+        )
+        values, variance = _adjusted(folds, coefficients, weights, phi_u, surrogate)
+        return cls(values, variance, coefficients, weights, phi_u, surrogate)
 
 
 def _adjusted(
