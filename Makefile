@@ -64,7 +64,7 @@ $(VENV)/.bench: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
-# The whole benchmark (44 min 18 s on 2 cores, measured 2026-12-04, on the pinned games and their
+# The whole benchmark (39 min 23 s on 2 cores, measured 2026-12-04, on the pinned games and their
 # cached references; docs/benchmarks.md, docs/benchmarks-peers.md).
 # `make bench-quick`: the same on one small game, a few minutes, nothing written.
 bench: $(VENV)/.bench

@@ -91,53 +91,63 @@ What it means (the run of 2026-12-04, 5 seeds, on the pinned games; issue 18's t
 brackets: at least 5x fewer evaluations than Captum on every game, 10x at 1,000+ units):
 
 - **Headline, digits-cnn, eps = one test example.** Captum reached a seed-averaged
-  eps-precision@10 of 0.9 at 2,568 evaluations. Ours: the control variate on truncated walks
-  (the linearised network with one pooled coefficient, `control_variate_shapley(...,
-  pooled=True, truncation=0.1)`) at 1,026 (**2.5x fewer evaluations, 2.2x less time**; 6.4x
-  against Captum on the plain masked forward); the control variate alone and antithetic walks
-  alone at 1,274 (2.0x); truncated sampling and TMAB at 1,909 (1.3x). At 5,000 evaluations the
-  truncated control variate also has the best Spearman correlation of all values (0.95, Captum
-  0.87). [Not met: 2.5x, not 5x.]
+  eps-precision@10 of 0.9 at 2,568 evaluations. Ours: antithetic walks, alone or with the
+  control variate, at 1,274 (**2.0x fewer evaluations, 2.2x less time**; 7.3x against Captum
+  on the plain masked forward); truncated sampling and TMAB at 1,909 (1.3x); the control
+  variate on truncated walks at 2,306 (1.1x: it is at 0.94 after 770, dips to 0.88 at 1,538);
+  the control variate alone at 3,818 (0.7x: 0.94 at 1,274, 0.88 at 2,546). At 5,000
+  evaluations the truncated control variate has the best Spearman correlation of all values
+  (0.94, Captum 0.87). [Not met: 2.0x, not 5x.]
 - **eps = 3 reference standard errors** (no method reached 0.9 on any game within the budgets;
   the level is where Captum's run ends): digits-cnn (0.75) the control variate on truncated
-  walks 1.9x, antithetic walks 1.3x; mnist1d-cnn (0.70) truncated sampling and TMAB 1.3x, the
-  truncated control variate 1.1x; on the 1,024-unit digits-mlp-wide (0.35) truncated sampling
-  and TMAB 1.8x, the control variate 0.9x with or without truncation (its correlation with the
-  MLP's marginals is weaker, 1.38x in variance at 64 walks, docs/efficiency.md, and at these
-  budgets it runs only 5-9 walks). [Not met: 1.8x at 1,024 units, not 10x.] mnist1d-cnn at one
-  test example: no method reached 0.9 within 3,000 evaluations.
+  walks 2.1x, on antithetic walks 1.9x, alone 1.3x, antithetic walks 1.3x; mnist1d-cnn (0.70)
+  truncated sampling and TMAB 1.3x, the control variate 0.9x with or without truncation; on
+  the 1,024-unit digits-mlp-wide (0.35) truncated sampling and TMAB 1.8x, the control variate
+  on truncated walks 1.7x, alone 0.9x (its correlation with the MLP's marginals is weaker,
+  1.38x in variance at 64 walks, docs/efficiency.md, and at these budgets it walks only 5-9
+  orders). [Not met: 1.8x at 1,024 units, not 10x.] mnist1d-cnn at one test example: no
+  method reached 0.9 within 3,000 evaluations.
+- **The control variate's curves are read as the others' are** since this run: one run per
+  seed, its estimate after every round of 8 walks (`control_variate_shapley` takes
+  `max_evaluations` and `progress` now; the estimate after w walks is the result of a run of w
+  walks). Before, each point was a run of its own at budgets about 2x apart, and the coarse
+  grid skipped the dips: the run of earlier today read 2.5x (truncated) and 2.0x (alone) at
+  one test example on the same walks, now 1.1x and 0.7x. "Reaches the level and stays there"
+  is harsh on a curve read finely at 5 seeds: the dips are one or two units of 50 (5 seeds x
+  top 10) near a tied boundary.
 - **digits-cnn-wide (1,152 filters) is in [benchmarks-peers-wide.md](benchmarks-peers-wide.md)**
   (`make bench-wide`: 34 minutes of two workers, too long for `make bench`'s 45): on 180 test
   examples, no method finds its top 10 within 6,000 evaluations; to Captum's final level
-  truncated sampling needs 1.2x fewer, the control variate on truncated walks 0.8x. [Not met:
-  1.2x at 1,152 units, not 10x.]
+  truncated sampling needs 1.2x fewer, the control variate on truncated walks 0.8x (read the
+  old, coarse way). [Not met: 1.2x at 1,152 units, not 10x.]
 - **TMAB decides nothing within these budgets.** With the anytime-valid bound (the only one it
   accepts since issue 17) no unit left the race on any game, so TMAB spends what truncated
   sampling spends (docs/efficiency.md: its half-widths after 30-60 walks are 6-36 times the 10th
   value).
 - **How much of this is noise.** Captum and "ours permutation" are the same estimator; with 5
   seeds their evaluations to 0.9 on digits-cnn differ by 1.5x (2,568 against 3,818). Ratios
-  below about 1.5x are within seed noise; 2.0-2.5x is not much beyond it. The control variate's
-  first point holds 4 walks (two folds of two) and its runs are read about 2x apart, so its
-  evaluations to a level are coarse (1,274 is its second point on digits-cnn).
+  below about 1.5x are within seed noise; 2x is not much beyond it.
 - **Why far from 5x and 20x.** The top of these networks is a near-tie (digits-cnn: ranks 8 to
   20 span 0.0115 to 0.0099); they die late in a walk (truncation saves 42-64%, not the paper's
   90%); the anytime bound cannot set units aside within these budgets; and the linearised
   network explains half the variance of a unit's marginal on the CNN (less on the MLP). The
-  levers compose (control variate x truncation: 2.5x), but each is worth 1.3-2x here.
+  levers compose where the level is loose (control variate x truncation: 2.1x at 3 standard
+  errors on digits-cnn, 1.7x on the MLP), but each is worth 1.3-2x here.
 - KernelSHAP and SVARM evaluate random coalitions, which share no prefix (2-3x more per
   evaluation), so they were given 500 (digits-cnn) and 2,000 (digits-mlp-wide) evaluations; at
   those budgets their rankings are near random. SVARM did not finish one run on 1,024 players
-  in 11 minutes and is left out there, as are the antithetic control variate (one point within
-  the budget) and TMAB as in the paper (the same samples as truncated sampling) on the MLP; on
-  digits-cnn those two added nothing either (2.0x and 1.3x in the run of 2026-12-02) and are
-  left out to keep the time.
-- **Time.** `make bench` took 44 min 18 s on this 2-core machine (this part 33 min of two
-  workers; issue 18's limit 45), with the references cached; `make bench-quick` 4 min 51 s
-  (limit 5). The games run on weights pinned in benchmarks/reference/<game>.pt: the bundled
-  models trained on another CPU are not bit-identical (Adam amplifies the kernels' last-bit
-  differences), and on this machine two of the four were other games by their probe values,
-  whose references would have cost 10 and 7 more minutes of one core each."""
+  in 11 minutes and is left out there, as are the antithetic control variate (its antithetic
+  pairs cost 2,046 evaluations: one point within the budget) and TMAB as in the paper (the same
+  samples as truncated sampling) on the MLP; TMAB as in the paper is left out on digits-cnn
+  too (1.3x in the run of 2026-12-02, truncated sampling's samples).
+- **Time.** `make bench` took 39 min 23 s on this 2-core machine (this part 29 min of two
+  workers; issue 18's limit 45), with the references cached, and `make bench-quick` 3 min 51 s
+  (limit 5); the run of earlier today, which ran the control variate once per budget, took 44
+  min 18 s. The games run on weights pinned
+  in benchmarks/reference/<game>.pt: the bundled models trained on another CPU are not
+  bit-identical (Adam amplifies the kernels' last-bit differences), and on this machine two of
+  the four were other games by their probe values, whose references would have cost 10 and 7
+  more minutes of one core each."""
 
 
 def table(rows: list[dict[str, object]]) -> str:
