@@ -73,6 +73,14 @@ def check_bool(value: Any, name: str, owner: str) -> bool:
     return bool(value)
 
 
+def check_progress(value: Any, owner: str) -> None:
+    """Check a ``progress`` callback: a callable or ``None``."""
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"The 'progress' parameter of {owner} must be a callable or None. Got {value!r}."
+        )
+
+
 def check_choice(value: Any, name: str, owner: str, choices: tuple[str, ...]) -> str:
     """Return ``value`` if it is one of ``choices``."""
     if value not in choices:

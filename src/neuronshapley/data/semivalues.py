@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from neuronshapley._internal.files import atomic_write
-from neuronshapley._internal.validation import check_float, check_int
+from neuronshapley._internal.validation import check_float, check_int, check_progress
 from neuronshapley.estimators.checkpoint import CheckpointError
 from neuronshapley.estimators.exact import enumerable_game, weighted_marginals
 from neuronshapley.estimators.options import Budget, Persistence
@@ -298,10 +298,7 @@ def data_banzhaf(
     rule = IntervalRule("bernstein", delta, metric_range, union_bound).check(owner)
     budget = Budget.from_arguments(owner, None, max_evaluations, max_seconds)
     persistence = Persistence.from_arguments(owner, checkpoint, checkpoint_every, resume)
-    if progress is not None and not callable(progress):
-        raise TypeError(
-            f"The 'progress' parameter of {owner} must be a callable or None. Got {progress!r}."
-        )
+    check_progress(progress, owner)
     game = as_game(game, n_players, owner)
     n = game.n_players
     fingerprint = game_fingerprint(game)

@@ -85,7 +85,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from neuronshapley._internal.validation import check_bool, check_float, check_int
+from neuronshapley._internal.validation import check_bool, check_float, check_int, check_progress
 from neuronshapley.estimators.driver import seed_entropy
 from neuronshapley.estimators.options import Sampling, Truncation
 from neuronshapley.estimators.progress import Progress, ProgressCallback
@@ -415,11 +415,7 @@ def control_variate_shapley(
             f"With antithetic=True, the 'n_walks' parameter of {_OWNER} must be even (each "
             f"order walks with its reverse). Got n_walks={round_walks}."
         )
-    if progress is not None and not callable(progress):
-        raise TypeError(
-            f"The 'progress' parameter of {_OWNER} must be a callable taking a Progress, or "
-            f"None. Got {type(progress).__name__}."
-        )
+    check_progress(progress, _OWNER)
     rule = Truncation.from_arguments(
         _OWNER, truncation, truncation_mode, patience, continue_probability
     )
@@ -496,7 +492,7 @@ def control_variate_shapley(
             rule,
         )
     )
-    sample, n_truncated = 0, 0
+    n_truncated = 0
     # The smallest and largest marginal the game's walks measured: one of the wrong sign
     # refutes the monotone tails the widened intervals assume (results.tails).
     seen = RunningStats.zeros(n)
@@ -504,7 +500,10 @@ def control_variate_shapley(
     walked = walked_alone = 0
     stop_reason = "n_permutations"
     while total_walks is None or walked < total_walks:
-        count = round_walks if total_walks is None else min(round_walks, total_walks - walked)
+        # A round's values and marginals stay within _BLOCK_BYTES (per_block walks at most).
+        count = min(round_walks, per_block)
+        if total_walks is not None:
+            count = min(count, total_walks - walked)
         if budget is not None:
             fits = (budget - on_game.evaluator.n_evaluations) // per_walk
             fits -= fits % walks_per_sample
@@ -512,34 +511,31 @@ def control_variate_shapley(
                 count, stop_reason = fits, "max_evaluations"
         if count <= 0:
             break
-        for first in range(walked, walked + count, per_block):
-            block = min(per_block, walked + count - first)
-            orders, contexts = _orders(entropy, first, block, n, antithetic, None)
-            hidden = None
-            if walker is None:
-                x = on_game.marginals(orders, contexts)
-            else:
-                started_walks = time.perf_counter()
-                x, hidden, truncated = walker.walk_marginals(first, block)
-                on_game.seconds += time.perf_counter() - started_walks
-                n_truncated += truncated
-                if len(x):
-                    seen.sample_min = min(seen.sample_min, float(x.min()))
-                    seen.sample_max = max(seen.sample_max, float(x.max()))
-            u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
-            samples = [_as_samples(x, antithetic)]
-            if tails is not None and hidden is not None:
-                samples += [
-                    _as_samples(x + np.minimum(hidden, 0.0), antithetic),
-                    _as_samples(x + np.maximum(hidden, 0.0), antithetic),
-                ]
-            numbers = sample + np.arange(len(u))
-            for k in (0, 1):
-                own = numbers % 2 == k  # even and odd samples: two folds that grow together
-                # One sample array per set of moments: the truncated ends L and H come with tails.
-                for moments, x_k in zip((folds, *(tails or ())), samples, strict=True):
-                    moments[k].add(x_k[own], u[own])
-            sample += len(u)
+        orders, contexts = _orders(entropy, walked, count, n, antithetic, None)
+        hidden = None
+        if walker is None:
+            x = on_game.marginals(orders, contexts)
+        else:
+            started_walks = time.perf_counter()
+            x, hidden, truncated = walker.walk_marginals(walked, count)
+            on_game.seconds += time.perf_counter() - started_walks
+            n_truncated += truncated
+            if len(x):
+                seen.sample_min = min(seen.sample_min, float(x.min()))
+                seen.sample_max = max(seen.sample_max, float(x.max()))
+        u = _as_samples(on_surrogate.marginals(orders, contexts), antithetic)
+        samples = [_as_samples(x, antithetic)]
+        if tails is not None and hidden is not None:
+            samples += [
+                _as_samples(x + np.minimum(hidden, 0.0), antithetic),
+                _as_samples(x + np.maximum(hidden, 0.0), antithetic),
+            ]
+        numbers = walked // walks_per_sample + np.arange(len(u))  # the samples' numbers
+        for k in (0, 1):
+            own = numbers % 2 == k  # even and odd samples: two folds that grow together
+            # One sample array per set of moments: the truncated ends L and H come with tails.
+            for moments, x_k in zip((folds, *(tails or ())), samples, strict=True):
+                moments[k].add(x_k[own], u[own])
         walked += count
         # The surrogate's own walks catch up: ratio x the game's walks, whole pairs, at least
         # two samples (as many as a fresh run of `walked` walks would walk).
@@ -550,7 +546,7 @@ def control_variate_shapley(
             orders, contexts = _orders(entropy, first, block, n, antithetic, 2)
             u = _as_samples(on_surrogate.marginals(orders, contexts + _ALONE), antithetic)
             alone.add(u, u)
-        walked_alone = max(walked_alone, target)
+        walked_alone = target
         if progress is not None and min(fold.count for fold in folds) >= 2:
             estimate = _Estimate.of(folds, alone, exact_u, fixed, pooled)
             progress(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from neuronshapley._internal.validation import check_int
+from neuronshapley._internal.validation import check_int, check_progress
 from neuronshapley.estimators.backend import (
     Backend,
     BackendRun,
@@ -151,10 +151,7 @@ def sampling_spec(
     backend: Any = None,
 ) -> RunSpec:
     """The spec of a sampling run from validated options (``identity``: the estimator's own)."""
-    if progress is not None and not callable(progress):
-        raise TypeError(
-            f"The 'progress' parameter of {owner} must be a callable or None. Got {progress!r}."
-        )
+    check_progress(progress, owner)
     if truncation is not None and not getattr(game, "supports_truncation", True):
         # A game whose value has no "dead" level (the output for one class, say) says so.
         reason = getattr(game, "truncation_reason", "this game does not support it")
